@@ -1,0 +1,143 @@
+"""`workbench` command line: mirrors the seed's `lazarus introspect ...` commands. Thin over the Python API."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from .errors import WorkbenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
+introspect = typer.Typer(no_args_is_help=True, help="Probe and read a model's hidden states.")
+app.add_typer(introspect, name="introspect")
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="result JSON path (a .html figure is written beside it)")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed for CV folds, control labels and probes")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu | cuda (default: cuda when available)")]
+AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="peft adapter folder to apply to the model")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="prompts per forward pass")]
+
+
+def _figure_path(output: Path) -> Path:
+    return output.with_suffix(".html")
+
+
+def _echo_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@introspect.command("classifier")
+def classifier_cmd(
+    classes: Annotated[list[str], typer.Option("--classes", help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list)')],
+    output: OutputOpt,
+    model: ModelOpt = "default",
+    test: Annotated[Optional[str], typer.Option("--test", help='"p1|p2" or @file.txt: prompts to classify')] = None,
+    layers: Annotated[str, typer.Option("--layers", help="all | 3,5 | 2-8")] = "all",
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    adapter: AdapterOpt = None,
+):
+    """Per-layer linear probes: which class does the residual stream at the last prompt token encode?"""
+    from . import introspect as ops
+    from .models import load_model
+    from .plots import probe_accuracy_figure, write_figure
+    from .results import check_writable, write_result
+    from .tasks import parse_classes, parse_layers, parse_prompt_list
+
+    data = parse_classes(classes)
+    tests = parse_prompt_list(test, "--test") if test else []
+    check_writable(output)
+    lm = load_model(model, device=device, adapter=adapter)
+    chosen = parse_layers(layers, lm.n_layers)
+    result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
+    settings = {"model": model, "layers": layers, "seed": seed, "batch_size": batch_size, "adapter": str(adapter) if adapter else None}
+    write_result(output, "introspect.classifier", result, settings)
+    write_figure(probe_accuracy_figure(result), _figure_path(output))
+
+    print(f"{'layer':>5}  {'accuracy':>8}  {'std':>6}  {'control':>7}  {'selectivity':>11}")
+    for r in result["layer_results"]:
+        print(f"{r['layer']:>5}  {r['accuracy']:>8.3f}  {r['std']:>6.3f}  {r['control_accuracy']:>7.3f}  {r['selectivity']:>11.3f}")
+    print(f"best layer {result['best_layer']}: accuracy {result['best_accuracy']:.3f} ({result['folds']}-fold CV)")
+    if tests:
+        at = result["best_layer"]
+        for t in result["test_predictions"]:
+            if t["layer"] == at:
+                print(f"  {t['prompt']!r} -> {t['predicted']} ({t['probabilities'][t['predicted']]:.3f}) at layer {at}")
+    print(f"wrote {output} and {_figure_path(output)}")
+
+
+@introspect.command("logit-lens")
+def logit_lens_cmd(
+    prompts: Annotated[str, typer.Option("--prompts", help='"p1|p2" or @file.txt')],
+    targets: Annotated[list[str], typer.Option("--targets", help="target word (repeat per target)")],
+    output: OutputOpt,
+    model: ModelOpt = "default",
+    layer: Annotated[Optional[int], typer.Option("--layer", help="lens layer (default: int(0.55 * n_layers))")] = None,
+    all_layers: Annotated[bool, typer.Option("--all-layers", help="also record each target's probability and rank at every layer")] = False,
+    expected: Annotated[Optional[str], typer.Option("--expected", help='expected target per prompt, "w1|w2" (default: from the operator)')] = None,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    adapter: AdapterOpt = None,
+):
+    """Logit lens: are the target words readable through the vocabulary at a mid layer?"""
+    from . import introspect as ops
+    from .models import load_model
+    from .plots import lens_heatmap_figure, lens_layer_figure, write_figure
+    from .results import check_writable, write_result
+    from .tasks import parse_prompt_list
+
+    prompt_list = parse_prompt_list(prompts, "--prompts")
+    expected_list = parse_prompt_list(expected, "--expected") if expected else None
+    check_writable(output)
+    lm = load_model(model, device=device, adapter=adapter)
+    result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
+    settings = {"model": model, "layer": layer, "all_layers": all_layers, "expected": expected_list,
+                "batch_size": batch_size, "adapter": str(adapter) if adapter else None}
+    write_result(output, "introspect.logit_lens", result, settings)
+    figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
+    write_figure(figure, _figure_path(output))
+
+    words = list(result["target_token_ids"])
+    print(f"logit lens at layer {result['layer']} of {result['num_layers']} ({result['model']})")
+    print(f"{'prompt':<16} {'top token':<12} {'p':>6}  " + "  ".join(f"{w:>10}" for w in words))
+    for r in result["results"]:
+        probs = "  ".join(f"{r['target_probs'][w]:>10.2e}" for w in words)
+        print(f"{r['prompt']!r:<16} {r['top_token']!r:<12} {r['top_prob']:>6.3f}  {probs}")
+    s = result["score"]
+    if s["total"]:
+        print(f"score: {s['correct']}/{s['total']} prompts have the expected target as top-1 token; "
+              f"mean expected-target probability {result['mean_expected_prob']:.2e}")
+    print(f"wrote {output} and {_figure_path(output)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad input prints one line and exits 2, never a traceback."""
+    warnings.showwarning = _echo_warning
+    try:
+        app(args=argv, standalone_mode=False)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `workbench` or `workbench introspect`
+        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
+        sys.exit(2)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

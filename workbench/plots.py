@@ -1,0 +1,75 @@
+"""Plotly figures built from result dicts (the same dicts the JSON files hold), and atomic HTML export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .results import atomic_write_text
+
+
+def probe_accuracy_figure(result: dict) -> go.Figure:
+    """Probe accuracy vs layer with a ±1 std band, the control task and chance."""
+    rows = result["layer_results"]
+    layers = [r["layer"] for r in rows]
+    acc = [r["accuracy"] for r in rows]
+    std = [r["std"] for r in rows]
+    chance = 1 / len(result["classes"])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=layers + layers[::-1], y=[a + s for a, s in zip(acc, std)] + [a - s for a, s in zip(acc, std)][::-1],
+        fill="toself", fillcolor="rgba(31,119,180,0.2)", line={"width": 0}, hoverinfo="skip", name="±1 std (folds)",
+    ))
+    fig.add_trace(go.Scatter(x=layers, y=acc, mode="lines+markers", name="task accuracy", line={"color": "#1f77b4"}))
+    fig.add_trace(go.Scatter(
+        x=layers, y=[r["control_accuracy"] for r in rows], mode="lines+markers", name="control task (random labels)",
+        line={"color": "#ff7f0e", "dash": "dot"},
+    ))
+    fig.add_hline(y=chance, line={"color": "grey", "dash": "dash"}, annotation_text=f"chance {chance:.2f}")
+    fig.update_layout(
+        title=f"Linear probe accuracy by layer — {result['model']} ({', '.join(result['classes'])})",
+        xaxis_title="layer (resid_post)", yaxis_title="CV accuracy", yaxis_range=[0, 1.05], template="plotly_white",
+    )
+    return fig
+
+
+def lens_heatmap_figure(result: dict) -> go.Figure:
+    """Each target's lens probability over layers x prompts (needs an --all-layers result)."""
+    grid = result["all_layers"]
+    words = list(grid["target_probs"])
+    prompts = [r["prompt"] for r in result["results"]]
+    fig = make_subplots(rows=1, cols=len(words), subplot_titles=[repr(w) for w in words], shared_yaxes=True)
+    for j, word in enumerate(words):
+        z = list(map(list, zip(*grid["target_probs"][word])))  # [prompt][layer]
+        fig.add_trace(go.Heatmap(
+            z=z, x=grid["layers"], y=[repr(p) for p in prompts], zmin=0, zmax=1, coloraxis="coloraxis",
+            hovertemplate="layer %{x}<br>prompt %{y}<br>p=%{z:.4f}<extra>" + word + "</extra>",
+        ), row=1, col=j + 1)
+    fig.add_vline(x=result["layer"], line={"color": "white", "dash": "dash"})
+    fig.update_layout(
+        title=f"Logit-lens target probability — {result['model']} (dashed: layer {result['layer']})",
+        coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1, "colorbar": {"title": "p"}}, template="plotly_white",
+    )
+    fig.update_xaxes(title_text="layer")
+    return fig
+
+
+def lens_layer_figure(result: dict) -> go.Figure:
+    """Target probabilities at the chosen layer, one group of bars per prompt."""
+    prompts = [repr(r["prompt"]) for r in result["results"]]
+    fig = go.Figure([
+        go.Bar(name=word, x=prompts, y=[r["target_probs"][word] for r in result["results"]])
+        for word in result["target_token_ids"]
+    ])
+    fig.update_layout(
+        barmode="group", title=f"Logit lens at layer {result['layer']} — {result['model']}",
+        yaxis_title="target probability", xaxis_title="prompt", template="plotly_white",
+    )
+    return fig
+
+
+def write_figure(fig: go.Figure, path: str | Path) -> Path:
+    """Self-contained HTML (plotly.js inlined, so it opens offline), written atomically."""
+    return atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))

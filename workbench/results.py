@@ -1,0 +1,78 @@
+"""Result files: JSON with a schema version and every setting, written atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from .errors import WorkbenchError
+
+SCHEMA_VERSION = 1
+_LIBRARIES = ("workbench", "torch", "transformer-lens", "transformers", "peft", "scikit-learn", "numpy", "plotly")
+
+
+def environment() -> dict:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "libraries": versions}
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail early (before any model work) when an output file could not be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise WorkbenchError(f"output {str(path)!r} is a directory: pass a file path such as {str(path / 'result.json')!r}")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write output {str(path)!r} ({exc.strerror}): choose a writable location") from None
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write to a temp file beside ``path`` and rename over it: readers see the old file or the new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_result(path: str | Path, kind: str, payload: dict, settings: dict) -> Path:
+    """Write one result JSON: schema version, kind, time, environment, settings and the payload."""
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **payload,
+        "settings": settings,
+        "environment": environment(),
+    }
+    return atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_result(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WorkbenchError(f"cannot read result file {str(path)!r}: {exc}") from None
