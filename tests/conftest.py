@@ -1,0 +1,66 @@
+"""Fixtures: a tiny random Llama (built here, milliseconds) and, for integration tests, the embedded SmolLM2-135M."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+WORDS = ["multiply", "add", "subtract", "divide", "sub", "tract"]
+
+
+def build_tiny_tokenizer():
+    """A word/char-level fast tokenizer that splits arithmetic like SmolLM2 does ('7',' *',' ','8',' =',' ')."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<s>", "</s>"]
+    chars = [chr(c) for c in range(32, 127)]
+    ops = [f" {c}" for c in "*+-/="]
+    words = WORDS + [f" {w}" for w in WORDS]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + chars + ops + words))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r" ?[a-z]+| ?[*+\-/=]|."), behavior="isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def build_tiny_llama(vocab_size: int, n_layers: int = 4, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True,
+        pad_token_id=1, bos_token_id=2, eos_token_id=3,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A local HF model folder: tiny random Llama (4 layers, d=32) + its tokenizer, safetensors weights."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_llama(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_dir):
+    from workbench.models import load_model
+
+    return load_model(str(tiny_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smol():
+    """The embedded SmolLM2-135M (converted once into $WORKBENCH_CACHE or the user cache)."""
+    from workbench.models import load_model
+
+    return load_model("default", device="cpu")

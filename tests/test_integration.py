@@ -1,0 +1,106 @@
+"""The embedded SmolLM2-135M through every real path: GGUF, safetensors cache, bridge, the seed's two commands."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from workbench import models
+from workbench.activations import capture_last_token
+from workbench.lens import lens_log_probs
+from workbench.tasks import SEED_CLASSES, SEED_LENS_PROMPTS, SEED_TEST_PROMPTS
+
+pytestmark = pytest.mark.integration
+
+
+def test_embedded_model_facts(smol):
+    assert smol.model_id == "HuggingFaceTB/SmolLM2-135M-Instruct" and smol.source.kind == "embedded"
+    assert (smol.n_layers, smol.d_model, smol.classifier_layer) == (30, 576, 16)
+    assert smol.tokenizer.convert_ids_to_tokens(smol.token_ids("7 * 8 = ")) == ["7", "Ġ*", "Ġ", "8", "Ġ=", "Ġ"]
+
+
+def test_cache_hit_does_not_touch_the_gguf(smol, monkeypatch):
+    assert (models.embedded_cache_dir() / "model.safetensors").is_file()
+
+    def no_gguf(*a, **k):
+        raise AssertionError("cache hit must not reconvert the GGUF")
+
+    monkeypatch.setattr(models, "_load_gguf", no_gguf)
+    again = models.load_model("smollm2-135m", device="cpu")
+    for (name, a), b in zip(smol.hf_model.state_dict().items(), again.hf_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_gguf_file_path_equals_cached_model(smol):
+    gguf = models.load_model(str(models.embedded_gguf_path()), device="cpu")
+    assert gguf.source.kind == "gguf" and gguf.n_layers == 30
+    ids = torch.tensor([smol.token_ids("12 * 5 = ")])
+    with torch.no_grad():
+        assert torch.equal(gguf.bridge(ids), smol.bridge(ids))
+
+
+def test_bridge_logits_equal_hf(smol):
+    batch = smol.tokenize(SEED_LENS_PROMPTS)
+    with torch.no_grad():
+        assert torch.equal(smol.bridge(batch.input_ids), smol.hf_model(batch.input_ids).logits)
+
+
+def test_padded_batch_equals_one_prompt_at_a_time(smol):
+    """Within 1e-4 relative to each residual vector's norm: SmolLM2's residuals reach |x| ~ 900, where one fp32 ulp is
+    6e-5, and batched GEMMs alone (no padding) already differ by ~1e-3 absolute. Lens probabilities within 1e-4."""
+    prompts = [p for ps in SEED_CLASSES.values() for p in ps] + ["123 * 45 = ", "1 + 1 = "]
+    batched = capture_last_token(smol, prompts, batch_size=len(prompts))
+    single = torch.cat([capture_last_token(smol, [p]) for p in prompts])
+    relative = (batched - single).norm(dim=-1) / single.norm(dim=-1)
+    assert relative.max().item() < 1e-4
+    with torch.no_grad():
+        p_batched = lens_log_probs(smol, batched[:, 16]).exp()
+        p_single = lens_log_probs(smol, single[:, 16]).exp()
+    assert (p_batched - p_single).abs().max().item() < 1e-4
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_seed_classifier_command(tmp_path):
+    out = tmp_path / "results" / "classifier.json"
+    classes = [a for k, v in SEED_CLASSES.items() for a in ("--classes", f"{k}:{'|'.join(v)}")]
+    proc = _cli("introspect", "classifier", "-m", "default", *classes, "--test", "|".join(SEED_TEST_PROMPTS), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and doc["num_layers"] == 30
+    assert doc["classes"] == list(SEED_CLASSES) and doc["folds"] == 4
+    assert [r["layer"] for r in doc["layer_results"]] == list(range(30))
+    assert doc["best_accuracy"] == max(r["accuracy"] for r in doc["layer_results"])
+    # the operation is linearly decodable from the residual at the classifier layer, well above the control task
+    at16 = doc["layer_results"][16]
+    assert at16["accuracy"] >= 0.9 and at16["selectivity"] >= 0.4
+    assert len(doc["test_predictions"]) == 4 * 30
+    assert out.with_suffix(".html").is_file()
+
+
+def test_seed_logit_lens_command(tmp_path):
+    out = tmp_path / "results" / "logit_lens.json"
+    proc = _cli("introspect", "logit-lens", "-m", "default", "--prompts", "|".join(SEED_LENS_PROMPTS),
+                "--targets", "multiply", "--targets", "add", "--targets", "subtract", "--targets", "divide",
+                "--all-layers", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: target 'subtract' is 2 tokens" in proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["layer"] == 16 and doc["num_layers"] == 30 and len(doc["results"]) == 4
+    assert doc["target_token_ids"]["subtract"] == smol_token("sub")
+    for row in doc["results"]:
+        assert set(row["target_probs"]) == {"multiply", "add", "subtract", "divide"}
+        assert row["expected"] in ("multiply", "add")
+    # the seed's claim for the base model: no vocabulary-aligned classifier (target probability ~ 0%)
+    assert doc["mean_expected_prob"] < 0.01 and doc["score"]["correct"] == 0
+    assert len(doc["all_layers"]["layers"]) == 30
+
+
+def smol_token(text):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(models.embedded_cache_dir())(text, add_special_tokens=False).input_ids[0]
