@@ -15,6 +15,10 @@ from .errors import WorkbenchError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 introspect = typer.Typer(no_args_is_help=True, help="Probe and read a model's hidden states.")
 app.add_typer(introspect, name="introspect")
+data_app = typer.Typer(no_args_is_help=True, help="Training and evaluation data.")
+app.add_typer(data_app, name="data")
+train_app = typer.Typer(no_args_is_help=True, help="Train LoRA adapters (SFT, dual-reward).")
+app.add_typer(train_app, name="train")
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="result JSON path (a .html figure is written beside it)")]
@@ -119,6 +123,95 @@ def logit_lens_cmd(
         print(f"score: {s['correct']}/{s['total']} prompts have the expected target as top-1 token; "
               f"mean expected-target probability {result['mean_expected_prob']:.2e}")
     print(f"wrote {output} and {_figure_path(output)}")
+
+
+@data_app.command("generate")
+def data_generate_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")] = Path("data/arithmetic_sft.jsonl"),
+    samples: Annotated[int, typer.Option("--samples", min=1, help="number of records")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="generator seed (the seed guide's default is 42)")] = 42,
+    held_out_output: Annotated[Optional[Path], typer.Option("--held-out", help="also write held-out records (another seed, no prompt shared)")] = None,
+    held_out_samples: Annotated[int, typer.Option("--held-out-samples", min=1)] = 200,
+):
+    """Arithmetic SFT records {prompt, response, operation, classification_target}, as the seed's generator made them."""
+    from .data import generate_arithmetic, held_out, write_jsonl
+    from .results import check_writable
+
+    check_writable(output)
+    if held_out_output:
+        check_writable(held_out_output)
+    records = generate_arithmetic(samples, seed)
+    write_jsonl(output, records)
+    print(f"wrote {len(records)} records to {output}")
+    if held_out_output:
+        write_jsonl(held_out_output, held_out(records, held_out_samples))
+        print(f"wrote {held_out_samples} held-out records to {held_out_output}")
+
+
+@train_app.command("sft")
+def train_sft_cmd(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config; flags given here override it")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="training JSONL")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="held-out JSONL (default: generated with another seed)")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="output folder (adapter, checkpoints, logs, metrics)")] = None,
+    use_lora: Annotated[Optional[bool], typer.Option("--use-lora/--no-lora", help="LoRA via peft (default) or full fine-tuning")] = None,
+    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="module names, e.g. v_proj,o_proj")] = None,
+    lora_rank: Annotated[Optional[int], typer.Option("--lora-rank", min=1)] = None,
+    lora_alpha: Annotated[Optional[float], typer.Option("--lora-alpha", help="default 2 * rank")] = None,
+    freeze_layers: Annotated[Optional[str], typer.Option("--freeze-layers", help="0-12 or 0,1,2: no gradient, no optimizer state")] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="continue from a saved adapter folder")] = None,
+    mask_prompt: Annotated[Optional[bool], typer.Option("--mask-prompt/--no-mask-prompt", help="loss on response tokens only")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="overrides --epochs")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    gradient_accumulation_steps: Annotated[Optional[int], typer.Option("--gradient-accumulation-steps", min=1)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", "--lr")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay")] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option("--warmup-steps", min=0)] = None,
+    max_grad_norm: Annotated[Optional[float], typer.Option("--max-grad-norm", help="gradient clipping (default 1.0)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", min=1, help="checkpoint every N steps")] = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="continue from the last checkpoint in --output")] = None,
+    intermediate_layer: Annotated[Optional[str], typer.Option("--intermediate-layer", help="enable the dual-reward loss at this layer (or auto)")] = None,
+    intermediate_weight: Annotated[Optional[float], typer.Option("--intermediate-weight", help="weight w of the classifier CE (0.4 in the seed)")] = None,
+    device: DeviceOpt = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
+):
+    """Supervised fine-tuning with LoRA, layer freezing and the optional dual-reward intermediate loss."""
+    from .config import build_config, load_config
+
+    given = {k: v for k, v in dict(
+        model=model, data=data, eval_data=eval_data, output=output, use_lora=use_lora, lora_targets=lora_targets,
+        lora_rank=lora_rank, lora_alpha=lora_alpha, freeze_layers=freeze_layers, adapter=adapter, mask_prompt=mask_prompt,
+        max_steps=max_steps, epochs=epochs, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
+        learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
+        seed=seed, save_every=save_every, resume=resume,
+    ).items() if v is not None}
+    if intermediate_layer is not None or intermediate_weight is not None:
+        base = (load_config(config).intermediate_loss.model_dump() if config else {})
+        layer_value = intermediate_layer if intermediate_layer in (None, "auto") else _int_option("--intermediate-layer", intermediate_layer)
+        given["intermediate_loss"] = {**base, "enabled": True,
+                                      **({"layer": layer_value} if layer_value is not None else {}),
+                                      **({"weight": intermediate_weight} if intermediate_weight is not None else {})}
+    cfg = load_config(config, given) if config else build_config(given, "command line")
+    from .training import train
+
+    metrics = train(cfg, device=device, progress=not no_progress)
+    before, after = metrics["before"], metrics["after"]
+    print(f"trained {metrics['steps']} steps; adapter and metrics in {cfg.output}")
+    if before:
+        print(f"correct-operation lens probability at layer {metrics['layer']}: {before['lens']['mean_correct_target_prob']:.3e} -> "
+              f"{after['lens']['mean_correct_target_prob']:.3f}; top-1 {after['lens']['top1_score']['correct']}/{after['lens']['top1_score']['total']}")
+        print(f"held-out answer loss {before['answer_loss']:.3f} -> {after['answer_loss']:.3f}; "
+              f"exact match {before['answer_exact_match']:.3f} -> {after['answer_exact_match']:.3f}")
+
+
+def _int_option(flag: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise WorkbenchError(f"{flag} {value!r} is not a layer number: pass an integer or auto") from None
 
 
 def main(argv: list[str] | None = None) -> None:

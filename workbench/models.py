@@ -256,7 +256,7 @@ class LoadedModel:
         }
 
 
-def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path):
+def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False):
     """Load a saved peft adapter onto the HF model (before the bridge is booted). Returns the PeftModel."""
     from peft import PeftModel
 
@@ -266,7 +266,7 @@ def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path):
             f"adapter folder {str(path)!r} has no adapter_config.json: pass the folder a training run wrote (--output)"
         )
     try:
-        return PeftModel.from_pretrained(hf_model, str(path), is_trainable=False)
+        return PeftModel.from_pretrained(hf_model, str(path), is_trainable=trainable)
     except Exception as exc:
         raise WorkbenchError(
             f"cannot load adapter {str(path)!r} onto this model: {str(exc).splitlines()[0][:200]}; "

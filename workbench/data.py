@@ -1,0 +1,81 @@
+"""The seed's arithmetic SFT data: generator and JSONL I/O (a broken line is reported by file and line number)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from .errors import WorkbenchError
+from .results import atomic_write_text
+from .tasks import OPERATIONS
+
+SYMBOLS = {"multiply": "*", "add": "+", "subtract": "-", "divide": "/"}
+HELD_OUT_SEED = 1234  # evaluation prompts come from another seed than the training data's 42
+
+
+def make_example(op: str, a: int, b: int) -> dict:
+    answer = {"multiply": a * b, "add": a + b, "subtract": a - b, "divide": a // b}[op]
+    return {"prompt": f"{a} {SYMBOLS[op]} {b} = ", "response": str(answer), "operation": op, "classification_target": op}
+
+
+def generate_arithmetic(samples: int = 1000, seed: int = 42) -> list[dict]:
+    """The seed generator's distribution: op uniform; * and + in [1, 50]; a - b with 10<=a<=100, 1<=b<=a;
+    a / b exact with b in [1, 12] and quotient in [1, 12]."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(samples):
+        op = rng.choice(OPERATIONS)
+        if op in ("multiply", "add"):
+            a, b = rng.randint(1, 50), rng.randint(1, 50)
+        elif op == "subtract":
+            a = rng.randint(10, 100)
+            b = rng.randint(1, a)
+        else:
+            b, k = rng.randint(1, 12), rng.randint(1, 12)
+            a = b * k
+        out.append(make_example(op, a, b))
+    return out
+
+
+def held_out(train: list[dict], samples: int = 200, seed: int = HELD_OUT_SEED) -> list[dict]:
+    """Examples from another seed whose prompts do not occur in ``train``."""
+    seen = {r["prompt"] for r in train}
+    out, extra = [], 0
+    while len(out) < samples:
+        batch = generate_arithmetic(samples * 2, seed + extra)
+        out += [r for r in batch if r["prompt"] not in seen and r["prompt"] not in {o["prompt"] for o in out}]
+        extra += 1
+    return out[:samples]
+
+
+def write_jsonl(path: str | Path, records: list[dict]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...] = ("prompt", "response")) -> list[dict]:
+    """Read SFT records; a missing file, broken line or missing field is one error naming file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkbenchError(f"data file {str(path)!r} does not exist: create it with `workbench data generate --output {path}`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkbenchError(f"cannot read data file {str(path)!r}: {exc}") from None
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"{path}:{n}: broken JSON ({exc.msg}): fix or delete that line") from None
+        if not isinstance(record, dict):
+            raise WorkbenchError(f"{path}:{n}: expected a JSON object with {list(required)}, got {type(record).__name__}")
+        for key in required:
+            if not isinstance(record.get(key), str) or not record[key]:
+                raise WorkbenchError(f"{path}:{n}: field {key!r} is missing or not a non-empty string: every line needs {list(required)}")
+        records.append(record)
+    if not records:
+        raise WorkbenchError(f"data file {str(path)!r} has no records: generate data with `workbench data generate`")
+    return records
