@@ -162,11 +162,23 @@ def load_checkpoint(lm: LoadedModel, optimizer, scheduler, path: Path, fingerpri
     return int(state["step"])
 
 
+def save_adapter(peft_model, folder: Path) -> None:
+    """peft's standard adapter files, with the keys peft expects. The bridge wraps the HF modules in place, so a
+    plain ``save_pretrained`` after booting would write ``._original_component.`` into every key, and peft would
+    then load nothing (it only warns)."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(peft_model)
+    clean = {k.replace("._original_component", ""): v.detach().cpu().contiguous() for k, v in state.items()}
+    peft_model.peft_config["default"].save_pretrained(str(folder))
+    save_file(clean, folder / "adapter_model.safetensors", metadata={"format": "pt"})
+
+
 def save_final(lm: LoadedModel, output: Path) -> None:
     """The adapter in peft's standard format (adapter_config.json + adapter_model.safetensors), or the full model."""
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=output))
     if lm.peft_model is not None:
-        lm.peft_model.save_pretrained(tmp)
+        save_adapter(lm.peft_model, tmp)
     else:
         lm.hf_model.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)

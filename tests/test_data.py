@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from workbench.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from workbench.errors import WorkbenchError
+
+
+def test_generator_matches_the_seed_and_its_ranges():
+    records = generate_arithmetic(1000, 42)
+    assert records[0] == {"prompt": "2 * 48 = ", "response": "96", "operation": "multiply", "classification_target": "multiply"}
+    assert generate_arithmetic(1000, 42) == records
+    for r in records:
+        a, sym, b = r["prompt"].split()[:3]
+        a, b, ans = int(a), int(b), int(r["response"])
+        if sym in "*+":
+            assert 1 <= a <= 50 and 1 <= b <= 50 and ans == (a * b if sym == "*" else a + b)
+        elif sym == "-":
+            assert 10 <= a <= 100 and 1 <= b <= a and ans == a - b >= 0
+        else:
+            assert 1 <= b <= 12 and a % b == 0 and 1 <= ans <= 12
+    assert {r["operation"] for r in records} == {"multiply", "add", "subtract", "divide"}
+
+
+def test_held_out_shares_no_prompt():
+    train = generate_arithmetic(1000, 42)
+    ev = held_out(train, 100)
+    assert len(ev) == 100 and not {r["prompt"] for r in ev} & {r["prompt"] for r in train}
+    assert len({r["prompt"] for r in ev}) == 100
+
+
+def test_jsonl_roundtrip_and_errors(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", generate_arithmetic(5, 1))
+    assert read_jsonl(path) == generate_arithmetic(5, 1)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2][:-3]
+    path.write_text("\n".join(lines))
+    with pytest.raises(WorkbenchError, match=r"d\.jsonl:3: broken JSON"):
+        read_jsonl(path)
+    path.write_text(json.dumps({"prompt": "1 + 1 = "}) + "\n")
+    with pytest.raises(WorkbenchError, match=r":1: field 'response'"):
+        read_jsonl(path)
+    with pytest.raises(WorkbenchError, match="does not exist"):
+        read_jsonl(tmp_path / "missing.jsonl")

@@ -1,0 +1,166 @@
+"""Training on the tiny random Llama: masking, freezing, the dual-reward gradient path, adapters, resume."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from workbench.config import build_config
+from workbench.data import generate_arithmetic, write_jsonl
+from workbench.errors import WorkbenchError
+from workbench.sft import IGNORE, answer_loss, encode_records, sft_batch, sft_losses
+from workbench.training import layer_of, prepare_model, train, trainable_parameters
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    write_jsonl(path, generate_arithmetic(48, 42))
+    write_jsonl(path.with_name("eval.jsonl"), generate_arithmetic(16, 7))
+    return path
+
+
+def cfg_for(tiny_dir, data_file, out, **kw):
+    base = {"model": str(tiny_dir), "data": str(data_file), "eval_data": str(data_file.with_name("eval.jsonl")),
+            "output": str(out), "max_steps": 6, "batch_size": 4, "learning_rate": 5e-3, "seed": 0}
+    return build_config({**base, **kw})
+
+
+def test_mask_prompt_hand_computed(tiny_lm):
+    (ex,) = encode_records(tiny_lm, [{"prompt": "7 * 8 = ", "response": "56"}], mask_prompt=True)
+    tokens = tiny_lm.tokenizer.convert_ids_to_tokens(ex.ids)
+    assert tokens == ["7", " *", " ", "8", " =", " ", "5", "6", "</s>"]
+    assert ex.labels == [IGNORE] * 6 + ex.ids[6:] and ex.prompt_len == 6
+    batch = sft_batch([ex], 1, "cpu")
+    with torch.no_grad():
+        logits = tiny_lm.hf_model(batch.input_ids).logits[0]
+    # by hand: the last prompt token (position 5) predicts '5', position 6 predicts '6', position 7 predicts EOS
+    by_hand = torch.stack([F.cross_entropy(logits[p], torch.tensor(ex.ids[p + 1])) for p in (5, 6, 7)]).mean()
+    assert answer_loss(logits[None], batch.labels).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    (unmasked,) = encode_records(tiny_lm, [{"prompt": "7 * 8 = ", "response": "56"}], mask_prompt=False)
+    assert unmasked.labels == unmasked.ids
+
+
+def test_freezing_and_dual_reward_gradient_path(tiny_dir, data_file, tmp_path):
+    cfg = cfg_for(tiny_dir, data_file, tmp_path, freeze_layers="0", lora_targets="v_proj,o_proj")
+    lm = prepare_model(cfg, "cpu")
+    lora = {n: p for n, p in lm.hf_model.named_parameters() if "lora_" in n}
+    assert all(not p.requires_grad for n, p in lora.items() if layer_of(n) == 0)
+    assert all(p.requires_grad for n, p in lora.items() if layer_of(n) != 0)
+    assert all(n in lora for n in trainable_parameters(lm))  # base weights stay frozen under LoRA
+    ex = encode_records(lm, generate_arithmetic(4, 1), False, target_ids={"multiply": 5, "add": 6, "subtract": 7, "divide": 8})
+    batch = sft_batch(ex, 1, "cpu")
+    lm.bridge.train()
+    seen = {}
+    lm.bridge.blocks[0].register_forward_hook(lambda m, i, o: seen.setdefault("frozen_out", o))
+    losses = sft_losses(lm, batch, layer=1, weight=1.0)  # classifier CE only, read at layer 1
+    out0 = seen["frozen_out"][0] if isinstance(seen["frozen_out"], tuple) else seen["frozen_out"]
+    assert out0.grad_fn is None  # the frozen prefix built no autograd graph
+    losses["loss"].backward()
+    for n, p in lora.items():
+        layer = layer_of(n)
+        if layer == 0:
+            assert p.grad is None
+        elif layer == 1 and "lora_B" in n:  # below the read-out: the gradient reaches it through the hook
+            assert p.grad is not None and p.grad.abs().sum() > 0, n  # (lora_A's is exactly 0 while B is 0)
+        else:  # above the read-out layer the classifier loss cannot reach
+            assert p.grad is None or p.grad.abs().sum() == 0, n
+
+
+def test_unknown_lora_target_lists_valid_ones(tiny_dir, data_file, tmp_path):
+    with pytest.raises(WorkbenchError, match="valid: .*o_proj.*v_proj"):
+        prepare_model(cfg_for(tiny_dir, data_file, tmp_path, lora_targets="v_proj,c_attn"), "cpu")
+
+
+def test_freeze_beyond_the_model(tiny_dir, data_file, tmp_path):
+    with pytest.raises(WorkbenchError, match="freeze-layers.*out of range"):
+        prepare_model(cfg_for(tiny_dir, data_file, tmp_path, freeze_layers="0-9"), "cpu")
+
+
+def test_train_writes_adapter_log_metrics_and_frozen_layers_do_not_move(tiny_dir, data_file, tmp_path):
+    out = tmp_path / "run"
+    metrics = train(cfg_for(tiny_dir, data_file, out, freeze_layers="0-1", intermediate_loss={"enabled": True, "weight": 0.4}),
+                    device="cpu", progress=False)
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert {"loss", "classifier_loss", "answer_loss", "lr", "seconds", "grad_norm"} <= set(rows[0])
+    assert metrics["layer"] == 2 and metrics["before"]["lens"]["prompts"] == 16
+    from safetensors.torch import load_file
+
+    saved = load_file(out / "adapter_model.safetensors")
+    frozen = {k: v for k, v in saved.items() if layer_of(k) in (0, 1) and "lora_B" in k}
+    assert frozen and all(v.abs().sum() == 0 for v in frozen.values())  # LoRA B starts at zero and never moved
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if layer_of(k) in (2, 3) and "lora_B" in k)
+
+
+LENS_IN_FRESH_PROCESS = """
+import json, sys
+from workbench.models import load_model
+from workbench.evaluation import lens_metrics
+from workbench.data import read_jsonl
+lm = load_model(sys.argv[1], device="cpu", adapter=sys.argv[2])
+recs = read_jsonl(sys.argv[3])
+m = lens_metrics(lm, recs, {"multiply": "multiply", "add": "add", "subtract": "subtract", "divide": "divide"}, 2)
+print(json.dumps(m["mean_correct_target_prob"]))
+"""
+
+
+def test_adapter_reloads_in_a_fresh_process_with_the_same_lens_numbers(tiny_dir, data_file, tmp_path):
+    out = tmp_path / "run"
+    metrics = train(cfg_for(tiny_dir, data_file, out, intermediate_loss={"enabled": True, "weight": 0.5}), device="cpu", progress=False)
+    trained = metrics["after"]["lens"]["mean_correct_target_prob"]
+    assert trained != metrics["before"]["lens"]["mean_correct_target_prob"]
+    proc = subprocess.run([sys.executable, "-c", LENS_IN_FRESH_PROCESS, str(tiny_dir), str(out), str(data_file.with_name("eval.jsonl"))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == pytest.approx(trained, rel=1e-6)
+    # and plain peft loads it onto the HF model
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(out))
+    from safetensors.torch import load_file
+
+    saved = load_file(out / "adapter_model.safetensors")
+    assert not any("_original_component" in k for k in saved)
+    loaded = {n: p for n, p in peft.named_parameters() if "lora_B" in n}
+    assert loaded and any(p.abs().sum() > 0 for p in loaded.values())  # peft found the weights, not zeros
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_dir, data_file, tmp_path, monkeypatch):
+    kw = dict(max_steps=6, save_every=2, intermediate_loss={"enabled": True})
+    train(cfg_for(tiny_dir, data_file, tmp_path / "straight", **kw), device="cpu", progress=False)
+
+    real_step, calls = torch.optim.AdamW.step, {"n": 0}
+
+    def crash_on_fifth(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # killed during step 5; the last checkpoint is step 4
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", crash_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(tiny_dir, data_file, tmp_path / "crashed", **kw), device="cpu", progress=False)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert sorted(p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+    train(cfg_for(tiny_dir, data_file, tmp_path / "crashed", resume=True, **kw), device="cpu", progress=False)
+
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "crashed" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "crashed" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))
+
+
+def test_resume_with_other_settings_is_refused(tiny_dir, data_file, tmp_path):
+    train(cfg_for(tiny_dir, data_file, tmp_path, max_steps=4, save_every=2), device="cpu", progress=False)
+    with pytest.raises(WorkbenchError, match="other settings.*learning_rate"):
+        train(cfg_for(tiny_dir, data_file, tmp_path, max_steps=4, save_every=2, resume=True, learning_rate=1e-2),
+              device="cpu", progress=False)
