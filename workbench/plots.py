@@ -86,5 +86,12 @@ def lens_layer_figure(result: dict, log_y: bool = False) -> go.Figure:
 
 
 def write_figure(fig: go.Figure, path: str | Path) -> Path:
-    """Self-contained HTML (plotly.js inlined, so it opens offline), written atomically."""
-    return atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    """HTML that opens offline: plotly.js is written once per folder (plotly.min.js) and referenced, so each figure
+    is kilobytes, not megabytes. Written atomically."""
+    path = Path(path)
+    bundle = path.parent / "plotly.min.js"
+    if not bundle.is_file():
+        from plotly.offline import get_plotlyjs
+
+        atomic_write_text(bundle, get_plotlyjs())
+    return atomic_write_text(path, fig.to_html(include_plotlyjs="directory", full_html=True))

@@ -13,6 +13,8 @@ from pathlib import Path
 from .errors import WorkbenchError
 
 SCHEMA_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _LIBRARIES = ("workbench", "torch", "transformer-lens", "transformers", "peft", "scikit-learn", "numpy", "plotly")
 
 
@@ -51,6 +53,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -91,13 +91,16 @@ def probe_summary(result: dict, layer: int | None = None) -> dict:
 
 
 def lens_rows(result: dict) -> list[dict]:
-    """One row per prompt of a logit-lens result: top token, and each target's probability and rank."""
+    """One row per prompt of a logit-lens result: top token, and each target's probability and rank.
+
+    The top token is given as its Python repr, so that whitespace tokens such as ``' '`` stay visible in a table.
+    """
     words = list(result["target_token_ids"])
     return [
         {
             "prompt": r["prompt"],
             "expected": r["expected"],
-            "top token": r["top_token"],
+            "top token": repr(r["top_token"]),
             "p(top)": r["top_prob"],
             "top-1 is expected": r["correct"],
             **{f"p({w})": r["target_probs"][w] for w in words},
@@ -153,3 +156,14 @@ def lens_summary(result: dict) -> dict:
             ) if scored else None,
         })
     return out
+
+
+def layer_ranges(layers: list[int]) -> str:
+    """Sorted layer indices as compact ranges: [10, 11, 12, 29] -> "L10-L12, L29" ("" for none)."""
+    spans: list[list[int]] = []
+    for layer in sorted(set(layers)):
+        if spans and layer == spans[-1][1] + 1:
+            spans[-1][1] = layer
+        else:
+            spans.append([layer, layer])
+    return ", ".join(f"L{a}" if a == b else f"L{a}-L{b}" for a, b in spans)

@@ -1,0 +1,115 @@
+"""The narrative notebooks: committed clean (no outputs, one `parameters` cell with the seed's defaults), and each runs
+top to bottom under papermill on the embedded model, writing the result JSON and figures it promises.
+
+The model cache comes from $WORKBENCH_CACHE (or the user cache); the kernel inherits this process's environment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench.tasks import GUIDE_EIGHT_PROMPTS, SEED_CLASSES, SEED_LENS_PROMPTS, SEED_TARGETS, SEED_TEST_PROMPTS
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PROBING = "01_baseline_probing.ipynb"
+LENS = "02_logit_lens.ipynb"
+SEED_CLASS_SPECS = [f"{label}:{'|'.join(prompts)}" for label, prompts in SEED_CLASSES.items()]
+
+
+def _parameters(nb) -> dict:
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell must be tagged `parameters`"
+    assert cells[0].cell_type == "code"
+    scope: dict = {}
+    exec(cells[0].source, scope)  # literals only: the defaults papermill overrides
+    return scope
+
+
+@pytest.mark.parametrize("name", [PROBING, LENS])
+def test_notebook_is_committed_clean(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name}: commit it without outputs"
+    params = _parameters(nb)
+    assert params["model"] == "default" and params["output_dir"] == "runs/notebooks" and params["seed"] == 0
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    assert index <= 2, "the parameters cell belongs near the top"
+    # the last cell prints "What we found" from the results, so no measured number is typed in markdown
+    assert nb.cells[-1].cell_type == "code" and "Markdown(" in nb.cells[-1].source
+
+
+def test_notebook_defaults_are_the_seeds_prompts():
+    probing = _parameters(nbformat.read(NOTEBOOKS / PROBING, as_version=4))
+    assert probing["classes"] == SEED_CLASS_SPECS and probing["test_prompts"] == SEED_TEST_PROMPTS
+    lens = _parameters(nbformat.read(NOTEBOOKS / LENS, as_version=4))
+    assert lens["prompts"] == SEED_LENS_PROMPTS and lens["targets"] == SEED_TARGETS
+    assert lens["eight_prompts"] == GUIDE_EIGHT_PROMPTS and lens["layer"] is None
+
+
+def _execute(name: str, tmp_path: Path) -> tuple[Path, object]:
+    papermill = pytest.importorskip("papermill")
+    out_dir = tmp_path / "out"
+    executed = tmp_path / name
+    papermill.execute_notebook(
+        str(NOTEBOOKS / name), str(executed), parameters={"output_dir": str(out_dir)},
+        kernel_name="python3", cwd=str(tmp_path), progress_bar=False, execution_timeout=600,
+    )
+    return out_dir, nbformat.read(executed, as_version=4)
+
+
+def _closing_markdown(nb) -> str:
+    outputs = nb.cells[-1].outputs
+    texts = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert texts, "the closing cell must display its findings as Markdown"
+    return texts[-1]
+
+
+@pytest.mark.notebook
+@pytest.mark.integration
+def test_baseline_probing_notebook(tmp_path):
+    out_dir, nb = _execute(PROBING, tmp_path)
+    doc = json.loads((out_dir / "baseline_classifier.json").read_text())
+    assert doc["kind"] == "introspect.classifier" and doc["schema_version"] >= 1
+    assert doc["num_layers"] == 30 and doc["classifier_layer_default"] == 16
+    assert doc["settings"]["notebook"] == PROBING and doc["settings"]["seed"] == 0
+    rows = doc["layer_results"]
+    assert [r["layer"] for r in rows] == list(range(30))
+    assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["control_accuracy"] <= 1.0 for r in rows)
+    assert any(r["accuracy"] == 1.0 for r in rows)
+    at16 = [t for t in doc["test_predictions"] if t["layer"] == 16]
+    assert [t["prompt"] for t in at16] == SEED_TEST_PROMPTS
+    assert (out_dir / "baseline_classifier.html").is_file()
+    found = _closing_markdown(nb)
+    assert "Hidden-space classifier" in found and f"L{doc['classifier_layer_default']}" in found
+
+
+@pytest.mark.notebook
+@pytest.mark.integration
+def test_logit_lens_notebook(tmp_path):
+    out_dir, nb = _execute(LENS, tmp_path)
+    doc = json.loads((out_dir / "baseline_logit_lens.json").read_text())
+    assert doc["kind"] == "introspect.logit_lens" and doc["settings"]["notebook"] == LENS
+    assert doc["layer"] == 16 and doc["num_layers"] == 30
+    assert [r["prompt"] for r in doc["results"]] == SEED_LENS_PROMPTS
+    for row in doc["results"]:
+        assert set(row["target_probs"]) == set(SEED_TARGETS) == set(row["target_ranks"])
+        assert all(0.0 <= p <= 1.0 for p in row["target_probs"].values())
+    subtract = next(t for t in doc["targets"] if t["word"] == "subtract")
+    assert subtract["n_subtokens"] == 2 and subtract["token"] == "sub"
+    grid = doc["all_layers"]
+    assert grid["layers"] == list(range(30)) and len(grid["mean_expected_prob"]) == 30
+    assert all(len(grid["target_probs"][w]) == 30 for w in SEED_TARGETS)
+    eight = json.loads((out_dir / "baseline_logit_lens_eight.json").read_text())
+    assert [r["prompt"] for r in eight["results"]] == GUIDE_EIGHT_PROMPTS and eight["layer"] == 16
+    for figure in ("layer", "heatmap", "heatmap_log10", "eight_heatmap_log10"):
+        assert (out_dir / f"baseline_logit_lens_{figure}.html").is_file()
+    found = _closing_markdown(nb)
+    assert "Vocabulary-aligned classifier" in found and "'subtract' as 'sub'" in found
