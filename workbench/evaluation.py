@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+import re
+from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+
+from .errors import WorkbenchError
 from .lens import logit_lens
 from .models import LoadedModel
 from .sft import encode_records, sft_batch, answer_loss
@@ -43,3 +48,76 @@ def answer_metrics(lm: LoadedModel, records: list[dict], batch_size: int = 64) -
         mask = gold != -100
         exact += int(((pred == gold) | ~mask).all(dim=1).sum())
     return {"answer_loss": sum(losses) / len(encoded), "answer_exact_match": exact / len(encoded), "prompts": len(encoded)}
+
+
+GREEDY_DECODING = "greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or max_new_tokens"
+_INTEGER_RE = re.compile(r"-?\d+")
+
+
+@torch.inference_mode()
+def greedy_answers(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, eos_token_id: int | None = None) -> list[str]:
+    """Each prompt's greedy continuation (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
+    or after ``max_new_tokens``, decoded without special tokens. Prompts with the same number of tokens decode as one
+    batch, so no padding is ever involved."""
+    eos = lm.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    ids = [lm.token_ids(p) for p in prompts]
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(ids):
+        groups.setdefault(len(row), []).append(i)
+    out: list[str] = [""] * len(prompts)
+    for members in groups.values():
+        seq = torch.tensor([ids[i] for i in members], device=lm.device)
+        new: list[list[int]] = [[] for _ in members]
+        done = [False] * len(members)
+        for _ in range(max_new_tokens):
+            nxt = lm.bridge(seq)[:, -1].argmax(-1)
+            for j, token in enumerate(nxt.tolist()):
+                if not done[j]:
+                    done[j] = token == eos
+                    if not done[j]:
+                        new[j].append(token)
+            if all(done):
+                break
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+        for j, i in enumerate(members):
+            out[i] = lm.tokenizer.decode(new[j], skip_special_tokens=True)
+    return out
+
+
+def first_integer(text: str) -> int | None:
+    """The first integer in a completion ("56\\n7" -> 56), as the seed's RL reward extracts it; None when there is none."""
+    match = _INTEGER_RE.search(text)
+    return int(match.group()) if match else None
+
+
+def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -> dict:
+    """Greedy answers to held-out records: one row per record, correct when the first integer of the greedy
+    completion equals the response (the seed's reward rule), and the fraction correct."""
+    answers = greedy_answers(lm, [r["prompt"] for r in records], max_new_tokens)
+    rows = []
+    for r, text in zip(records, answers):
+        value = first_integer(text)
+        rows.append({"prompt": r["prompt"], "response": r["response"], "operation": r.get("operation"), "greedy": text,
+                     "answer": value, "correct": value is not None and str(value) == r["response"].strip()})
+    return {"decoding": GREEDY_DECODING, "max_new_tokens": max_new_tokens, "rows": rows,
+            "accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None}
+
+
+_LAYER_KEY_RE = re.compile(r"\.layers\.(\d+)\.")
+
+
+def adapter_layer_changes(before_dir: str | Path, after_dir: str | Path) -> list[dict]:
+    """Per layer, how far two saved adapters of the same shape differ: the largest absolute change of any LoRA weight
+    in that layer (0.0 exactly when the layer was frozen). Raises when the adapters hold different tensors."""
+    before = load_file(Path(before_dir) / "adapter_model.safetensors")
+    after = load_file(Path(after_dir) / "adapter_model.safetensors")
+    if set(before) != set(after):
+        raise WorkbenchError(f"adapters {str(before_dir)!r} and {str(after_dir)!r} hold different tensors: compare adapters "
+                             "of the same LoRA configuration (phase 2 continues phase 1's)")
+    layers: dict[int, list[float]] = {}
+    for key in before:
+        match = _LAYER_KEY_RE.search(key)
+        if match:
+            change = float((after[key].float() - before[key].float()).abs().max()) if before[key].numel() else 0.0
+            layers.setdefault(int(match.group(1)), []).append(change)
+    return [{"layer": layer, "tensors": len(changes), "max_abs_change": max(changes)} for layer, changes in sorted(layers.items())]

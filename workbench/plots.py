@@ -95,3 +95,64 @@ def write_figure(fig: go.Figure, path: str | Path) -> Path:
 
         atomic_write_text(bundle, get_plotlyjs())
     return atomic_write_text(path, fig.to_html(include_plotlyjs="directory", full_html=True))
+
+
+LOSS_TITLES = {"loss": "total loss", "classifier_loss": "classifier loss (lens CE at the classifier layer)",
+               "answer_loss": "answer loss (next-token CE on the labelled tokens)"}
+
+
+def training_loss_figure(rows: list[dict], keys: list[str] | None = None, window: int = 25, title: str = "Training losses",
+                         log_y: bool = False) -> go.Figure:
+    """One panel per loss in a train_log: every step (faint) and the trailing rolling mean over ``window`` steps
+    (``log_y``: logarithmic y axes, for a loss that falls by orders of magnitude)."""
+    from .summary import LOSS_KEYS, rolling_mean
+
+    keys = [k for k in (keys or LOSS_KEYS) if rows and all(k in r for r in rows)]
+    steps = [r["step"] for r in rows]
+    fig = make_subplots(rows=max(1, len(keys)), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=[LOSS_TITLES.get(k, k) for k in keys])
+    for i, key in enumerate(keys):
+        values = [r[key] for r in rows]
+        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines", line={"color": "rgba(31,119,180,0.25)", "width": 1},
+                                 name=f"{key} (each step)", showlegend=i == 0, legendgroup="raw"), row=i + 1, col=1)
+        fig.add_trace(go.Scatter(x=steps, y=rolling_mean(values, window), mode="lines", line={"color": "#1f77b4", "width": 2},
+                                 name=f"rolling mean ({window} steps)", showlegend=i == 0, legendgroup="mean"), row=i + 1, col=1)
+        fig.update_yaxes(title_text=key, row=i + 1, col=1, **({"type": "log", "exponentformat": "power"} if log_y else {}))
+    fig.update_xaxes(title_text="step", row=max(1, len(keys)), col=1)
+    fig.update_layout(title=title, template="plotly_white", height=260 * max(1, len(keys)) + 80)
+    return fig
+
+
+def operation_before_after_figure(metrics: dict, log_y: bool = True) -> go.Figure:
+    """Held-out correct-target lens probability per operation, before vs after training (from metrics.json)."""
+    from .summary import ordered_operations
+
+    after = ordered_operations(metrics["after"]["lens"]["per_operation_prob"])
+    before = (metrics["before"] or {}).get("lens", {}).get("per_operation_prob", {})
+    ops = list(after)
+    fig = go.Figure([
+        go.Bar(name="before", x=ops, y=[before.get(op) for op in ops], marker_color="#7f7f7f"),
+        go.Bar(name="after", x=ops, y=[after[op] for op in ops], marker_color="#1f77b4"),
+    ])
+    fig.update_layout(
+        barmode="group", template="plotly_white", xaxis_title="operation of the held-out prompt",
+        yaxis_title="p(correct target)" + (" (log scale)" if log_y else ""),
+        title=f"Logit lens at layer {metrics['layer']}: correct-target probability by operation, "
+              f"{metrics['eval_prompts']} held-out prompts — {metrics.get('model')}",
+    )
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="power")
+    return fig
+
+
+def adapter_changes_figure(rows: list[dict], frozen: list[int] | None = None) -> go.Figure:
+    """Largest absolute change of the LoRA weights per layer between two adapters; frozen layers drawn in grey."""
+    frozen = set(frozen or [])
+    fig = go.Figure(go.Bar(
+        x=[r["layer"] for r in rows], y=[r["max_abs_change"] for r in rows],
+        marker_color=["#7f7f7f" if r["layer"] in frozen else "#1f77b4" for r in rows],
+        hovertemplate="layer %{x}<br>max |change| %{y:.3g}<extra></extra>",
+    ))
+    fig.update_layout(title="LoRA weight change per layer (grey: frozen)", xaxis_title="layer",
+                      yaxis_title="max |after − before|", template="plotly_white")
+    return fig
