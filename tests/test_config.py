@@ -48,3 +48,10 @@ def test_yaml_is_read_safely(tmp_path):
 def test_lists_are_accepted_for_targets_and_freeze():
     cfg = build_config({"lora_targets": ["q_proj", "k_proj"], "freeze_layers": [0, 1, 2]})
     assert cfg.target_modules == ["q_proj", "k_proj"] and cfg.freeze_layers == "0,1,2"
+
+
+def test_mask_prompt_follows_the_dual_reward_definition_unless_given():
+    assert build_config({}).mask_prompt is False
+    assert build_config({"intermediate_loss": {"enabled": True}}).mask_prompt is True  # answer CE on responses only
+    assert build_config({"intermediate_loss": {"enabled": True}, "mask_prompt": False}).mask_prompt is False
+    assert load_config(CONFIGS / "dual_reward_phase1.yaml").mask_prompt is True

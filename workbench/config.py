@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import WorkbenchError
 
@@ -48,7 +48,9 @@ class TrainConfig(BaseModel):
     lora_targets: str = "v_proj,o_proj"
 
     freeze_layers: str | None = None  # "0-12" or "0,1,2"
-    mask_prompt: bool = False
+    # None: as DESIGN.md defines the losses, the dual-reward answer term covers response tokens only, so the prompt
+    # is masked when intermediate_loss is enabled and not otherwise. An explicit value always wins.
+    mask_prompt: bool | None = None
     intermediate_loss: IntermediateLoss = Field(default_factory=IntermediateLoss)
 
     save_every: int | None = Field(None, ge=1)
@@ -66,6 +68,12 @@ class TrainConfig(BaseModel):
         if isinstance(v, list):
             return ",".join(str(x) for x in v)
         return str(v) if isinstance(v, int) else v
+
+    @model_validator(mode="after")
+    def _resolve_mask_prompt(self):
+        if self.mask_prompt is None:
+            self.mask_prompt = self.intermediate_loss.enabled
+        return self
 
     @property
     def target_modules(self) -> list[str]:
