@@ -88,3 +88,29 @@ def test_unknown_yaml_key_names_file_and_nearest(tiny_dir, tmp_path, capsys):
     cfgfile.write_text("lora_rnk: 8\n")
     code, _, err = cli(capsys, "train", "sft", "--config", str(cfgfile))
     assert_one_line_error(code, err, str(cfgfile), "lora_rnk", "lora_rank")
+
+
+def test_introspect_commands_take_the_trained_adapter(tiny_dir, data_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, *_bad(tmp_path, data_file, tiny_dir, **{"--max-steps": "10", "--batch-size": "4", "--learning-rate": "0.01",
+                                                                       "--intermediate-layer": "2", "--intermediate-weight": "1.0",
+                                                                       "--eval-data": str(tmp_path / "eval.jsonl")}))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    eval_prompts = [json.loads(x)["prompt"] for x in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    probs = {}
+    for name, extra in (("base", []), ("trained", ["--adapter", str(out)])):
+        code, _, err = cli(capsys, "introspect", "logit-lens", "-m", str(tiny_dir), "--prompts", "|".join(eval_prompts),
+                           "--targets", "multiply", "--targets", "add", "--targets", "subtract", "--targets", "divide",
+                           *extra, "--output", str(tmp_path / f"{name}.json"))
+        assert code == 0, err
+        doc = json.loads((tmp_path / f"{name}.json").read_text())
+        probs[name] = doc["mean_expected_prob"]
+        assert doc["adapter"] == (str(out) if extra else None)
+    assert probs["base"] == pytest.approx(metrics["before"]["lens"]["mean_correct_target_prob"], rel=1e-5)
+    assert probs["trained"] == pytest.approx(metrics["after"]["lens"]["mean_correct_target_prob"], rel=1e-5)
+    assert probs["trained"] > probs["base"]
+    code, _, err = cli(capsys, "introspect", "classifier", "-m", str(tiny_dir), "--classes", "a:1 + 2 = |3 + 4 = ",
+                       "--classes", "m:1 * 2 = |3 * 4 = ", "--adapter", str(out), "--output", str(tmp_path / "c.json"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["adapter"] == str(out)
