@@ -26,3 +26,12 @@ def test_layer_subset_in_requested_order(tiny_lm):
     full = capture_last_token(tiny_lm, PROMPTS)
     sub = capture_last_token(tiny_lm, PROMPTS, layers=[2, 0])
     assert torch.equal(sub[:, 0], full[:, 2]) and torch.equal(sub[:, 1], full[:, 0])
+
+
+def test_capture_leaves_no_hooks_behind_and_the_model_still_runs(tiny_lm):
+    capture_last_token(tiny_lm, PROMPTS, layers=[1])
+    capture_last_token(tiny_lm, PROMPTS)
+    assert sum(len(hp._forward_hooks) for hp in tiny_lm.bridge.hook_dict.values()) == 0
+    ids = tiny_lm.tokenize(PROMPTS[:1]).input_ids
+    with torch.no_grad():
+        assert torch.equal(tiny_lm.bridge(ids), tiny_lm.hf_model(ids).logits)

@@ -11,6 +11,10 @@ def resid_hook_name(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
+class _StopCapture(Exception):
+    """Raised by the deepest hook: nothing after it is needed (not even the final norm and the unembedding)."""
+
+
 @torch.inference_mode()
 def capture_last_token(
     lm: LoadedModel,
@@ -21,26 +25,33 @@ def capture_last_token(
     """Residual stream after each requested block at each prompt's last token.
 
     Returns float32 [n_prompts, n_selected_layers, d_model] on the CPU, in the order of ``layers`` (default: all).
-    One forward pass per batch, hooking only the requested layers and stopping after the deepest one.
+    One forward pass per batch, hooking only the requested layers and ending the pass in the deepest one.
     Prompts are right-padded, so the causal mask alone keeps padding out of every real token's computation.
     """
     layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    deepest = max(layers)
     out = torch.empty(len(prompts), len(layers), lm.d_model)
     for start in range(0, len(prompts), batch_size):
         batch = lm.tokenize(prompts[start : start + batch_size])
         rows = torch.arange(batch.input_ids.shape[0], device=batch.input_ids.device)
         chunk = out[start : start + batch.input_ids.shape[0]]
 
-        def make_hook(slot: int):
+        def make_hook(slot: int, last: bool):
             def hook(resid, hook):  # resid: [batch, seq, d_model]
                 chunk[:, slot] = resid[rows, batch.last_index].float().cpu()
+                if last:
+                    raise _StopCapture
                 return resid
 
             return hook
 
-        lm.bridge.run_with_hooks(
-            batch.input_ids,
-            fwd_hooks=[(resid_hook_name(layer), make_hook(i)) for i, layer in enumerate(layers)],
-            stop_at_layer=max(layers) + 1,
-        )
+        try:
+            lm.bridge.run_with_hooks(
+                batch.input_ids,
+                fwd_hooks=[(resid_hook_name(layer), make_hook(i, layer == deepest)) for i, layer in enumerate(layers)],
+                stop_at_layer=deepest + 1,
+                use_cache=False,
+            )
+        except _StopCapture:
+            pass
     return out
