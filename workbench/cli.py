@@ -32,8 +32,16 @@ def _figure_path(output: Path) -> Path:
     return output.with_suffix(".html")
 
 
+_shown_warnings: set[str] = set()
+
+
 def _echo_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
+    """Our warnings as one line each, once; library deprecation notices are not the user's business."""
+    text = str(message)
+    if issubclass(category, (DeprecationWarning, FutureWarning)) or text in _shown_warnings:
+        return
+    _shown_warnings.add(text)
+    print(f"warning: {text}", file=sys.stderr)
 
 
 @introspect.command("classifier")
