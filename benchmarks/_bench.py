@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
 import statistics
 import sys
 import time
@@ -40,21 +39,10 @@ def n_reps(args) -> int:
 
 
 def arithmetic_prompts(n: int, seed: int = 42) -> list[str]:
-    """``"a op b = "`` prompts drawn like the seed's generator (DESIGN.md, "The arithmetic task")."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        op = rng.choice("*+-/")
-        if op in "*+":
-            a, b = rng.randint(1, 50), rng.randint(1, 50)
-        elif op == "-":
-            a = rng.randint(10, 100)
-            b = rng.randint(1, a)
-        else:
-            b = rng.randint(1, 12)
-            a = b * rng.randint(1, 12)
-        out.append(f"{a} {op} {b} = ")
-    return out
+    """``"a op b = "`` prompts from the seed's generator (workbench.data)."""
+    from workbench.data import generate_arithmetic
+
+    return [r["prompt"] for r in generate_arithmetic(n, seed)]
 
 
 def make_timer(device: str) -> Callable[[Callable[[], object]], float]:

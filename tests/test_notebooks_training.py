@@ -12,34 +12,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_notebooks import _parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PHASE1 = "03_dual_reward_training.ipynb"
 PHASE2 = "04_routing_training.ipynb"
 TINY = {"max_steps": 4, "train_samples": 64, "eval_samples": 32}
-
-
-def _parameters(nb) -> dict:
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(cells) == 1, "exactly one cell must be tagged `parameters`"
-    assert cells[0].cell_type == "code"
-    scope: dict = {}
-    exec(cells[0].source, scope)  # literals only: the defaults papermill overrides
-    return scope
-
-
-@pytest.mark.parametrize("name", [PHASE1, PHASE2])
-def test_training_notebook_is_committed_clean(name):
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"{name}: commit it without outputs"
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    assert index <= 2, "the parameters cell belongs near the top"
-    assert nb.cells[-1].cell_type == "code" and "Markdown(" in nb.cells[-1].source
 
 
 def test_training_notebook_defaults_are_the_seeds():
