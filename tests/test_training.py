@@ -12,7 +12,8 @@ from workbench.config import build_config
 from workbench.data import generate_arithmetic, write_jsonl
 from workbench.errors import WorkbenchError
 from workbench.sft import IGNORE, answer_loss, encode_records, sft_batch, sft_losses
-from workbench.training import layer_of, prepare_model, train, trainable_parameters
+from workbench.models import layer_of
+from workbench.training import prepare_model, train, trainable_parameters
 
 
 @pytest.fixture(scope="module")

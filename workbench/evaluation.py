@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from .errors import WorkbenchError
 from .lens import logit_lens
-from .models import LoadedModel
+from .models import LoadedModel, layer_of
 from .sft import encode_records, sft_batch, answer_loss
 
 
@@ -103,9 +103,6 @@ def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -
             "accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None}
 
 
-_LAYER_KEY_RE = re.compile(r"\.layers\.(\d+)\.")
-
-
 def adapter_layer_changes(before_dir: str | Path, after_dir: str | Path) -> list[dict]:
     """Per layer, how far two saved adapters of the same shape differ: the largest absolute change of any LoRA weight
     in that layer (0.0 exactly when the layer was frozen). Raises when the adapters hold different tensors."""
@@ -116,8 +113,8 @@ def adapter_layer_changes(before_dir: str | Path, after_dir: str | Path) -> list
                              "of the same LoRA configuration (phase 2 continues phase 1's)")
     layers: dict[int, list[float]] = {}
     for key in before:
-        match = _LAYER_KEY_RE.search(key)
-        if match:
+        layer = layer_of(key)
+        if layer is not None:
             change = float((after[key].float() - before[key].float()).abs().max()) if before[key].numel() else 0.0
-            layers.setdefault(int(match.group(1)), []).append(change)
+            layers.setdefault(layer, []).append(change)
     return [{"layer": layer, "tensors": len(changes), "max_abs_change": max(changes)} for layer, changes in sorted(layers.items())]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -35,6 +36,15 @@ TOKENIZATION = (
     "hf-tokenizer(add_special_tokens=True); ids fed to the bridge directly (no bridge BOS); right padding; "
     "layer L = blocks.L.hook_resid_post = HF hidden_states[L+1]"
 )
+
+
+_LAYER_RE = re.compile(r"\.layers\.(\d+)\.")
+
+
+def layer_of(name: str) -> int | None:
+    """The decoder layer a parameter or adapter key belongs to ("model.layers.3.self_attn..." -> 3), else None."""
+    match = _LAYER_RE.search(name)
+    return int(match.group(1)) if match else None
 
 
 def default_classifier_layer(n_layers: int) -> int:
@@ -160,7 +170,7 @@ def load_hf(spec: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedMo
     return model, tokenizer, source
 
 
-def _boot_bridge(hf_model: PreTrainedModel, tokenizer, label: str, device: str):
+def boot_bridge(hf_model: PreTrainedModel, tokenizer, label: str, device: str):
     from transformer_lens.model_bridge import TransformerBridge
 
     try:
@@ -283,7 +293,7 @@ def load_model(spec: str = "default", device: str | None = None, adapter: str | 
         peft_model = attach_adapter(hf_model, adapter)
         hf_model = peft_model.get_base_model()
     hf_model.eval()
-    bridge = _boot_bridge(hf_model, tokenizer, source.model_id, device)
+    bridge = boot_bridge(hf_model, tokenizer, source.model_id, device)
     bridge.eval()
     hf_model.to(device)
     return LoadedModel(hf_model, tokenizer, bridge, source, device, peft_model, str(adapter) if adapter else None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import tempfile
 import time
@@ -23,21 +22,13 @@ from .data import held_out, read_jsonl
 from .errors import WorkbenchError
 from .evaluation import answer_metrics, lens_metrics
 from .lens import resolve_targets
-from .models import LoadedModel, _boot_bridge, attach_adapter, default_device, load_hf
+from .models import LoadedModel, boot_bridge, attach_adapter, default_device, layer_of, load_hf
 from .results import atomic_write_text, check_writable, environment
 from .sft import encode_records, sft_batch, sft_losses
 from .tasks import parse_layers
 
-_LAYER_RE = re.compile(r"\.layers\.(\d+)\.")
-
-
 def linear_module_names(model: torch.nn.Module) -> list[str]:
     return sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-
-
-def layer_of(param_name: str) -> int | None:
-    m = _LAYER_RE.search(param_name)
-    return int(m.group(1)) if m else None
 
 
 def parse_freeze(spec: str | None, n_layers: int) -> list[int]:
@@ -75,7 +66,7 @@ def prepare_model(cfg: TrainConfig, device: str | None = None) -> LoadedModel:
     for name, param in base.named_parameters():
         if layer_of(name) in frozen:
             param.requires_grad_(False)
-    bridge = _boot_bridge(base, tokenizer, source.model_id, device)
+    bridge = boot_bridge(base, tokenizer, source.model_id, device)
     base.to(device)
     lm = LoadedModel(base, tokenizer, bridge, source, device, peft_model, cfg.adapter)
     lm.info["frozen_layers"] = frozen
