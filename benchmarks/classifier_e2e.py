@@ -55,7 +55,7 @@ def time_imports() -> dict[str, float]:
 
     steps["import transformers"] = time.perf_counter() - t
     t = time.perf_counter()
-    from transformer_lens.model_bridge import TransformerBridge  # noqa: F401  (what models._boot_bridge imports)
+    from transformer_lens.model_bridge import TransformerBridge  # noqa: F401  (what models.boot_bridge imports)
 
     steps["import transformer_lens"] = time.perf_counter() - t
     t = time.perf_counter()
