@@ -22,6 +22,11 @@ _API = {
     "parse_prompt_list": "tasks",
     "seed_classes": "tasks",
     "write_result": "results",
+    "generate_arithmetic": "data",
+    "read_jsonl": "data",
+    "load_config": "config",
+    "build_config": "config",
+    "train": "training",
     "read_result": "results",
 }
 
