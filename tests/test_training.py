@@ -158,6 +158,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_dir, data_file, t
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     steps = [json.loads(x)["step"] for x in (tmp_path / "crashed" / "train_log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "crashed" / "metrics.json").read_text())
+    assert resumed["before"] == straight["before"] and resumed["after"] == straight["after"]
 
 
 def test_resume_with_other_settings_is_refused(tiny_dir, data_file, tmp_path):

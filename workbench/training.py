@@ -216,7 +216,12 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
         atomic_write_text(log_path, "".join(line + "\n" for line in kept))
     else:
         log_path.unlink(missing_ok=True)
-    before = evaluate(lm, eval_records, cfg, eval_layer) if start == 0 else None
+    before_path = output / "metrics_before.json"  # kept so a resumed run still reports where it started
+    if start > 0 and before_path.is_file():
+        before = json.loads(before_path.read_text())
+    else:
+        before = evaluate(lm, eval_records, cfg, eval_layer)
+        atomic_write_text(before_path, json.dumps(before, indent=2) + "\n")
     resolved = {**cfg.model_dump(), "intermediate_loss_layer": layer, "eval_layer": eval_layer, "total_steps": steps,
                 "frozen_layers": lm.info["frozen_layers"], "trainable_parameters": sum(p.numel() for p in params.values()),
                 "target_token_ids": target_ids, "tokenization": lm.describe()["tokenization"], "model_id": lm.model_id}
