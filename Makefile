@@ -30,11 +30,7 @@ test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
 
 experiment: $(VENV)/.installed
-	mkdir -p $(RUN)
-	$(VENV)/bin/papermill --cwd . notebooks/01_baseline_probing.ipynb $(RUN)/01_baseline_probing.ipynb -p output_dir $(RUN)
-	$(VENV)/bin/papermill --cwd . notebooks/02_logit_lens.ipynb $(RUN)/02_logit_lens.ipynb -p output_dir $(RUN)
-	$(VENV)/bin/papermill --cwd . notebooks/03_dual_reward_training.ipynb $(RUN)/03_dual_reward_training.ipynb -p output_dir $(RUN)
-	$(VENV)/bin/papermill --cwd . notebooks/04_routing_training.ipynb $(RUN)/04_routing_training.ipynb -p output_dir $(RUN)
+	$(VENV)/bin/workbench run all --model default --out $(RUN)
 	@echo "results, figures and executed notebooks in $(RUN)/"
 
 bench: $(VENV)/.installed

@@ -215,6 +215,23 @@ def train_sft_cmd(
               f"exact match {before['answer_exact_match']:.3f} -> {after['answer_exact_match']:.3f}")
 
 
+@app.command("run")
+def run_cmd(
+    phase: Annotated[str, typer.Argument(help="all | baseline | phase1 | phase2")] = "all",
+    out: Annotated[Path, typer.Option("--out", help="run folder: executed notebooks, results, figures, run.json")] = Path("runs/experiment"),
+    model: ModelOpt = "default",
+    quick: Annotated[bool, typer.Option("--quick", help="tiny training settings (4 steps, 64 samples, 32 held out)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rerun phases that are done already")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="seed for every notebook (default: each notebook's own)")] = None,
+):
+    """Run the experiment's phases as papermill-executed notebooks into one run folder; done phases are skipped."""
+    from .runner import run
+
+    doc = run(phase, out, model=model, quick=quick, force=force, seed=seed)
+    states = ", ".join(f"{name} {p['status']} ({p.get('seconds') or 0:.0f} s)" for name, p in doc["phases"].items())
+    print(f"run folder {out}: {states}; details in {out / 'run.json'}")
+
+
 def _int_option(flag: str, value: str) -> int:
     try:
         return int(value)

@@ -1,0 +1,201 @@
+"""The runner (`workbench run`): papermill executes each phase's notebooks into one run folder, with the parameters as
+values; a done phase is skipped unless forced; a failing cell is one line naming notebook and cell, and the executed
+notebook stays. Fast tests use tiny notebooks written here; one integration test runs the real baseline phase.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench import runner
+from workbench.errors import WorkbenchError
+from workbench.runner import Phase, Step
+
+pytest.importorskip("papermill")
+
+PARAMS = 'model = "default"\noutput_dir = "."\nseed = 0\nmax_steps = 100\nconfig = "none.yaml"\nfail = False\nlabel = "x"\n'
+BODY = """import json, pathlib
+out = pathlib.Path(output_dir)
+out.mkdir(parents=True, exist_ok=True)
+seen = {"model": model, "output_dir": output_dir, "seed": seed, "max_steps": max_steps, "config": config,
+        "config_text": pathlib.Path(config).read_text() if config != "none.yaml" else None, "label": label}
+(out / f"{label}.json").write_text(json.dumps(seen))
+runs = out / f"{label}.count"
+runs.write_text(str(int(runs.read_text()) + 1 if runs.exists() else 1))
+"""
+FAIL = 'if fail:\n    raise ValueError("boom on\\ntwo lines")\n'
+
+
+def _notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(PARAMS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# tiny"), params, nbformat.v4.new_code_cell(BODY),
+                nbformat.v4.new_code_cell(FAIL), nbformat.v4.new_code_cell('print("after")')]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def phases(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    config = src / "tiny.yaml"
+    config.write_text("max_steps: 3\n")
+    return {
+        "first": Phase((Step(_notebook(src / "a.ipynb"), parameters={"label": "a"}),
+                        Step(_notebook(src / "b.ipynb"), parameters={"label": "b"}))),
+        "second": Phase((Step(_notebook(src / "c.ipynb"), parameters={"label": "c"}, quick={"max_steps": 4},
+                              config=config),), needs=(("a.json", "first"),)),
+    }
+
+
+def _run(phase, out, phases, **kw):
+    lines = []
+    doc = runner.run(phase, out, phases=phases, cwd=out.parent, echo=lines.append, **kw)
+    return doc, lines
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_parameters_reach_notebooks_as_values_and_run_json(tmp_path, phases):
+    out = tmp_path / "run"
+    doc, lines = _run("all", out, phases, model="some model's \"dir\"", quick=True, seed=7)
+    a, c = _read(out / "a.json"), _read(out / "c.json")
+    assert a == {"model": "some model's \"dir\"", "output_dir": str(out), "seed": 7, "max_steps": 100,
+                 "config": "none.yaml", "config_text": None, "label": "a"}
+    assert c["max_steps"] == 4 and c["seed"] == 7  # --quick sizes only where the step defines them
+    assert c["config"] == str(out / "configs" / "tiny.yaml") and c["config_text"] == "max_steps: 3\n"
+    for name in ("a", "b", "c"):
+        executed = nbformat.read(out / f"{name}.ipynb", as_version=4)
+        injected = [cell for cell in executed.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+        assert len(injected) == 1
+    on_disk = _read(out / "run.json")
+    assert on_disk == doc
+    assert doc["kind"] == "run" and doc["model"] == "some model's \"dir\""
+    assert doc["settings"] == {"phase": "all", "quick": True, "force": False, "seed": 7, "kernel": "python3"}
+    assert list(doc["phases"]) == ["first", "second"]
+    for name, notebooks in (("first", ["a.ipynb", "b.ipynb"]), ("second", ["c.ipynb"])):
+        entry = doc["phases"][name]
+        assert entry["status"] == "done" and entry["seconds"] > 0 and list(entry["notebooks"]) == notebooks
+        marker = _read(out / "phases" / f"{name}.done.json")
+        assert marker["seconds"] == entry["seconds"] and marker["parameters"] == entry["parameters"]
+    assert doc["phases"]["second"]["parameters"]["c.ipynb"]["max_steps"] == 4
+    assert doc["environment"]["libraries"]["torch"]
+    assert doc["git_commit"] is None or len(doc["git_commit"]) == 40
+    assert any("first: done in" in line for line in lines)
+
+
+def test_done_phase_is_skipped_and_force_reruns(tmp_path, phases):
+    out = tmp_path / "run"
+    _run("first", out, phases)
+    assert (out / "a.count").read_text() == "1"
+    doc, lines = _run("first", out, phases)
+    assert (out / "a.count").read_text() == "1" and any("done already" in line for line in lines)
+    assert doc["phases"]["first"]["status"] == "done"
+    _run("first", out, phases, force=True)
+    assert (out / "a.count").read_text() == "2" and (out / "b.count").read_text() == "2"
+
+
+def test_changed_parameters_are_an_error_not_a_silent_skip(tmp_path, phases):
+    out = tmp_path / "run"
+    _run("first", out, phases)
+    with pytest.raises(WorkbenchError, match=r"phase first .* other parameters .*seed.*--force"):
+        _run("first", out, phases, seed=3)
+    assert (out / "a.count").read_text() == "1"
+
+
+def test_missing_prerequisite_names_the_phase_to_run(tmp_path, phases):
+    out = tmp_path / "run"
+    with pytest.raises(WorkbenchError, match=r"phase second needs .*a\.json.*workbench run first"):
+        _run("second", out, phases)
+    assert not (out / "c.count").exists() and not (out / "run.json").exists()
+
+
+def test_failing_cell_is_one_line_keeps_notebook_and_resume_starts_there(tmp_path, phases):
+    out = tmp_path / "run"
+    failing = dict(phases)
+    failing["first"] = Phase((phases["first"].steps[0],
+                              Step(phases["first"].steps[1].notebook, parameters={"label": "b", "fail": True})))
+    with pytest.raises(WorkbenchError) as exc:
+        _run("all", out, failing)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert "b.ipynb" in message and "ValueError" in message and "boom on two lines" in message
+    assert "cell" in message and "In [" in message and str(out / "b.ipynb") in message
+    executed = nbformat.read(out / "b.ipynb", as_version=4)  # kept, with the error in it
+    assert any(o.get("ename") == "ValueError" for cell in executed.cells for o in cell.get("outputs", []))
+    doc = _read(out / "run.json")
+    assert doc["phases"]["first"]["status"] == "failed" and "b.ipynb" in doc["phases"]["first"]["error"]
+    assert "second" not in doc["phases"] and not (out / "phases" / "first.done.json").exists()
+    # fixed: the rerun resumes at the first phase not done and finishes the rest
+    doc, _ = _run("all", out, phases)
+    assert [p["status"] for p in doc["phases"].values()] == ["done", "done"]
+    assert (out / "c.count").read_text() == "1"
+
+
+def test_rerunning_a_phase_redoes_the_phases_that_need_it(tmp_path, phases):
+    out = tmp_path / "run"
+    _run("all", out, phases)
+    (out / "phases" / "first.done.json").unlink()  # as if interrupted while redoing `first`
+    _run("all", out, phases)
+    assert (out / "a.count").read_text() == "2" and (out / "c.count").read_text() == "2"
+
+
+def test_unknown_phase_and_bad_out(tmp_path, phases):
+    with pytest.raises(WorkbenchError, match="unknown phase 'verify': choose one of all, first, second"):
+        runner.run("verify", tmp_path / "run", phases=phases)
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(WorkbenchError, match="is a file"):
+        runner.run("first", afile, phases=phases)
+    assert runner.phase_names("all") == ["baseline", "phase1", "phase2"]
+    assert [s.notebook.name for s in runner.PHASES["baseline"].steps] == ["01_baseline_probing.ipynb", "02_logit_lens.ipynb"]
+    assert all(s.notebook.is_file() for p in runner.PHASES.values() for s in p.steps)
+
+
+def _cli(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    code, _, err = _cli("run", "bogus", "--out", str(tmp_path / "run"))
+    _one_line_error(code, err, "unknown phase 'bogus'", "baseline", "phase2")
+    code, _, err = _cli("run", "phase2", "--out", str(tmp_path / "run"))
+    _one_line_error(code, err, "phase1_adapter", "workbench run phase1")
+    code, _, err = _cli("run", "baseline", "--max-steps", "3")
+    _one_line_error(code, err, "--max-steps")
+
+
+@pytest.mark.notebook
+@pytest.mark.integration
+def test_run_baseline_quick_on_the_embedded_model(tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = _cli("run", "baseline", "--quick", "--out", str(out))
+    assert code == 0, err
+    for name in ("baseline_classifier.json", "baseline_logit_lens.json", "01_baseline_probing.ipynb",
+                 "02_logit_lens.ipynb", "run.json", "phases/baseline.done.json"):
+        assert (out / name).is_file(), name
+    doc = _read(out / "run.json")
+    assert doc["phases"]["baseline"]["status"] == "done" and doc["model"] == "default"
+    assert _read(out / "baseline_classifier.json")["settings"]["notebook"] == "01_baseline_probing.ipynb"
+    assert "baseline done" in stdout
