@@ -153,9 +153,7 @@ def load_hf(spec: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedMo
     if source.kind == "gguf":
         model, tokenizer = _load_gguf(source.path)
         return model, tokenizer, source
-    where = {"embedded": None, "local": source.path, "hub": source.spec}[source.kind]
-    if source.kind == "embedded":
-        where = _ensure_embedded_cache()
+    where = _ensure_embedded_cache() if source.kind == "embedded" else source.path if source.kind == "local" else source.spec
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
