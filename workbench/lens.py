@@ -196,7 +196,7 @@ def logit_lens(
         result.layer_target_probs = {t.word: [] for t in tokens}
         result.layer_target_ranks = {t.word: [] for t in tokens}
         for li in range(len(layers)):
-            lp = lens_log_probs(lm, resid[:, li])
+            lp = log_probs if layers[li] == layer else lens_log_probs(lm, resid[:, li])
             r = ranks_of(lp, target_ids)
             p = lp[:, target_ids].exp()
             for j, t in enumerate(tokens):
