@@ -25,6 +25,9 @@ out = pathlib.Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
 seen = {"model": model, "output_dir": output_dir, "seed": seed, "max_steps": max_steps, "config": config,
         "config_text": pathlib.Path(config).read_text() if config != "none.yaml" else None, "label": label}
+for extra in ("seeds", "thresholds", "data"):  # injected only into some steps
+    if extra in globals():
+        seen[extra] = globals()[extra]
 (out / f"{label}.json").write_text(json.dumps(seen))
 runs = out / f"{label}.count"
 runs.write_text(str(int(runs.read_text()) + 1 if runs.exists() else 1))
@@ -82,7 +85,8 @@ def test_parameters_reach_notebooks_as_values_and_run_json(tmp_path, phases):
     on_disk = _read(out / "run.json")
     assert on_disk == doc
     assert doc["kind"] == "run" and doc["model"] == "some model's \"dir\""
-    assert doc["settings"] == {"phase": "all", "quick": True, "force": False, "seed": 7, "kernel": "python3"}
+    assert doc["settings"] == {"phase": "all", "quick": True, "force": False, "seed": 7, "seeds": [7], "thresholds": {},
+                               "kernel": "python3"}
     assert list(doc["phases"]) == ["first", "second"]
     for name, notebooks in (("first", ["a.ipynb", "b.ipynb"]), ("second", ["c.ipynb"])):
         entry = doc["phases"][name]
@@ -158,9 +162,59 @@ def test_unknown_phase_and_bad_out(tmp_path, phases):
     afile.write_text("x")
     with pytest.raises(WorkbenchError, match="is a file"):
         runner.run("first", afile, phases=phases)
-    assert runner.phase_names("all") == ["baseline", "phase1", "phase2"]
+    assert runner.phase_names("all") == ["generate", "baseline", "phase1", "phase2", "verify"]
     assert [s.notebook.name for s in runner.PHASES["baseline"].steps] == ["01_baseline_probing.ipynb", "02_logit_lens.ipynb"]
     assert all(s.notebook.is_file() for p in runner.PHASES.values() for s in p.steps)
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    return {
+        "prep": Phase((Step(_notebook(src / "a.ipynb"), parameters={"label": "a"}),)),
+        "train": Phase((Step(_notebook(src / "c.ipynb"), parameters={"label": "c"}, paths={"data": "a.json"}),),
+                       needs=(("a.json", "prep"),), seeded=True),
+        "after": Phase((Step(_notebook(src / "e.ipynb"), parameters={"label": "e"}),), needs=(("c.json", "train"),),
+                       seeded=True),
+        "check": Phase((Step(_notebook(src / "d.ipynb"), parameters={"label": "d"}, verification=True),), always=True),
+    }
+
+
+def test_seeded_phases_run_once_per_seed_into_seed_folders(tmp_path, seeded):
+    out = tmp_path / "run"
+    doc, lines = _run("all", out, seeded, seed=7, seeds=2, thresholds={"eight_min_score": 6.0})
+    assert _read(out / "a.json")["seed"] == 7 and "data" not in _read(out / "a.json")
+    for s in (7, 8):
+        c = _read(out / f"seed-{s}" / "c.json")
+        assert c["seed"] == s and c["output_dir"] == str(out / f"seed-{s}") and c["data"] == str(out / "a.json")
+        assert (out / f"seed-{s}" / "c.ipynb").is_file() and (out / "phases" / f"train.seed-{s}.done.json").is_file()
+        assert _read(out / f"seed-{s}" / "e.json")["seed"] == s
+    d = _read(out / "d.json")
+    assert d["seeds"] == [7, 8] and d["thresholds"] == {"eight_min_score": 6.0} and d["output_dir"] == str(out)
+    assert list(doc["phases"]) == ["prep", "train.seed-7", "train.seed-8", "after.seed-7", "after.seed-8", "check"]
+    assert doc["settings"]["seeds"] == [7, 8]
+    log = (out / "run.log").read_text().splitlines()
+    assert len(log) == len(lines) and all(line.endswith(said) for line, said in zip(log, lines))
+
+    _run("all", out, seeded, seed=7, seeds=2, thresholds={"eight_min_score": 6.0})  # done phases skip; `always` reruns
+    assert (out / "seed-7" / "c.count").read_text() == "1" and (out / "d.count").read_text() == "2"
+    _run("train", out, seeded, seed=7, seeds=2, force=True)  # a seed's rerun drops that seed's dependents only
+    assert not (out / "phases" / "after.seed-7.done.json").exists() and (out / "phases" / "prep.done.json").exists()
+    _run("prep", out, seeded, seed=7, force=True)  # an unseeded rerun drops every seed's dependents
+    assert not list((out / "phases").glob("train.seed-*")) and (out / "phases" / "prep.done.json").exists()
+    _run("all", out, seeded, seed=7, seeds=2, thresholds={"eight_min_score": 6.0})
+    assert (out / "seed-8" / "c.count").read_text() == "3" and (out / "seed-8" / "e.count").read_text() == "2"
+
+
+def test_seeded_prerequisites_are_per_seed(tmp_path, seeded):
+    out = tmp_path / "run"
+    _run("all", out, seeded, seeds=1)  # default first training seed: 42
+    assert (out / "seed-42" / "c.json").is_file()
+    with pytest.raises(WorkbenchError, match=r"phase after needs .*seed-43/c\.json.*workbench run train"):
+        _run("after", out, seeded, seed=43)
+    with pytest.raises(WorkbenchError, match="--seeds 0: pass 1 or more"):
+        _run("all", out, seeded, seeds=0)
 
 
 def _cli(*args, cwd=None):
@@ -181,7 +235,14 @@ def test_cli_bad_input_is_one_line(tmp_path):
     code, _, err = _cli("run", "bogus", "--out", str(tmp_path / "run"))
     _one_line_error(code, err, "unknown phase 'bogus'", "baseline", "phase2")
     code, _, err = _cli("run", "phase2", "--out", str(tmp_path / "run"))
-    _one_line_error(code, err, "phase1_adapter", "workbench run phase1")
+    _one_line_error(code, err, "data/train.jsonl", "workbench run generate")
+    code, _, err = _cli("run", "phase1", "--strict", "--out", str(tmp_path / "run"))
+    _one_line_error(code, err, "--strict", "workbench run verify")
+    code, _, err = _cli("run", "verify", "--threshold", "eight=3", "--out", str(tmp_path / "run"))
+    _one_line_error(code, err, "unknown threshold 'eight'", "eight_min_score")
+    code, _, err = _cli("run", "all", "--seeds", "0", "--out", str(tmp_path / "run"))
+    _one_line_error(code, err, "--seeds 0")
+    assert not (tmp_path / "run").exists()
     code, _, err = _cli("run", "baseline", "--max-steps", "3")
     _one_line_error(code, err, "--max-steps")
 

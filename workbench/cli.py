@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -217,19 +218,46 @@ def train_sft_cmd(
 
 @app.command("run")
 def run_cmd(
-    phase: Annotated[str, typer.Argument(help="all | baseline | phase1 | phase2")] = "all",
+    phase: Annotated[str, typer.Argument(help="all | generate | baseline | phase1 | phase2 | verify")] = "all",
     out: Annotated[Path, typer.Option("--out", help="run folder: executed notebooks, results, figures, run.json")] = Path("runs/experiment"),
     model: ModelOpt = "default",
-    quick: Annotated[bool, typer.Option("--quick", help="tiny training settings (4 steps, 64 samples, 32 held out)")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="tiny data and training (64 records, 32 held out, 4 steps)")] = False,
     force: Annotated[bool, typer.Option("--force", help="rerun phases that are done already")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="seed for every notebook (default: each notebook's own)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="data seed and first training seed (default: 42; baseline: its own)")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="training seeds: phase1 and phase2 run once per seed, into seed-<s>/")] = 1,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 1 unless every claim of the seed holds (needs verify)")] = False,
+    threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")] = None,
 ):
     """Run the experiment's phases as papermill-executed notebooks into one run folder; done phases are skipped."""
-    from .runner import run
+    from .runner import phase_names, run
+    from .verify import failures, parse_threshold
 
-    doc = run(phase, out, model=model, quick=quick, force=force, seed=seed)
+    limits = dict(parse_threshold(t) for t in threshold or [])
+    if strict and "verify" not in phase_names(phase):
+        raise WorkbenchError(f"--strict judges the claims, but phase {phase!r} does not verify: use `workbench run all` or `workbench run verify`")
+    doc = run(phase, out, model=model, quick=quick, force=force, seed=seed, seeds=seeds, thresholds=limits)
     states = ", ".join(f"{name} {p['status']} ({p.get('seconds') or 0:.0f} s)" for name, p in doc["phases"].items())
     print(f"run folder {out}: {states}; details in {out / 'run.json'}")
+    if "verify" in phase_names(phase):
+        claims = json.loads((out / "claims.json").read_text(encoding="utf-8"))["claims"]
+        failed = failures(claims)
+        print(f"claims: {len(claims) - len(failed)} of {len(claims)} hold or are reported; report in {out / 'report.md'}")
+        if strict and failed:
+            print("error: --strict: " + "; ".join(f"{c['id']} {c['verdict']}" for c in failed), file=sys.stderr)
+            raise typer.Exit(1)
+
+
+@app.command("publish")
+def publish_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a verified run folder (it holds report.md and claims.json)")],
+    docs: Annotated[Path, typer.Option("--docs", help="where the report goes; its PNG figures go beside it")] = Path("docs/results.md"),
+    readme: Annotated[Path, typer.Option("--readme", help="README whose claims block is replaced")] = Path("README.md"),
+):
+    """Copy a run's report.md and figures to docs/ and put its claims table into the README."""
+    from .publish import publish
+
+    written = publish(run_dir, docs, readme)
+    print("wrote " + ", ".join(map(str, written)))
 
 
 def _int_option(flag: str, value: str) -> int:

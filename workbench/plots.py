@@ -1,14 +1,18 @@
-"""Plotly figures built from result dicts (the same dicts the JSON files hold), and atomic HTML export."""
+"""Plotly figures built from result dicts (the same dicts the JSON files hold), and atomic HTML (and PNG) export."""
 
 from __future__ import annotations
 
+import atexit
 import math
+import os
+import shutil
+import warnings
 from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .results import atomic_write_text
+from .results import atomic_write_bytes, atomic_write_text
 
 
 def probe_accuracy_figure(result: dict) -> go.Figure:
@@ -85,16 +89,54 @@ def lens_layer_figure(result: dict, log_y: bool = False) -> go.Figure:
     return fig
 
 
-def write_figure(fig: go.Figure, path: str | Path) -> Path:
+def write_figure(fig: go.Figure, path: str | Path, png: bool | None = None) -> Path:
     """HTML that opens offline: plotly.js is written once per folder (plotly.min.js) and referenced, so each figure
-    is kilobytes, not megabytes. Written atomically."""
+    is kilobytes, not megabytes. Also a PNG beside it (same name, ``.png``) when ``png`` is true, or when it is None
+    and a Chromium is found (see ``chromium``). Written atomically."""
     path = Path(path)
     bundle = path.parent / "plotly.min.js"
     if not bundle.is_file():
         from plotly.offline import get_plotlyjs
 
         atomic_write_text(bundle, get_plotlyjs())
-    return atomic_write_text(path, fig.to_html(include_plotlyjs="directory", full_html=True))
+    atomic_write_text(path, fig.to_html(include_plotlyjs="directory", full_html=True))
+    if png or (png is None and chromium()):
+        write_png(fig, path.with_suffix(".png"))
+    return path
+
+
+def chromium() -> str | None:
+    """The Chromium kaleido renders PNGs with: $BROWSER_PATH, else chromium / chromium-browser / google-chrome on PATH;
+    None when there is none or $WORKBENCH_PNG is 0."""
+    if os.environ.get("WORKBENCH_PNG", "auto").strip().lower() in ("0", "no", "false", "off"):
+        return None
+    for candidate in (os.environ.get("BROWSER_PATH"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                      shutil.which("google-chrome")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+_PNG_SERVER: list[bool] = []  # one kaleido browser per process, started on the first PNG, closed at exit
+
+
+def write_png(fig: go.Figure, path: str | Path, width: int = 1100) -> Path:
+    """A static PNG through kaleido (a headless Chromium it keeps open for the process; it exits with the process)."""
+    browser = chromium()
+    if browser is None:
+        raise RuntimeError("no Chromium found for PNG export: install chromium (apt) or set BROWSER_PATH")
+    import kaleido
+
+    if not _PNG_SERVER:
+        os.environ.setdefault("BROWSER_PATH", browser)
+        kaleido.start_sync_server(silence_warnings=True)
+        atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+        _PNG_SERVER.append(True)
+    height = int(fig.layout.height) if fig.layout.height else 550
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # plotly: "kopts ignored when using a server"
+        data = fig.to_image(format="png", width=width, height=height)
+    return atomic_write_bytes(path, data)
 
 
 LOSS_TITLES = {"loss": "total loss", "classifier_loss": "classifier loss (lens CE at the classifier layer)",
@@ -155,4 +197,61 @@ def adapter_changes_figure(rows: list[dict], frozen: list[int] | None = None) ->
     ))
     fig.update_layout(title="LoRA weight change per layer (grey: frozen)", xaxis_title="layer",
                       yaxis_title="max |after − before|", template="plotly_white")
+    return fig
+
+
+STAGES = ("base model", "after phase 1", "after phase 2")
+
+
+def _seed_name(seed) -> str:
+    return "this run" if seed is None else f"seed {seed}"
+
+
+def verification_lens_figure(data: dict) -> go.Figure:
+    """Held-out correct-operation lens probability at the classifier layer: base, after phase 1, after phase 2 (one
+    bar per training seed; log axis), with the seed's 36-81% band. ``data``: ``verify.collect``'s result."""
+    fig = go.Figure([
+        go.Bar(name=_seed_name(seed), x=list(STAGES), y=[d["lens_before"], d["lens_after"], d["lens_phase2"]])
+        for seed, d in data["seeds"].items()
+    ])
+    fig.add_hrect(y0=0.36, y1=0.81, fillcolor="green", opacity=0.1, line_width=0, annotation_text="the seed's 36-81%",
+                  annotation_position="top left")
+    fig.update_yaxes(type="log", exponentformat="power", title_text="mean p(correct operation word), log scale")
+    fig.update_layout(barmode="group", template="plotly_white",
+                      title="Logit lens at the classifier layer on held-out prompts")
+    return fig
+
+
+def verification_probe_figure(data: dict) -> go.Figure:
+    """Linear-probe accuracy by layer: the base model and the phase-1 model of each seed, with chance."""
+    fig = go.Figure()
+    base = data.get("base_probe")
+    if base:
+        layers = sorted(base["accuracy_by_layer"], key=int)
+        fig.add_trace(go.Scatter(x=[int(x) for x in layers], y=[base["accuracy_by_layer"][x] for x in layers],
+                                 mode="lines+markers", name="base model", line={"color": "#7f7f7f"}))
+        fig.add_vline(x=base["layer"], line={"color": "grey", "dash": "dash"})
+        fig.add_hline(y=base["chance"], line={"color": "grey", "dash": "dot"}, annotation_text="chance")
+    for seed, d in data["seeds"].items():
+        probe = d.get("phase1_probe")
+        if probe:
+            layers = sorted(probe["accuracy_by_layer"], key=int)
+            fig.add_trace(go.Scatter(x=[int(x) for x in layers], y=[probe["accuracy_by_layer"][x] for x in layers],
+                                     mode="lines+markers", name=f"after phase 1, {_seed_name(seed)}"))
+    fig.update_layout(title="Hidden-space classifier: linear-probe accuracy by layer (dashed: classifier layer)",
+                      xaxis_title="layer", yaxis_title="CV accuracy", yaxis_range=[0, 1.05], template="plotly_white")
+    return fig
+
+
+def verification_answers_figure(data: dict) -> go.Figure:
+    """Answer accuracy on held-out prompts at each stage: teacher-forced exact match and greedy answers."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["teacher-forced exact match", "greedy answer correct"])
+    for i, (seed, d) in enumerate(data["seeds"].items()):
+        colour = f"hsl({(i * 67) % 360},60%,45%)"
+        fig.add_trace(go.Bar(name=_seed_name(seed), x=list(STAGES), marker_color=colour, legendgroup=str(seed),
+                             y=[d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"]]), row=1, col=1)
+        fig.add_trace(go.Bar(name=_seed_name(seed), x=list(STAGES[1:]), marker_color=colour, legendgroup=str(seed),
+                             showlegend=False, y=[d["greedy_phase1"], d["greedy_phase2"]]), row=1, col=2)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    fig.update_layout(barmode="group", template="plotly_white", title="Answers on held-out prompts")
     return fig

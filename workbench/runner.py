@@ -1,11 +1,15 @@
 """The experiment runner: papermill executes each phase's notebooks, with parameters, into one run folder.
 
+Phases, in order: ``generate`` (the arithmetic data, ``data/``), ``baseline`` (probe and lens of the base model),
+``phase1`` (dual-reward training) and ``phase2`` (routing training), both once per training seed into
+``seed-<s>/``, and ``verify`` (the claims table: ``claims.json`` and ``report.md``).
+
 A run folder holds the executed notebooks, everything they write (result JSONs, figures, data, adapters with their
 resolved ``config.json``), the YAML configs the training notebooks started from (``configs/``), one marker per finished
-phase (``phases/<name>.done.json``: seconds and parameters) and ``run.json`` (each phase's status and seconds, the model,
-the settings, library versions and the git commit). A phase with a marker is skipped unless ``force``; so a run stopped
-half way resumes at the first phase not done. Data generation happens inside notebooks 03 and 04, so there is no
-separate ``generate`` phase.
+phase and seed (``phases/<name>[.seed-<s>].done.json``: seconds and parameters), ``run.log`` (one timestamped line per
+event) and ``run.json`` (each phase's status and seconds, the model, the settings, library versions and the git
+commit). A phase with a marker is skipped unless ``force``, so a run stopped half way resumes at the first phase not
+done; ``verify`` is cheap and judges whatever the folder holds now, so it always runs.
 """
 
 from __future__ import annotations
@@ -27,35 +31,73 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 CONFIGS = ROOT / "configs"
 ALL = "all"
-QUICK_TRAINING = {"max_steps": 4, "train_samples": 64, "eval_samples": 32}
+QUICK_DATA = {"train_samples": 64, "eval_samples": 32}
+QUICK_TRAINING = {"max_steps": 4, **QUICK_DATA}
+DEFAULT_SEED = 42  # the training notebooks' (and the seed's generator's) default
+DATA = {"train_data": "data/train.jsonl", "heldout_data": "data/heldout.jsonl"}
 
 
 @dataclass(frozen=True)
 class Step:
-    """One notebook of a phase. ``config``: a YAML file copied into ``<run>/configs/`` and passed as ``config``."""
+    """One notebook of a phase. ``config``: a YAML file copied into ``<run>/configs/`` and passed as ``config``;
+    ``paths``: parameters that name files inside the run folder (passed as absolute paths); ``verification``: pass the
+    run's training seeds as ``seeds`` and the claim thresholds as ``thresholds``."""
 
     notebook: Path
     parameters: Mapping = field(default_factory=dict)
     quick: Mapping = field(default_factory=dict)
     config: Path | None = None
+    paths: Mapping = field(default_factory=dict)
+    verification: bool = False
 
 
 @dataclass(frozen=True)
 class Phase:
-    """Notebooks run in order. ``needs``: (path inside the run folder, the phase that writes it) checked before start."""
+    """Notebooks run in order. ``needs``: (path, the phase that writes it) checked before start; the path is inside
+    the seed folder when the writer is seeded, else inside the run folder. ``seeded``: runs once per training seed,
+    into ``seed-<s>/``. ``always``: never skipped."""
 
     steps: tuple[Step, ...]
     needs: tuple[tuple[str, str], ...] = ()
+    seeded: bool = False
+    always: bool = False
 
 
 PHASES: dict[str, Phase] = {
+    "generate": Phase((Step(NOTEBOOKS / "00_generate_data.ipynb", quick=QUICK_DATA),)),
     "baseline": Phase((Step(NOTEBOOKS / "01_baseline_probing.ipynb"), Step(NOTEBOOKS / "02_logit_lens.ipynb"))),
     "phase1": Phase((Step(NOTEBOOKS / "03_dual_reward_training.ipynb", quick=QUICK_TRAINING,
-                          config=CONFIGS / "smollm2_phase1.yaml"),)),
+                          config=CONFIGS / "smollm2_phase1.yaml", paths=DATA),),
+                    needs=((DATA["train_data"], "generate"), (DATA["heldout_data"], "generate")), seeded=True),
     "phase2": Phase((Step(NOTEBOOKS / "04_routing_training.ipynb", quick=QUICK_TRAINING,
-                          config=CONFIGS / "smollm2_phase2.yaml"),),
-                    needs=(("phase1_adapter/adapter_config.json", "phase1"),)),
+                          config=CONFIGS / "smollm2_phase2.yaml", paths=DATA),),
+                    needs=((DATA["train_data"], "generate"), (DATA["heldout_data"], "generate"),
+                           ("phase1_adapter/adapter_config.json", "phase1")), seeded=True),
+    "verify": Phase((Step(NOTEBOOKS / "05_verification.ipynb", verification=True),), always=True),
 }
+
+
+@dataclass(frozen=True)
+class Job:
+    """One phase for one training seed (``seed`` None: a phase that runs once)."""
+
+    phase: str
+    seed: int | None
+
+    @property
+    def key(self) -> str:
+        return self.phase if self.seed is None else f"{self.phase}.seed-{self.seed}"
+
+    def folder(self, out: Path) -> Path:
+        return out if self.seed is None else out / f"seed-{self.seed}"
+
+
+def seed_list(seed: int | None, seeds: int) -> list[int]:
+    """The training seeds: ``seeds`` consecutive ones from ``seed`` (default 42)."""
+    if seeds < 1:
+        raise WorkbenchError(f"--seeds {seeds}: pass 1 or more training seeds")
+    start = DEFAULT_SEED if seed is None else seed
+    return [start + i for i in range(seeds)]
 
 
 def phase_names(phase: str, phases: Mapping[str, Phase] = PHASES) -> list[str]:
@@ -68,8 +110,8 @@ def phase_names(phase: str, phases: Mapping[str, Phase] = PHASES) -> list[str]:
     return [phase]
 
 
-def marker_path(out: Path, name: str) -> Path:
-    return Path(out) / "phases" / f"{name}.done.json"
+def marker_path(out: Path, key: str) -> Path:
+    return Path(out) / "phases" / f"{key}.done.json"
 
 
 def git_commit(cwd: Path = ROOT) -> str | None:
@@ -103,16 +145,28 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def step_parameters(step: Step, out: Path, model: str, quick: bool, seed: int | None) -> dict:
-    """The values papermill injects (a dict of values, never code): model, output_dir, seed, config, quick sizes."""
-    params = {"model": model, "output_dir": str(out), **step.parameters}
-    if seed is not None:
+def step_parameters(step: Step, out: Path, job: Job, model: str, quick: bool, seed: int | None,
+                    seeds: list[int], thresholds: Mapping[str, float] | None = None) -> dict:
+    """The values papermill injects (a dict of values, never code): model, output_dir, seed, config, data paths,
+    training seeds, quick sizes. A seeded job gets its own seed; the others get ``seed`` when one is given."""
+    params = {"model": model, "output_dir": str(job.folder(out)), **step.parameters}
+    if job.seed is not None:
+        params["seed"] = job.seed
+    elif seed is not None:
         params["seed"] = seed
     if step.config is not None:
         params["config"] = str(out / "configs" / step.config.name)
+    params.update({name: str(out / rel) for name, rel in step.paths.items()})
+    if step.verification:
+        params["seeds"] = list(seeds)
+        params["thresholds"] = dict(thresholds or {})
     if quick:
         params.update(step.quick)
     return params
+
+
+def _need_path(out: Path, job: Job, need: str, writer: str, phases: Mapping[str, Phase]) -> Path:
+    return (job.folder(out) if phases[writer].seeded else out) / need
 
 
 def _quiet_parameter_inference(record: logging.LogRecord) -> bool:
@@ -144,6 +198,23 @@ def _execute(step: Step, executed: Path, params: dict, cwd: Path, kernel_name: s
         raise WorkbenchError(f"{name} did not run: {type(exc).__name__}: {_one_line(exc)}{kept}") from None
 
 
+def jobs_for(names: list[str], seeds: list[int], phases: Mapping[str, Phase] = PHASES) -> list[Job]:
+    return [Job(name, s) for name in names for s in (seeds if phases[name].seeded else [None])]
+
+
+def _dependents(job: Job, out: Path, phases: Mapping[str, Phase]) -> list[Path]:
+    """Markers of the jobs that read this job's outputs: the same seed's, or every seed's when this job is unseeded."""
+    found = []
+    for other, spec in phases.items():
+        if other == job.phase or not any(writer == job.phase for _, writer in spec.needs):
+            continue
+        if job.seed is not None and spec.seeded:
+            found.append(marker_path(out, Job(other, job.seed).key))
+        else:
+            found += [marker_path(out, other), *(out / "phases").glob(f"{other}.seed-*.done.json")]
+    return found
+
+
 def run(
     phase: str,
     out: str | Path,
@@ -151,6 +222,8 @@ def run(
     quick: bool = False,
     force: bool = False,
     seed: int | None = None,
+    seeds: int = 1,
+    thresholds: Mapping[str, float] | None = None,
     phases: Mapping[str, Phase] = PHASES,
     cwd: str | Path = ROOT,
     kernel_name: str = "python3",
@@ -159,11 +232,15 @@ def run(
 ) -> dict:
     """Run ``phase`` (or ``all``) into the run folder ``out``; return the run.json document.
 
-    Skips phases whose marker exists unless ``force``; a marker written with other parameters is an error (rerun with
-    ``force`` or use another folder) rather than a silent mix of settings. Rerunning a phase drops the markers of the
-    phases that need its outputs. A failing notebook raises WorkbenchError naming notebook, cell and error.
+    Seeded phases run once per training seed (``seeds`` of them from ``seed``, default 42) into ``seed-<s>/``.
+    Skips jobs whose marker exists unless ``force`` (``always`` phases never skip); a marker written with other
+    parameters is an error (rerun with ``force`` or use another folder) rather than a silent mix of settings. Rerunning
+    a job drops the markers of the jobs that need its outputs. ``thresholds`` go to the verification notebook. A failing
+    notebook raises WorkbenchError naming notebook, cell and error.
     """
     names = phase_names(phase, phases)
+    training_seeds = seed_list(seed, seeds)
+    jobs = jobs_for(names, training_seeds, phases)
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise WorkbenchError(f"--out {str(out)!r} is a file: pass a folder for the run")
@@ -172,23 +249,34 @@ def run(
             raise WorkbenchError(f"notebook {str(step.notebook)!r} not found: run from a checkout of the repository")
         if step.config is not None and not Path(step.config).is_file():
             raise WorkbenchError(f"config {str(step.config)!r} not found: run from a checkout of the repository")
-    for name in names:  # fail before writing anything when a prerequisite is neither there nor part of this run
-        for need, writer in phases[name].needs:
-            if writer not in names[: names.index(name)] and not (out / need).exists():
-                raise WorkbenchError(f"phase {name} needs {out / need}, which phase {writer} writes: "
-                                     f"run `workbench run {writer} --out {out}` first")
+    for job in jobs:  # fail before writing anything when a prerequisite is neither there nor part of this run
+        for need, writer in phases[job.phase].needs:
+            if writer not in names[: names.index(job.phase)] and not _need_path(out, job, need, writer, phases).exists():
+                raise WorkbenchError(f"phase {job.phase} needs {_need_path(out, job, need, writer, phases)}, which phase "
+                                     f"{writer} writes: run `workbench run {writer} --out {out}` first")
     check_writable(out / "run.json")
 
-    planned = {n: {s.notebook.name: step_parameters(s, out, model, quick, seed) for s in phases[n].steps} for n in names}
-    for name in names:
-        marker = _read_json(marker_path(out, name))
-        if marker is not None and not force and marker.get("parameters") != planned[name]:
+    planned = {job.key: {s.notebook.name: step_parameters(s, out, job, model, quick, seed, training_seeds, thresholds)
+                         for s in phases[job.phase].steps} for job in jobs}
+    for job in jobs:
+        if phases[job.phase].always:
+            continue
+        marker = _read_json(marker_path(out, job.key))
+        if marker is not None and not force and marker.get("parameters") != planned[job.key]:
             raise WorkbenchError(
-                f"phase {name} in {out} was done with other parameters ({_diff(marker.get('parameters'), planned[name])}): "
+                f"phase {job.key} in {out} was done with other parameters ({_diff(marker.get('parameters'), planned[job.key])}): "
                 f"pass --force to rerun it or choose another --out"
             )
 
-    settings = {"phase": phase, "quick": quick, "force": force, "seed": seed, "kernel": kernel_name}
+    log_path = out / "run.log"
+
+    def say(line: str) -> None:
+        echo(line)
+        with log_path.open("a", encoding="utf-8") as fh:
+            fh.write(f"{_now()} {line}\n")
+
+    settings = {"phase": phase, "quick": quick, "force": force, "seed": seed, "seeds": training_seeds,
+                "thresholds": dict(thresholds or {}), "kernel": kernel_name}
     doc = _read_json(out / "run.json") or {}
     doc.update({
         "schema_version": SCHEMA_VERSION, "kind": "run", "created": doc.get("created", _now()), "updated": _now(),
@@ -197,54 +285,62 @@ def run(
     doc.setdefault("phases", {})
     run_json = out / "run.json"
     _write_json(run_json, doc)
+    say(f"workbench run {phase} --model {model} --out {out} (seeds {training_seeds}{', quick' if quick else ''})")
 
-    for name in names:
-        done = None if force else _read_json(marker_path(out, name))  # read now: an earlier phase may have dropped it
+    for job in jobs:
+        spec = phases[job.phase]
+        # read now: an earlier job may have dropped it
+        done = None if force or spec.always else _read_json(marker_path(out, job.key))
         if done is not None:
-            echo(f"phase {name}: done already ({done.get('seconds') or 0:.0f} s; --force reruns it)")
-            if doc["phases"].get(name, {}).get("status") != "done":
-                doc["phases"][name] = {"status": "done", "seconds": done.get("seconds"),
-                                       "notebooks": done.get("notebooks", {}), "parameters": done.get("parameters")}
+            say(f"phase {job.key}: done already ({done.get('seconds') or 0:.0f} s; --force reruns it)")
+            if doc["phases"].get(job.key, {}).get("status") != "done":
+                doc["phases"][job.key] = {"status": "done", "seconds": done.get("seconds"),
+                                          "notebooks": done.get("notebooks", {}), "parameters": done.get("parameters")}
                 _write_json(run_json, doc)
             continue
-        for need, writer in phases[name].needs:
-            if not (out / need).exists():
-                raise WorkbenchError(f"phase {name} needs {out / need}, which phase {writer} writes: "
+        for need, writer in spec.needs:
+            path = _need_path(out, job, need, writer, phases)
+            if not path.exists():
+                raise WorkbenchError(f"phase {job.phase} needs {path}, which phase {writer} writes: "
                                      f"run `workbench run {writer} --out {out}` first")
-        for other, spec in phases.items():  # phases that read this one's outputs must be redone after it
-            if other != name and any(writer == name for _, writer in spec.needs):
-                marker_path(out, other).unlink(missing_ok=True)
-        marker_path(out, name).unlink(missing_ok=True)
-        doc["phases"][name] = {"status": "running", "started": _now(), "parameters": planned[name]}
+        for marker in _dependents(job, out, phases):
+            marker.unlink(missing_ok=True)
+        marker_path(out, job.key).unlink(missing_ok=True)
+        doc["phases"][job.key] = {"status": "running", "started": _now(), "parameters": planned[job.key]}
         doc["updated"] = _now()
         _write_json(run_json, doc)
 
         start = time.perf_counter()
         notebooks = {}
         try:
-            for step in phases[name].steps:
-                params = planned[name][step.notebook.name]
+            for step in spec.steps:
+                params = planned[job.key][step.notebook.name]
                 if step.config is not None:
                     (out / "configs").mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(step.config, params["config"])
-                executed = out / step.notebook.name
-                echo(f"phase {name}: {step.notebook.name} -> {executed}")
+                executed = job.folder(out) / step.notebook.name
+                executed.parent.mkdir(parents=True, exist_ok=True)
+                say(f"phase {job.key}: {step.notebook.name} -> {executed}")
                 t0 = time.perf_counter()
                 _execute(step, executed, params, Path(cwd), kernel_name, execution_timeout)
                 notebooks[step.notebook.name] = round(time.perf_counter() - t0, 3)
         except BaseException as exc:
-            doc["phases"][name].update(status="failed", seconds=round(time.perf_counter() - start, 3),
-                                       notebooks=notebooks, error=str(exc) if isinstance(exc, WorkbenchError) else type(exc).__name__)
+            error = str(exc) if isinstance(exc, WorkbenchError) else type(exc).__name__
+            doc["phases"][job.key].update(status="failed", seconds=round(time.perf_counter() - start, 3),
+                                          notebooks=notebooks, error=error)
             doc["updated"] = _now()
             _write_json(run_json, doc)
+            say(f"phase {job.key}: failed: {error}")
             raise
         seconds = round(time.perf_counter() - start, 3)
-        _write_json(marker_path(out, name), {"schema_version": SCHEMA_VERSION, "phase": name, "finished": _now(),
-                                             "seconds": seconds, "notebooks": notebooks, "parameters": planned[name]})
-        doc["phases"][name] = {"status": "done", "seconds": seconds, "notebooks": notebooks, "parameters": planned[name]}
+        _write_json(marker_path(out, job.key), {"schema_version": SCHEMA_VERSION, "phase": job.phase, "seed": job.seed,
+                                                "finished": _now(), "seconds": seconds, "notebooks": notebooks,
+                                                "parameters": planned[job.key]})
+        doc["phases"][job.key] = {"status": "done", "seconds": seconds, "notebooks": notebooks,
+                                  "parameters": planned[job.key]}
         doc["updated"] = _now()
         _write_json(run_json, doc)
-        echo(f"phase {name}: done in {seconds:.1f} s")
+        say(f"phase {job.key}: done in {seconds:.1f} s")
     return doc
 
 

@@ -1,0 +1,64 @@
+"""Publishing a verified run: its report.md, with the PNG figures it embeds, goes to docs/, and its claims table into
+the README between the ``<!-- claims:start -->`` and ``<!-- claims:end -->`` markers. Only files are copied: every
+number comes from the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from .errors import WorkbenchError
+from .results import atomic_write_text
+from .verify import claims_table
+
+START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
+
+
+def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: str | Path = "README.md") -> list[Path]:
+    """Copy ``run_dir``'s report to ``docs`` (figures into ``<docs stem>_figures/`` beside it) and replace the README's
+    claims block. A quick run, a missing report or a README without the markers is a one-line error, checked before
+    anything is written."""
+    run_dir, docs, readme = Path(run_dir), Path(docs), Path(readme)
+    report, claims_path = run_dir / "report.md", run_dir / "claims.json"
+    for path in (report, claims_path):
+        if not path.is_file():
+            raise WorkbenchError(f"{path} not found: verify the run first with `workbench run verify --out {run_dir}`")
+    doc = json.loads(claims_path.read_text(encoding="utf-8"))
+    run = doc.get("run") or {}
+    if (run.get("settings") or {}).get("quick"):
+        raise WorkbenchError(f"{run_dir} is a --quick run: publish a full run (`make experiment`), whose numbers mean something")
+    readme_text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    if START not in readme_text or END not in readme_text or readme_text.index(START) > readme_text.index(END):
+        raise WorkbenchError(f"{readme} has no claims block: add the lines {START} and {END} where the table goes")
+    text = report.read_text(encoding="utf-8")
+    images = IMAGE.findall(text)
+    for _, rel in images:
+        if not (run_dir / rel).is_file():
+            raise WorkbenchError(f"{run_dir / rel} (embedded in report.md) is missing: rerun `workbench run verify --out {run_dir}`")
+
+    figures = docs.parent / f"{docs.stem}_figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    names = {rel: rel.replace("/", "__") for _, rel in images}
+    for old in figures.glob("*.png"):
+        if old.name not in names.values():
+            old.unlink()
+    for rel, name in names.items():
+        shutil.copyfile(run_dir / rel, figures / name)
+    body = IMAGE.sub(lambda m: f"![{m.group(1)}]({figures.name}/{names[m.group(2)]})", text)
+    seeds = doc.get("seeds") or []
+    note = (f"<!-- written by `workbench publish {run_dir.name}` from that run's report.md; regenerate with "
+            f"`make experiment` and `workbench publish runs/experiment` -->\n")
+    atomic_write_text(docs, note + body)
+
+    source = (f"Measured by `workbench run all --model {run.get('model', 'default')}"
+              + (f" --seeds {len(seeds)}" if len(seeds) > 1 else "") + f"` at commit `{(run.get('git_commit') or '?')[:10]}`, "
+              f"{(run.get('updated') or '?')[:10]}; the full report, with figures, is [{docs.name}]"
+              f"({Path(os.path.relpath(docs.resolve(), readme.resolve().parent)).as_posix()}).")
+    block = f"{START}\n{source}\n\n{claims_table(doc['claims'])}\n{END}"
+    head, rest = readme_text.split(START, 1)
+    atomic_write_text(readme, head + block + rest.split(END, 1)[1])
+    return [docs, figures, readme]
