@@ -4,12 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 RUN ?= runs/experiment
+SEEDS ?= 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help test test-unit experiment bench clean
+.PHONY: help test test-unit experiment publish bench clean
 
 help:
-	@echo "make experiment   full run on the embedded SmolLM2-135M into $(RUN)/"
+	@echo "make experiment   full run on the embedded SmolLM2-135M into $(RUN)/ (SEEDS=3: three training seeds)"
+	@echo "make publish      $(RUN)'s report -> docs/results.md, its claims table -> README.md"
 	@echo "make test         unit + integration tests + notebooks (papermill)"
 	@echo "make test-unit    unit tests only (tiny random Llama, seconds)"
 	@echo "make bench        benchmarks/ (ratios measured side by side)"
@@ -30,8 +32,11 @@ test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
 
 experiment: $(VENV)/.installed
-	$(VENV)/bin/workbench run all --model default --out $(RUN)
-	@echo "results, figures and executed notebooks in $(RUN)/"
+	$(VENV)/bin/workbench run all --model default --out $(RUN) --seeds $(SEEDS)
+	@echo "results, figures, executed notebooks and report.md in $(RUN)/"
+
+publish: $(VENV)/.installed
+	$(VENV)/bin/workbench publish $(RUN)
 
 bench: $(VENV)/.installed
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done

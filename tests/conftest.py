@@ -64,3 +64,16 @@ def smol():
     from workbench.models import load_model
 
     return load_model("default", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """`workbench run all --quick --seeds 2` on the embedded model, once per session: every phase's notebook executed
+    into one run folder. Returns (folder, exit status, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("quick") / "run"
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "run", "all", "--quick", "--seeds", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1500)
+    return out, proc.returncode, proc.stdout, proc.stderr

@@ -1,7 +1,8 @@
 """The narrative notebooks: committed clean (no outputs, one `parameters` cell with the seed's defaults), and each runs
 top to bottom under papermill on the embedded model, writing the result JSON and figures it promises.
 
-The model cache comes from $WORKBENCH_CACHE (or the user cache); the kernel inherits this process's environment.
+Notebooks 00-05 are checked in the run folder of one `workbench run all --quick --seeds 2` (the `quick_run` fixture);
+the model cache comes from $WORKBENCH_CACHE (or the user cache), and the kernel inherits this process's environment.
 """
 
 from __future__ import annotations
@@ -55,28 +56,17 @@ def test_notebook_defaults_are_the_seeds_prompts():
     assert lens["eight_prompts"] == GUIDE_EIGHT_PROMPTS and lens["layer"] is None
 
 
-def _execute(name: str, tmp_path: Path) -> tuple[Path, object]:
-    papermill = pytest.importorskip("papermill")
-    out_dir = tmp_path / "out"
-    executed = tmp_path / name
-    papermill.execute_notebook(
-        str(NOTEBOOKS / name), str(executed), parameters={"output_dir": str(out_dir)},
-        kernel_name="python3", cwd=str(tmp_path), progress_bar=False, execution_timeout=600,
-    )
-    return out_dir, nbformat.read(executed, as_version=4)
-
-
-def _closing_markdown(nb) -> str:
-    outputs = nb.cells[-1].outputs
-    texts = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
-    assert texts, "the closing cell must display its findings as Markdown"
-    return texts[-1]
+def _executed(quick_run, name: str) -> tuple[Path, object]:
+    """The run folder of the session's `workbench run all --quick` and that notebook as papermill executed it there."""
+    out, code, _, err = quick_run
+    assert code == 0, err
+    return out, nbformat.read(out / name, as_version=4)
 
 
 @pytest.mark.notebook
 @pytest.mark.integration
-def test_baseline_probing_notebook(tmp_path):
-    out_dir, nb = _execute(PROBING, tmp_path)
+def test_baseline_probing_notebook(quick_run):
+    out_dir, nb = _executed(quick_run, PROBING)
     doc = json.loads((out_dir / "baseline_classifier.json").read_text())
     assert doc["kind"] == "introspect.classifier" and doc["schema_version"] >= 1
     assert doc["num_layers"] == 30 and doc["classifier_layer_default"] == 16
@@ -94,8 +84,8 @@ def test_baseline_probing_notebook(tmp_path):
 
 @pytest.mark.notebook
 @pytest.mark.integration
-def test_logit_lens_notebook(tmp_path):
-    out_dir, nb = _execute(LENS, tmp_path)
+def test_logit_lens_notebook(quick_run):
+    out_dir, nb = _executed(quick_run, LENS)
     doc = json.loads((out_dir / "baseline_logit_lens.json").read_text())
     assert doc["kind"] == "introspect.logit_lens" and doc["settings"]["notebook"] == LENS
     assert doc["layer"] == 16 and doc["num_layers"] == 30

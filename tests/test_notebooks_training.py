@@ -73,11 +73,15 @@ def test_dual_reward_then_routing_notebooks(tmp_path):
     assert eight["settings"]["notebook"] == PHASE1 and eight["adapter"] == str(phase1)
     assert len(eight["all_layers"]["mean_expected_prob"]) == 30
     assert _json(out / "phase1_lens_eight_before.json")["adapter"] is None
+    probe = _json(out / "phase1_classifier.json")  # the hidden-space probe, refitted on the trained model
+    assert probe["adapter"] == str(phase1) and [r["layer"] for r in probe["layer_results"]] == list(range(30))
+    assert (out / "phase1_train.jsonl").is_file() and m1["config"]["data"] == str(out / "phase1_train.jsonl")
     assert _json(out / "phase1_summary.json")["steps"] == 4
-    for figure in ("losses", "lens_by_operation", "lens_eight_layer", "lens_eight_heatmap"):
+    for figure in ("losses", "lens_by_operation", "lens_eight_layer", "lens_eight_heatmap", "classifier"):
         assert (out / f"phase1_{figure}.html").is_file(), figure
     found1 = _closing_markdown(nb1)
     assert "Dual-reward training" in found1 and "L16" in found1 and "'subtract' as 'sub'" in found1
+    assert "Hidden-space classifier after training" in found1
 
     nb2 = _execute(PHASE2, tmp_path, out)
     phase2 = out / "phase2_adapter"

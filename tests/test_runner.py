@@ -199,6 +199,8 @@ def test_seeded_phases_run_once_per_seed_into_seed_folders(tmp_path, seeded):
 
     _run("all", out, seeded, seed=7, seeds=2, thresholds={"eight_min_score": 6.0})  # done phases skip; `always` reruns
     assert (out / "seed-7" / "c.count").read_text() == "1" and (out / "d.count").read_text() == "2"
+    doc, _ = _run("check", out, seeded)  # no seeds given: the folder's own
+    assert _read(out / "d.json")["seeds"] == [7, 8] and doc["settings"]["seeds"] == [7, 8]
     _run("train", out, seeded, seed=7, seeds=2, force=True)  # a seed's rerun drops that seed's dependents only
     assert not (out / "phases" / "after.seed-7.done.json").exists() and (out / "phases" / "prep.done.json").exists()
     _run("prep", out, seeded, seed=7, force=True)  # an unseeded rerun drops every seed's dependents
@@ -245,18 +247,3 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
     code, _, err = _cli("run", "baseline", "--max-steps", "3")
     _one_line_error(code, err, "--max-steps")
-
-
-@pytest.mark.notebook
-@pytest.mark.integration
-def test_run_baseline_quick_on_the_embedded_model(tmp_path):
-    out = tmp_path / "run"
-    code, stdout, err = _cli("run", "baseline", "--quick", "--out", str(out))
-    assert code == 0, err
-    for name in ("baseline_classifier.json", "baseline_logit_lens.json", "01_baseline_probing.ipynb",
-                 "02_logit_lens.ipynb", "run.json", "phases/baseline.done.json"):
-        assert (out / name).is_file(), name
-    doc = _read(out / "run.json")
-    assert doc["phases"]["baseline"]["status"] == "done" and doc["model"] == "default"
-    assert _read(out / "baseline_classifier.json")["settings"]["notebook"] == "01_baseline_probing.ipynb"
-    assert "baseline done" in stdout

@@ -160,7 +160,7 @@ def _published_run(tmp_path: Path, quick: bool = False) -> Path:
     (root / "seed-42").mkdir(exist_ok=True)
     (root / "seed-42" / "fig.png").write_bytes(b"\x89PNG")
     (root / "report.md").write_text("# R\n\n![F](seed-42/fig.png)\n\n" + verify.claims_table(claims) + "\n")
-    run = {"model": "default", "settings": {"quick": quick}, "git_commit": "0123456789abcdef", "updated": "2026-11-27T10:00"}
+    run = {"model": "default", "quick": quick, "settings": {"quick": False}, "git_commit": "0123456789abcdef", "updated": "2026-11-27T10:00"}
     (root / "claims.json").write_text(json.dumps(verify.claims_document(data, claims, verify.thresholds(), run)))
     return root
 

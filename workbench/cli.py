@@ -224,7 +224,7 @@ def run_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="tiny data and training (64 records, 32 held out, 4 steps)")] = False,
     force: Annotated[bool, typer.Option("--force", help="rerun phases that are done already")] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="data seed and first training seed (default: 42; baseline: its own)")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="training seeds: phase1 and phase2 run once per seed, into seed-<s>/")] = 1,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="training seeds: phase1 and phase2 run once per seed, into seed-<s>/ (default: the folder's, else 1)")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="exit 1 unless every claim of the seed holds (needs verify)")] = False,
     threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")] = None,
 ):

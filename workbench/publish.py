@@ -29,7 +29,7 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
             raise WorkbenchError(f"{path} not found: verify the run first with `workbench run verify --out {run_dir}`")
     doc = json.loads(claims_path.read_text(encoding="utf-8"))
     run = doc.get("run") or {}
-    if (run.get("settings") or {}).get("quick"):
+    if run.get("quick"):
         raise WorkbenchError(f"{run_dir} is a --quick run: publish a full run (`make experiment`), whose numbers mean something")
     readme_text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
     if START not in readme_text or END not in readme_text or readme_text.index(START) > readme_text.index(END):

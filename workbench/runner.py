@@ -187,6 +187,7 @@ def _execute(step: Step, executed: Path, params: dict, cwd: Path, kernel_name: s
         papermill.execute_notebook(
             str(step.notebook), str(executed), parameters=params, kernel_name=kernel_name, cwd=str(cwd),
             progress_bar=False, execution_timeout=timeout,
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # not the kernel's start-up and shut-down chatter
         )
     except PapermillExecutionError as exc:
         raise WorkbenchError(
@@ -222,7 +223,7 @@ def run(
     quick: bool = False,
     force: bool = False,
     seed: int | None = None,
-    seeds: int = 1,
+    seeds: int | None = None,
     thresholds: Mapping[str, float] | None = None,
     phases: Mapping[str, Phase] = PHASES,
     cwd: str | Path = ROOT,
@@ -232,18 +233,20 @@ def run(
 ) -> dict:
     """Run ``phase`` (or ``all``) into the run folder ``out``; return the run.json document.
 
-    Seeded phases run once per training seed (``seeds`` of them from ``seed``, default 42) into ``seed-<s>/``.
+    Seeded phases run once per training seed (``seeds`` of them from ``seed``, default 42) into ``seed-<s>/``; with
+    neither given, the seeds the folder's run.json names (so `run verify` on a 3-seed run judges all 3), else one.
     Skips jobs whose marker exists unless ``force`` (``always`` phases never skip); a marker written with other
     parameters is an error (rerun with ``force`` or use another folder) rather than a silent mix of settings. Rerunning
     a job drops the markers of the jobs that need its outputs. ``thresholds`` go to the verification notebook. A failing
     notebook raises WorkbenchError naming notebook, cell and error.
     """
     names = phase_names(phase, phases)
-    training_seeds = seed_list(seed, seeds)
-    jobs = jobs_for(names, training_seeds, phases)
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise WorkbenchError(f"--out {str(out)!r} is a file: pass a folder for the run")
+    previous = ((_read_json(out / "run.json") or {}).get("settings") or {}).get("seeds")
+    training_seeds = list(previous) if seeds is None and seed is None and previous else seed_list(seed, 1 if seeds is None else seeds)
+    jobs = jobs_for(names, training_seeds, phases)
     for step in (s for n in names for s in phases[n].steps):
         if not Path(step.notebook).is_file():
             raise WorkbenchError(f"notebook {str(step.notebook)!r} not found: run from a checkout of the repository")
@@ -284,7 +287,7 @@ def run(
     })
     doc.setdefault("phases", {})
     run_json = out / "run.json"
-    _write_json(run_json, doc)
+    _save_run(run_json, doc)
     say(f"workbench run {phase} --model {model} --out {out} (seeds {training_seeds}{', quick' if quick else ''})")
 
     for job in jobs:
@@ -294,9 +297,9 @@ def run(
         if done is not None:
             say(f"phase {job.key}: done already ({done.get('seconds') or 0:.0f} s; --force reruns it)")
             if doc["phases"].get(job.key, {}).get("status") != "done":
-                doc["phases"][job.key] = {"status": "done", "seconds": done.get("seconds"),
+                doc["phases"][job.key] = {"status": "done", "seconds": done.get("seconds"), "quick": done.get("quick"),
                                           "notebooks": done.get("notebooks", {}), "parameters": done.get("parameters")}
-                _write_json(run_json, doc)
+                _save_run(run_json, doc)
             continue
         for need, writer in spec.needs:
             path = _need_path(out, job, need, writer, phases)
@@ -306,9 +309,9 @@ def run(
         for marker in _dependents(job, out, phases):
             marker.unlink(missing_ok=True)
         marker_path(out, job.key).unlink(missing_ok=True)
-        doc["phases"][job.key] = {"status": "running", "started": _now(), "parameters": planned[job.key]}
+        doc["phases"][job.key] = {"status": "running", "started": _now(), "quick": quick, "parameters": planned[job.key]}
         doc["updated"] = _now()
-        _write_json(run_json, doc)
+        _save_run(run_json, doc)
 
         start = time.perf_counter()
         notebooks = {}
@@ -329,19 +332,26 @@ def run(
             doc["phases"][job.key].update(status="failed", seconds=round(time.perf_counter() - start, 3),
                                           notebooks=notebooks, error=error)
             doc["updated"] = _now()
-            _write_json(run_json, doc)
+            _save_run(run_json, doc)
             say(f"phase {job.key}: failed: {error}")
             raise
         seconds = round(time.perf_counter() - start, 3)
         _write_json(marker_path(out, job.key), {"schema_version": SCHEMA_VERSION, "phase": job.phase, "seed": job.seed,
                                                 "finished": _now(), "seconds": seconds, "notebooks": notebooks,
-                                                "parameters": planned[job.key]})
-        doc["phases"][job.key] = {"status": "done", "seconds": seconds, "notebooks": notebooks,
+                                                "quick": quick, "parameters": planned[job.key]})
+        doc["phases"][job.key] = {"status": "done", "seconds": seconds, "notebooks": notebooks, "quick": quick,
                                   "parameters": planned[job.key]}
         doc["updated"] = _now()
-        _write_json(run_json, doc)
+        _save_run(run_json, doc)
         say(f"phase {job.key}: done in {seconds:.1f} s")
     return doc
+
+
+def _save_run(path: Path, doc: dict) -> None:
+    """run.json; ``quick`` is true while any finished phase ran with --quick sizes (a later `run verify` without the
+    flag does not make a quick run's numbers full ones)."""
+    doc["quick"] = any(p.get("quick") for p in doc["phases"].values() if p.get("status") == "done")
+    _write_json(path, doc)
 
 
 def _diff(old, new) -> str:

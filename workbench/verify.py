@@ -283,7 +283,8 @@ def claims_document(data: dict, claims: list[dict], limits: dict, run: dict | No
     return {"claims": claims, "thresholds": limits,
             "seeds": [s for s in data["seeds"] if s is not None] or None,
             "failed": [c["id"] for c in failures(claims)],
-            "run": None if run is None else {k: run.get(k) for k in ("model", "settings", "git_commit", "created", "updated")},
+            "run": None if run is None else {k: run.get(k) for k in ("model", "quick", "settings", "git_commit", "created",
+                                                                      "updated")},
             "measurements": json.loads(json.dumps(data, default=str))}
 
 
@@ -307,7 +308,7 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
     lines = ["# Classifier-emergence experiment: results", ""]
     command = (f"workbench run {settings.get('phase', 'all')} --model {run.get('model', '?')}"
-               + (f" --seeds {len(seeds)}" if len(seeds) > 1 else "") + (" --quick" if settings.get("quick") else ""))
+               + (f" --seeds {len(seeds)}" if len(seeds) > 1 else "") + (" --quick" if run.get("quick") else ""))
     lines += [
         f"- model: `{run.get('model', '?')}`; training seeds: {', '.join(map(str, seeds)) or 'one (no seed folders)'}",
         f"- command: `{command}`" if run else "- command: notebooks run by hand (no run.json)",
@@ -316,7 +317,7 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     env = (run.get("environment") or {}).get("libraries") or {}
     if env:
         lines.append("- libraries: " + ", ".join(f"{k} {v}" for k, v in env.items() if v))
-    if settings.get("quick"):
+    if run.get("quick"):
         lines += ["", "**This is a `--quick` run (4 training steps on 64 records): its numbers test the machinery, "
                       "not the seed's claims.**"]
     lines += ["", "## Claims", "",
