@@ -5,13 +5,17 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 RUN ?= runs/experiment
 SEEDS ?= 1
+MODEL ?= default
+EXPLORE_RUN ?= $(wildcard runs/experiment)
+PORT ?= 8866
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help test test-unit experiment publish bench clean
+.PHONY: help test test-unit experiment publish explore bench clean
 
 help:
 	@echo "make experiment   full run on the embedded SmolLM2-135M into $(RUN)/ (SEEDS=3: three training seeds)"
 	@echo "make publish      $(RUN)'s report -> docs/results.md, its claims table -> README.md"
+	@echo "make explore      the layer explorer as a web page (Voila) on http://127.0.0.1:$(PORT)/ (MODEL=..., EXPLORE_RUN=runs/NAME)"
 	@echo "make test         unit + integration tests + notebooks (papermill)"
 	@echo "make test-unit    unit tests only (tiny random Llama, seconds)"
 	@echo "make bench        benchmarks/ (ratios measured side by side)"
@@ -37,6 +41,9 @@ experiment: $(VENV)/.installed
 
 publish: $(VENV)/.installed
 	$(VENV)/bin/workbench publish $(RUN)
+
+explore: $(VENV)/.installed
+	$(VENV)/bin/workbench explore --model '$(MODEL)' --port $(PORT) $(if $(EXPLORE_RUN),--run '$(EXPLORE_RUN)')
 
 bench: $(VENV)/.installed
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done

@@ -119,8 +119,18 @@ def test_verification_judges_the_run(run):
         assert (out / "verification_lens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_strict_and_thresholds_decide_the_exit_status(run):
-    out, _ = run
+@pytest.fixture
+def copy(run, tmp_path):
+    """A copy of the quick run folder, for tests that change it."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(run[0], out)
+    return out
+
+
+def test_strict_and_thresholds_decide_the_exit_status(copy):
+    out = copy
     code, stdout, err = _cli("run", "verify", "--out", out, "--strict")
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(lines) == 1 and "phase1_lens fails" in lines[0] and "Traceback" not in err
@@ -130,17 +140,17 @@ def test_strict_and_thresholds_decide_the_exit_status(run):
     doc = _read(out / "claims.json")
     assert doc["failed"] == [] and doc["thresholds"]["trained_lens_min_prob"] == 0.0
     assert "claims: 9 of 9 hold or are reported" in stdout
-    code, _, err = _cli("run", "verify", "--out", out)  # back to the defaults for the other tests
+    code, _, err = _cli("run", "verify", "--out", out)
     assert code == 0 and _read(out / "claims.json")["thresholds"] == verify.THRESHOLDS
     # verifying without --quick does not make the quick phases' numbers full ones
     assert _read(out / "run.json")["quick"] is True and _read(out / "claims.json")["run"]["quick"] is True
     assert "This is a `--quick` run" in (out / "report.md").read_text()
 
 
-def test_rerun_skips_done_phases_and_publish_refuses_a_quick_run(run, tmp_path):
-    out, _ = run
+def test_rerun_skips_done_phases_and_publish_refuses_a_quick_run(copy, tmp_path):
+    out = copy
     before = {p: (out / "phases" / f"{p}.done.json").read_text() for p in ("generate", "phase1.seed-42")}
-    code, stdout, err = _cli("run", "all", "--quick", "--seeds", "2", "--out", out)
+    code, stdout, err = _cli("run", "all", "--quick", "--out", out)  # the folder's own two seeds
     assert code == 0, err
     assert stdout.count("done already") == 6 and "phase verify: done in" in stdout
     assert all((out / "phases" / f"{p}.done.json").read_text() == text for p, text in before.items())

@@ -201,12 +201,39 @@ def test_seeded_phases_run_once_per_seed_into_seed_folders(tmp_path, seeded):
     assert (out / "seed-7" / "c.count").read_text() == "1" and (out / "d.count").read_text() == "2"
     doc, _ = _run("check", out, seeded)  # no seeds given: the folder's own
     assert _read(out / "d.json")["seeds"] == [7, 8] and doc["settings"]["seeds"] == [7, 8]
-    _run("train", out, seeded, seed=7, seeds=2, force=True)  # a seed's rerun drops that seed's dependents only
-    assert not (out / "phases" / "after.seed-7.done.json").exists() and (out / "phases" / "prep.done.json").exists()
+    doc, _ = _run("train", out, seeded, seed=8, seeds=1, force=True)  # a seed's rerun drops that seed's dependents only
+    assert not (out / "phases" / "after.seed-8.done.json").exists() and (out / "phases" / "after.seed-7.done.json").exists()
+    assert doc["phases"]["after.seed-8"]["status"] == "stale" and doc["phases"]["after.seed-7"]["status"] == "done"
+    assert doc["settings"]["seeds"] == [8]
     _run("prep", out, seeded, seed=7, force=True)  # an unseeded rerun drops every seed's dependents
     assert not list((out / "phases").glob("train.seed-*")) and (out / "phases" / "prep.done.json").exists()
     _run("all", out, seeded, seed=7, seeds=2, thresholds={"eight_min_score": 6.0})
     assert (out / "seed-8" / "c.count").read_text() == "3" and (out / "seed-8" / "e.count").read_text() == "2"
+    assert (out / "seed-7" / "c.count").read_text() == "2"
+
+
+def test_quick_marks_the_run_until_its_phases_are_redone_in_full(tmp_path, seeded):
+    out = tmp_path / "run"
+    quick_phases = dict(seeded, train=Phase((Step(seeded["train"].steps[0].notebook, parameters={"label": "c"},
+                                                   quick={"max_steps": 4}),), needs=seeded["train"].needs, seeded=True))
+    doc, _ = _run("all", out, quick_phases, quick=True, seeds=2)
+    assert doc["quick"] is True and doc["phases"]["prep"]["quick"] is False  # prep has no quick sizes
+    doc, _ = _run("check", out, quick_phases)  # verifying without --quick keeps the quick mark
+    assert doc["quick"] is True and doc["phases"]["check"]["quick"] is False
+    doc, _ = _run("all", out, quick_phases, force=True, seeds=1, seed=50)  # a full run of other seeds
+    assert doc["quick"] is False and doc["phases"]["train.seed-42"]["quick"] is True  # old seed, not counted
+
+
+def test_a_moved_run_folder_resumes_and_a_lost_output_asks_for_force(tmp_path, seeded):
+    out = tmp_path / "run"
+    _run("all", out, seeded)
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    _, lines = _run("all", moved, seeded)
+    assert sum("done already" in line for line in lines) == 3 and (moved / "seed-42" / "c.count").read_text() == "1"
+    (moved / "seed-42" / "c.json").unlink()
+    with pytest.raises(WorkbenchError, match=r"workbench run train --force --out"):
+        _run("after", moved, seeded, force=True)
 
 
 def test_seeded_prerequisites_are_per_seed(tmp_path, seeded):

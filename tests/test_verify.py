@@ -121,11 +121,28 @@ def test_missing_files_are_not_measured_and_a_partial_seed_is_mixed(tmp_path):
 
 
 def test_seed_folders_and_explicit_seeds(tmp_path):
-    make_run(tmp_path, {42: GOOD, 43: GOOD})
+    make_run(tmp_path, {42: GOOD, 43: GOOD, 100: GOOD})
     (tmp_path / "seed-x").mkdir()
-    assert list(verify.seed_dirs(tmp_path)) == [42, 43]
+    assert list(verify.seed_dirs(tmp_path)) == [42, 43, 100]  # numeric order; seed-x is no seed
     assert list(verify.seed_dirs(tmp_path, [43])) == [43]
     assert verify.seed_dirs(tmp_path / "flat") == {None: tmp_path / "flat"}
+    # notebooks 03/04 run by hand into one folder: its results count, whatever seeds the runner asks for
+    flat = tmp_path / "by-hand"
+    make_run(flat, {0: GOOD})
+    for item in (flat / "seed-0").iterdir():
+        item.rename(flat / item.name)
+    (flat / "seed-0").rmdir()
+    assert verify.seed_dirs(flat, [42]) == {None: flat}
+    claims = {c["id"]: c["verdict"] for c in verify.judge(verify.collect(flat, [42]))}
+    assert claims["phase1_lens"] == "holds" and claims["phase2_unchanged"] == "holds"
+    assert list(verify.seed_dirs(tmp_path / "empty", [42])) == [42]
+
+
+def test_run_command_reproduces_the_run():
+    run = {"model": "default", "quick": True, "settings": {"phase": "verify", "seeds": [7, 8],
+                                                           "thresholds": {"eight_min_score": 6.0}}}
+    assert verify.run_command(run) == "workbench run all --model default --seeds 2 --seed 7 --quick --threshold eight_min_score=6"
+    assert verify.run_command({"model": "m", "settings": {"seeds": [42]}}) == "workbench run all --model m"
 
 
 def test_threshold_parsing_errors_name_the_fix():
@@ -145,12 +162,13 @@ def test_report_embeds_pngs_when_present_and_names_html_otherwise(tmp_path):
     data = verify.collect(root)
     claims = verify.judge(data)
     run = {"model": "default", "settings": {"phase": "all", "quick": False}, "git_commit": "abc", "phases": {
-        "baseline": {"status": "done", "seconds": 3.2}}}
+        "baseline": {"status": "done", "seconds": 3.2}, "phase2.seed-42": {"status": "stale"}, "verify": {"status": "running"}}}
     text = verify.report_markdown(root, claims, data, verify.thresholds(), run,
                                   [("A", "a.html"), ("B", "b.html"), ("C", "missing.html")])
     assert "![A](a.png)" in text and "`b.html`" in text and "missing" not in text.split("## Figures")[1]
     assert verify.claims_table(claims) in text and "| baseline | done | 3 |" in text
     assert "7 hold, 1 fail, 0 mixed, 0 not measured (1 reported" in text
+    assert "**Not every phase is done** (phase2.seed-42 stale;" in text and "verify running" not in text
 
 
 def _published_run(tmp_path: Path, quick: bool = False) -> Path:

@@ -55,3 +55,32 @@ def capture_last_token(
         except _StopCapture:
             pass
     return out
+
+
+@torch.inference_mode()
+def capture_positions(lm: LoadedModel, prompt: str, layers: list[int] | None = None) -> torch.Tensor:
+    """Residual stream after each requested block at every token of one prompt (no padding: one sequence).
+
+    Returns float32 [n_selected_layers, n_tokens, d_model] on the CPU, in the order of ``layers`` (default: all).
+    """
+    layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    deepest = max(layers)
+    ids = torch.tensor([lm.token_ids(prompt)], device=lm.device)
+    out = torch.empty(len(layers), ids.shape[1], lm.d_model)
+
+    def make_hook(slot: int, last: bool):
+        def hook(resid, hook):  # resid: [1, seq, d_model]
+            out[slot] = resid[0].float().cpu()
+            if last:
+                raise _StopCapture
+            return resid
+
+        return hook
+
+    try:
+        lm.bridge.run_with_hooks(ids, fwd_hooks=[(resid_hook_name(layer), make_hook(i, layer == deepest))
+                                                 for i, layer in enumerate(layers)],
+                                 stop_at_layer=deepest + 1, use_cache=False)
+    except _StopCapture:
+        pass
+    return out

@@ -260,6 +260,29 @@ def publish_cmd(
     print("wrote " + ", ".join(map(str, written)))
 
 
+@app.command("explore")
+def explore_cmd(
+    model: ModelOpt = "default",
+    run_dir: Annotated[Optional[Path], typer.Option("--run", help="run folder whose phase-1/phase-2 adapters and probe are offered")] = None,
+    port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8866,
+):
+    """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C."""
+    import subprocess
+
+    from .explore import ROOT, explorer_env, stop, voila_command
+
+    env = explorer_env(model, run_dir)
+    print(f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)")
+    proc = subprocess.Popen(voila_command(port), env=env, cwd=ROOT, start_new_session=True)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        stop(proc)  # Voila and every kernel it started, SIGTERM first
+    raise typer.Exit(code)
+
+
 def _int_option(flag: str, value: str) -> int:
     try:
         return int(value)

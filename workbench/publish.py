@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import WorkbenchError
 from .results import atomic_write_text
-from .verify import claims_table
+from .verify import claims_table, run_command
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
@@ -49,13 +49,11 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     for rel, name in names.items():
         shutil.copyfile(run_dir / rel, figures / name)
     body = IMAGE.sub(lambda m: f"![{m.group(1)}]({figures.name}/{names[m.group(2)]})", text)
-    seeds = doc.get("seeds") or []
     note = (f"<!-- written by `workbench publish {run_dir.name}` from that run's report.md; regenerate with "
             f"`make experiment` and `workbench publish runs/experiment` -->\n")
     atomic_write_text(docs, note + body)
 
-    source = (f"Measured by `workbench run all --model {run.get('model', 'default')}"
-              + (f" --seeds {len(seeds)}" if len(seeds) > 1 else "") + f"` at commit `{(run.get('git_commit') or '?')[:10]}`, "
+    source = (f"Measured by `{run_command(run)}` at commit `{(run.get('git_commit') or '?')[:10]}`, "
               f"{(run.get('updated') or '?')[:10]}; the full report, with figures, is [{docs.name}]"
               f"({Path(os.path.relpath(docs.resolve(), readme.resolve().parent)).as_posix()}).")
     block = f"{START}\n{source}\n\n{claims_table(doc['claims'])}\n{END}"

@@ -199,6 +199,13 @@ def _execute(step: Step, executed: Path, params: dict, cwd: Path, kernel_name: s
         raise WorkbenchError(f"{name} did not run: {type(exc).__name__}: {_one_line(exc)}{kept}") from None
 
 
+def _missing(out: Path, job: Job, need: str, writer: str, phases: Mapping[str, Phase]) -> WorkbenchError:
+    writer_job = Job(writer, job.seed if phases[writer].seeded else None)
+    force = " --force" if marker_path(out, writer_job.key).exists() else ""  # marked done, but the file is gone
+    return WorkbenchError(f"phase {job.phase} needs {_need_path(out, job, need, writer, phases)}, which phase {writer} "
+                          f"writes: run `workbench run {writer}{force} --out {out}` first")
+
+
 def jobs_for(names: list[str], seeds: list[int], phases: Mapping[str, Phase] = PHASES) -> list[Job]:
     return [Job(name, s) for name in names for s in (seeds if phases[name].seeded else [None])]
 
@@ -245,7 +252,11 @@ def run(
     if out.exists() and not out.is_dir():
         raise WorkbenchError(f"--out {str(out)!r} is a file: pass a folder for the run")
     previous = ((_read_json(out / "run.json") or {}).get("settings") or {}).get("seeds")
-    training_seeds = list(previous) if seeds is None and seed is None and previous else seed_list(seed, 1 if seeds is None else seeds)
+    trains = any(phases[n].seeded for n in names)
+    if seeds is None and previous and (seed is None or not trains):  # `run verify`, `run baseline --seed 0`: keep them
+        training_seeds = list(previous)
+    else:
+        training_seeds = seed_list(seed, 1 if seeds is None else seeds)
     jobs = jobs_for(names, training_seeds, phases)
     for step in (s for n in names for s in phases[n].steps):
         if not Path(step.notebook).is_file():
@@ -255,8 +266,7 @@ def run(
     for job in jobs:  # fail before writing anything when a prerequisite is neither there nor part of this run
         for need, writer in phases[job.phase].needs:
             if writer not in names[: names.index(job.phase)] and not _need_path(out, job, need, writer, phases).exists():
-                raise WorkbenchError(f"phase {job.phase} needs {_need_path(out, job, need, writer, phases)}, which phase "
-                                     f"{writer} writes: run `workbench run {writer} --out {out}` first")
+                raise _missing(out, job, need, writer, phases)
     check_writable(out / "run.json")
 
     planned = {job.key: {s.notebook.name: step_parameters(s, out, job, model, quick, seed, training_seeds, thresholds)
@@ -265,11 +275,12 @@ def run(
         if phases[job.phase].always:
             continue
         marker = _read_json(marker_path(out, job.key))
-        if marker is not None and not force and marker.get("parameters") != planned[job.key]:
-            raise WorkbenchError(
-                f"phase {job.key} in {out} was done with other parameters ({_diff(marker.get('parameters'), planned[job.key])}): "
-                f"pass --force to rerun it or choose another --out"
-            )
+        if marker is None or force:
+            continue
+        then, now = _portable(marker.get("parameters"), marker.get("out") or str(out)), _portable(planned[job.key], str(out))
+        if then != now:
+            raise WorkbenchError(f"phase {job.key} in {out} was done with other parameters ({_diff(then, now)}): "
+                                 f"pass --force to rerun it or choose another --out")
 
     log_path = out / "run.log"
 
@@ -302,14 +313,16 @@ def run(
                 _save_run(run_json, doc)
             continue
         for need, writer in spec.needs:
-            path = _need_path(out, job, need, writer, phases)
-            if not path.exists():
-                raise WorkbenchError(f"phase {job.phase} needs {path}, which phase {writer} writes: "
-                                     f"run `workbench run {writer} --out {out}` first")
+            if not _need_path(out, job, need, writer, phases).exists():
+                raise _missing(out, job, need, writer, phases)
         for marker in _dependents(job, out, phases):
             marker.unlink(missing_ok=True)
+            stale = marker.name.removesuffix(".done.json")
+            if doc["phases"].get(stale, {}).get("status") == "done":  # its outputs were made from what is redone now
+                doc["phases"][stale]["status"] = "stale"
         marker_path(out, job.key).unlink(missing_ok=True)
-        doc["phases"][job.key] = {"status": "running", "started": _now(), "quick": quick, "parameters": planned[job.key]}
+        shrunk = quick and any(step.quick for step in spec.steps)  # --quick changed this job's sizes
+        doc["phases"][job.key] = {"status": "running", "started": _now(), "quick": shrunk, "parameters": planned[job.key]}
         doc["updated"] = _now()
         _save_run(run_json, doc)
 
@@ -337,9 +350,10 @@ def run(
             raise
         seconds = round(time.perf_counter() - start, 3)
         _write_json(marker_path(out, job.key), {"schema_version": SCHEMA_VERSION, "phase": job.phase, "seed": job.seed,
+                                                "out": str(out),
                                                 "finished": _now(), "seconds": seconds, "notebooks": notebooks,
-                                                "quick": quick, "parameters": planned[job.key]})
-        doc["phases"][job.key] = {"status": "done", "seconds": seconds, "notebooks": notebooks, "quick": quick,
+                                                "quick": shrunk, "parameters": planned[job.key]})
+        doc["phases"][job.key] = {"status": "done", "seconds": seconds, "notebooks": notebooks, "quick": shrunk,
                                   "parameters": planned[job.key]}
         doc["updated"] = _now()
         _save_run(run_json, doc)
@@ -347,10 +361,25 @@ def run(
     return doc
 
 
+def _portable(params, out: str | None):
+    """Parameters with the run folder's own path replaced by ``<run>``, so a moved run folder still resumes."""
+    if not out:
+        return params
+    if isinstance(params, dict):
+        return {k: _portable(v, out) for k, v in params.items()}
+    if isinstance(params, list):
+        return [_portable(v, out) for v in params]
+    if isinstance(params, str) and (params == out or params.startswith(out + "/")):
+        return "<run>" + params[len(out):]
+    return params
+
+
 def _save_run(path: Path, doc: dict) -> None:
-    """run.json; ``quick`` is true while any finished phase ran with --quick sizes (a later `run verify` without the
-    flag does not make a quick run's numbers full ones)."""
-    doc["quick"] = any(p.get("quick") for p in doc["phases"].values() if p.get("status") == "done")
+    """run.json; ``quick`` is true while a finished phase of the current seeds ran with --quick sizes (a later
+    `run verify` without the flag does not make a quick run's numbers full ones)."""
+    seeds = {f"seed-{s}" for s in doc["settings"].get("seeds") or []}
+    current = [p for key, p in doc["phases"].items() if "." not in key or key.split(".", 1)[1] in seeds]
+    doc["quick"] = any(p.get("quick") for p in current if p.get("status") == "done")
     _write_json(path, doc)
 
 

@@ -66,12 +66,12 @@ def parse_threshold(text: str) -> tuple[str, float]:
 
 def seed_dirs(run_dir: str | Path, seeds: list[int] | None = None) -> dict[int | None, Path]:
     """The folders holding phase 1 and 2 results: ``seed-<s>/`` for ``seeds`` (default: every such folder), or the
-    run folder itself (key None) when it has none."""
+    run folder itself (key None) when it has no seed folder but phase results of its own."""
     run_dir = Path(run_dir)
-    if seeds is not None:
+    found = dict(sorted((int(m.group(1)), p) for p in run_dir.glob("seed-*") if p.is_dir() and (m := SEED_DIR.match(p.name))))
+    if seeds is not None and (found or not (run_dir / "phase1_adapter").is_dir()):
         return {int(s): run_dir / f"seed-{int(s)}" for s in seeds}
-    found = sorted((int(m.group(1)), p) for p in run_dir.glob("seed-*") if p.is_dir() and (m := SEED_DIR.match(p.name)))
-    return dict(found) if found else {None: run_dir}
+    return found or {None: run_dir}  # notebooks 03 and 04 run by hand into one folder
 
 
 def _load(path: Path) -> dict | None:
@@ -288,6 +288,23 @@ def claims_document(data: dict, claims: list[dict], limits: dict, run: dict | No
             "measurements": json.loads(json.dumps(data, default=str))}
 
 
+def run_command(run: dict) -> str:
+    """The `workbench run` line that makes this run folder's results again (from its run.json)."""
+    from .runner import DEFAULT_SEED
+
+    settings = run.get("settings") or {}
+    seeds = settings.get("seeds") or []
+    parts = ["workbench run all", f"--model {run.get('model', 'default')}"]
+    if len(seeds) > 1:
+        parts.append(f"--seeds {len(seeds)}")
+    if seeds and seeds[0] != DEFAULT_SEED:
+        parts.append(f"--seed {seeds[0]}")
+    if run.get("quick"):
+        parts.append("--quick")
+    parts += [f"--threshold {k}={v:g}" for k, v in (settings.get("thresholds") or {}).items()]
+    return " ".join(parts)
+
+
 def _figure_line(run_dir: Path, title: str, html: str) -> str | None:
     png = Path(html).with_suffix(".png").as_posix()
     if (run_dir / png).is_file():
@@ -307,16 +324,20 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     seeds = [s for s in data["seeds"] if s is not None]
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
     lines = ["# Classifier-emergence experiment: results", ""]
-    command = (f"workbench run {settings.get('phase', 'all')} --model {run.get('model', '?')}"
-               + (f" --seeds {len(seeds)}" if len(seeds) > 1 else "") + (" --quick" if run.get("quick") else ""))
     lines += [
         f"- model: `{run.get('model', '?')}`; training seeds: {', '.join(map(str, seeds)) or 'one (no seed folders)'}",
-        f"- command: `{command}`" if run else "- command: notebooks run by hand (no run.json)",
-        f"- git commit: `{run.get('git_commit')}`; finished {run.get('updated', '?')}",
+        f"- command: `{run_command(run)}`" if run else "- command: notebooks run by hand (no run.json)",
+        f"- git commit: `{run.get('git_commit')}`; verified {run.get('updated', '?')}",
     ]
     env = (run.get("environment") or {}).get("libraries") or {}
     if env:
         lines.append("- libraries: " + ", ".join(f"{k} {v}" for k, v in env.items() if v))
+    unfinished = {k: p.get("status") for k, p in (run.get("phases") or {}).items()
+                  if p.get("status") != "done" and not k.startswith("verify")}
+    if unfinished:
+        lines += ["", "**Not every phase is done** (" + ", ".join(f"{k} {v}" for k, v in unfinished.items())
+                  + "; `stale` means an earlier phase was redone after it): some numbers below may be missing or out of "
+                  "date until `workbench run all` finishes."]
     if run.get("quick"):
         lines += ["", "**This is a `--quick` run (4 training steps on 64 records): its numbers test the machinery, "
                       "not the seed's claims.**"]

@@ -1,0 +1,114 @@
+"""The layer explorer as a web page: notebook 06 served by Voila on the loopback interface.
+
+``serve`` is a context manager for tests and benchmarks: Voila in its own process group on a free port, ready when
+its port accepts a connection, and stopped — with every kernel it started — when the block ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import WorkbenchError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "06_layer_explorer.ipynb"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def voila_command(port: int, notebook: Path = NOTEBOOK, check_xsrf: bool = True) -> list[str]:
+    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1"]
+    if not check_xsrf:  # lets a test POST the kernel shutdown without a cookie dance; loopback only
+        cmd.append("--Voila.tornado_settings=disable_check_xsrf=True")
+    return cmd
+
+
+def explorer_env(model: str, run_dir: str | Path | None) -> dict:
+    """The environment notebook 06 reads. Paths become absolute: Voila runs the notebook in its own folder."""
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise WorkbenchError(f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none")
+    if Path(model).exists():
+        model = str(Path(model).resolve())
+    env = dict(os.environ, WORKBENCH_MODEL=model, WORKBENCH_RUN=str(Path(run_dir).resolve()) if run_dir else "")
+    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    return env
+
+
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _signal(proc: subprocess.Popen, pids: list[int], sig: int) -> None:
+    for send, target in ((os.killpg, proc.pid), *((os.kill, pid) for pid in pids)):
+        try:
+            send(target, sig)
+        except (ProcessLookupError, PermissionError):  # gone already (or the pid was reused meanwhile)
+            pass
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to Voila's process group and to every descendant (kernels may sit in sessions of their own); SIGKILL
+    to whatever is still alive ``grace`` seconds later."""
+    victims = _descendants(proc.pid)
+    _signal(proc, victims, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and (proc.poll() is None or any(Path(f"/proc/{p}").exists() for p in victims)):
+        time.sleep(0.1)
+    if proc.poll() is None or any(Path(f"/proc/{p}").exists() for p in victims):
+        _signal(proc, victims, signal.SIGKILL)
+    proc.wait()
+
+
+@contextmanager
+def serve(model: str = "default", run_dir: str | Path | None = None, port: int | None = None, timeout: float = 120.0,
+          check_xsrf: bool = True) -> Iterator[str]:
+    """Serve notebook 06 with Voila on 127.0.0.1; yields the page URL. Start-up is bounded by ``timeout`` seconds; the
+    server and its kernels are stopped when the block exits."""
+    port = port or free_port()
+    env = explorer_env(model, run_dir)
+    log = tempfile.NamedTemporaryFile(prefix="voila-", suffix=".log", delete=False)
+    proc = None
+    try:
+        proc = subprocess.Popen(voila_command(port, check_xsrf=check_xsrf), env=env, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                tail = Path(log.name).read_text(errors="replace")[-2000:]
+                raise WorkbenchError(f"voila exited with status {proc.returncode} before serving: {tail.strip()[-300:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise WorkbenchError(f"voila did not open port {port} within {timeout:.0f} s (log: {log.name})") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if proc is not None:
+            stop(proc)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
