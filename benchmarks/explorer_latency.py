@@ -38,14 +38,15 @@ def main() -> None:
     timed = _bench.make_timer(lm.device)
     prompt = "7 * 8 = "
     ex = LayerExplorer(lm, prompts=[prompt], targets=TARGETS)
-    layers = itertools.cycle([lm.classifier_layer, lm.classifier_layer + 1])
+    slider_layers = itertools.cycle([lm.classifier_layer + 1, lm.classifier_layer])  # starts away from the current
+    lens_layers = itertools.cycle([lm.classifier_layer, lm.classifier_layer + 1])
     fresh = iter(_bench.arithmetic_prompts(10 * reps + 20, seed=7))
 
     def slider():
-        ex.layer_slider.value = next(layers)
+        ex.layer_slider.value = next(slider_layers)
 
     def recompute():
-        return logit_lens(lm, [prompt], TARGETS, layer=next(layers))
+        return logit_lens(lm, [prompt], TARGETS, layer=next(lens_layers))
 
     def new_prompt():
         ex.prompt_box.value = next(fresh)

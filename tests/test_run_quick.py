@@ -48,7 +48,8 @@ def test_every_phase_ran_into_one_folder(run):
     doc = _read(out / "run.json")
     keys = ["generate", "baseline", *(f"phase1.seed-{s}" for s in SEEDS), *(f"phase2.seed-{s}" for s in SEEDS), "verify"]
     assert list(doc["phases"]) == keys and all(p["status"] == "done" for p in doc["phases"].values())
-    assert doc["settings"]["seeds"] == list(SEEDS) and doc["settings"]["quick"] is True
+    assert doc["settings"]["seeds"] == list(SEEDS) and doc["settings"]["quick"] is True and doc["quick"] is True
+    assert all(p["git_commit"] == doc["git_commit"] for p in doc["phases"].values())
     for key in keys:
         assert (out / "phases" / f"{key}.done.json").is_file(), key
     log = (out / "run.log").read_text()

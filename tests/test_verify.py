@@ -162,13 +162,15 @@ def test_report_embeds_pngs_when_present_and_names_html_otherwise(tmp_path):
     data = verify.collect(root)
     claims = verify.judge(data)
     run = {"model": "default", "settings": {"phase": "all", "quick": False}, "git_commit": "abc", "phases": {
-        "baseline": {"status": "done", "seconds": 3.2}, "phase2.seed-42": {"status": "stale"}, "verify": {"status": "running"}}}
+        "baseline": {"status": "done", "seconds": 3.2, "git_commit": "abc"}, "phase2.seed-42": {"status": "stale"},
+        "verify": {"status": "running", "git_commit": "def"}}}
     text = verify.report_markdown(root, claims, data, verify.thresholds(), run,
                                   [("A", "a.html"), ("B", "b.html"), ("C", "missing.html")])
     assert "![A](a.png)" in text and "`b.html`" in text and "missing" not in text.split("## Figures")[1]
     assert verify.claims_table(claims) in text and "| baseline | done | 3 |" in text
     assert "7 hold, 1 fail, 0 mixed, 0 not measured (1 reported" in text
     assert "**Not every phase is done** (phase2.seed-42 stale;" in text and "verify running" not in text
+    assert "git commit: phases at `abc`, `not recorded`; verification at `abc`" in text
 
 
 def _published_run(tmp_path: Path, quick: bool = False) -> Path:

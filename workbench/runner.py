@@ -309,6 +309,7 @@ def run(
             say(f"phase {job.key}: done already ({done.get('seconds') or 0:.0f} s; --force reruns it)")
             if doc["phases"].get(job.key, {}).get("status") != "done":
                 doc["phases"][job.key] = {"status": "done", "seconds": done.get("seconds"), "quick": done.get("quick"),
+                                          "git_commit": done.get("git_commit"),
                                           "notebooks": done.get("notebooks", {}), "parameters": done.get("parameters")}
                 _save_run(run_json, doc)
             continue
@@ -322,7 +323,8 @@ def run(
                 doc["phases"][stale]["status"] = "stale"
         marker_path(out, job.key).unlink(missing_ok=True)
         shrunk = quick and any(step.quick for step in spec.steps)  # --quick changed this job's sizes
-        doc["phases"][job.key] = {"status": "running", "started": _now(), "quick": shrunk, "parameters": planned[job.key]}
+        doc["phases"][job.key] = {"status": "running", "started": _now(), "quick": shrunk,
+                                  "git_commit": doc["git_commit"], "parameters": planned[job.key]}
         doc["updated"] = _now()
         _save_run(run_json, doc)
 
@@ -352,8 +354,10 @@ def run(
         _write_json(marker_path(out, job.key), {"schema_version": SCHEMA_VERSION, "phase": job.phase, "seed": job.seed,
                                                 "out": str(out),
                                                 "finished": _now(), "seconds": seconds, "notebooks": notebooks,
-                                                "quick": shrunk, "parameters": planned[job.key]})
+                                                "quick": shrunk, "git_commit": doc["git_commit"],
+                                                "parameters": planned[job.key]})
         doc["phases"][job.key] = {"status": "done", "seconds": seconds, "notebooks": notebooks, "quick": shrunk,
+                                  "git_commit": doc["git_commit"],
                                   "parameters": planned[job.key]}
         doc["updated"] = _now()
         _save_run(run_json, doc)

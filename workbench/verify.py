@@ -288,6 +288,16 @@ def claims_document(data: dict, claims: list[dict], limits: dict, run: dict | No
             "measurements": json.loads(json.dumps(data, default=str))}
 
 
+def _commits(run: dict) -> str:
+    """The commit(s) the phases ran at, and the verifying one when it differs."""
+    ran = {k: p.get("git_commit") for k, p in (run.get("phases") or {}).items() if not k.startswith("verify")}
+    at = sorted({c or "not recorded" for c in ran.values()})
+    verified = run.get("git_commit")
+    if not at or at == [verified]:
+        return f"`{verified}`"
+    return "phases at " + ", ".join(f"`{c}`" for c in at) + f"; verification at `{verified}`"
+
+
 def run_command(run: dict) -> str:
     """The `workbench run` line that makes this run folder's results again (from its run.json)."""
     from .runner import DEFAULT_SEED
@@ -327,7 +337,7 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     lines += [
         f"- model: `{run.get('model', '?')}`; training seeds: {', '.join(map(str, seeds)) or 'one (no seed folders)'}",
         f"- command: `{run_command(run)}`" if run else "- command: notebooks run by hand (no run.json)",
-        f"- git commit: `{run.get('git_commit')}`; verified {run.get('updated', '?')}",
+        f"- git commit: {_commits(run)}; verified {run.get('updated', '?')}",
     ]
     env = (run.get("environment") or {}).get("libraries") or {}
     if env:
