@@ -59,6 +59,13 @@ def test_notebook_defaults_are_the_seeds_prompts():
     assert lens["eight_prompts"] == GUIDE_EIGHT_PROMPTS and lens["layer"] is None
 
 
+def _closing_markdown(nb) -> str:
+    outputs = nb.cells[-1].outputs
+    texts = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert texts, "the closing cell must display its findings as Markdown"
+    return texts[-1]
+
+
 def _executed(quick_run, name: str) -> tuple[Path, object]:
     """The run folder of the session's `workbench run all --quick` and that notebook as papermill executed it there."""
     out, code, _, err = quick_run

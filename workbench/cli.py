@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input prints one line and exits 2, never a traceback."""
     warnings.showwarning = _echo_warning
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # outside standalone mode click returns typer.Exit's code
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         sys.exit(2)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
 
 if __name__ == "__main__":
     main()

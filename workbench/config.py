@@ -60,14 +60,14 @@ class TrainConfig(BaseModel):
     @field_validator("lora_targets", mode="before")
     @classmethod
     def _targets_as_text(cls, v):
-        return ",".join(v) if isinstance(v, list) else v
+        return ",".join(v) if isinstance(v, list) and all(isinstance(x, str) for x in v) else v
 
     @field_validator("freeze_layers", mode="before")
     @classmethod
     def _freeze_as_text(cls, v):
-        if isinstance(v, list):
+        if isinstance(v, list) and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
             return ",".join(str(x) for x in v)
-        return str(v) if isinstance(v, int) else v
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _resolve_mask_prompt(self):

@@ -157,9 +157,11 @@ def load_hf(spec: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedMo
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    except OSError as exc:
-        if source.kind != "hub":
-            raise WorkbenchError(f"cannot load model from {where}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # a broken or incomplete model folder: one line, whatever the library raised
+        if source.kind != "hub" or not isinstance(exc, OSError):
+            first = (str(exc).splitlines() or [""])[0][:300]
+            raise WorkbenchError(f"cannot load model from {where}: {type(exc).__name__}: {first}; "
+                                 "check that it holds config.json, a tokenizer and complete *.safetensors weights") from None
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() or "connect" in str(exc).lower()
         reason = "the hub is not reachable from here and it is not in the local HF cache" if offline else str(exc).splitlines()[0]
         raise WorkbenchError(
@@ -272,6 +274,12 @@ def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path, trainable
     if not (path / "adapter_config.json").is_file():
         raise WorkbenchError(
             f"adapter folder {str(path)!r} has no adapter_config.json: pass the folder a training run wrote (--output)"
+        )
+    if not (path / "adapter_model.safetensors").is_file():
+        found = "adapter_model.bin (pickle, refused)" if (path / "adapter_model.bin").is_file() else "no weights"
+        raise WorkbenchError(
+            f"adapter folder {str(path)!r} has no adapter_model.safetensors ({found}): only safetensors adapters load "
+            "here, never pickle; convert it with safetensors.torch.save_file"
         )
     try:
         return PeftModel.from_pretrained(hf_model, str(path), is_trainable=trainable)

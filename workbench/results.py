@@ -43,6 +43,18 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
+def check_free_space(folder: str | Path, need_mb: int) -> None:
+    """Fail before the work when the disk holding ``folder`` has less than ``need_mb`` MiB free."""
+    import shutil
+
+    folder = Path(folder)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    free_mb = shutil.disk_usage(probe).free // 2**20
+    if free_mb < need_mb:
+        raise WorkbenchError(f"only {free_mb} MB free on the disk of {str(folder)!r} and the run needs about {need_mb} MB: "
+                             "free some space or choose another --out")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write to a temp file beside ``path`` and rename over it: readers see the old file or the new, never half."""
     path = Path(path)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from .errors import WorkbenchError
-from .results import SCHEMA_VERSION, atomic_write_text, check_writable, environment
+from .results import SCHEMA_VERSION, atomic_write_text, check_free_space, check_writable, environment
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -33,6 +33,7 @@ CONFIGS = ROOT / "configs"
 ALL = "all"
 QUICK_DATA = {"train_samples": 64, "eval_samples": 32}
 QUICK_TRAINING = {"max_steps": 4, **QUICK_DATA}
+RUN_MB, SEED_MB = 64, 32  # a full run folder measured 48 MB with 3 seeds; asked for up front, with room to spare
 DEFAULT_SEED = 42  # the training notebooks' (and the seed's generator's) default
 DATA = {"train_data": "data/train.jsonl", "heldout_data": "data/heldout.jsonl"}
 
@@ -267,6 +268,7 @@ def run(
         for need, writer in phases[job.phase].needs:
             if writer not in names[: names.index(job.phase)] and not _need_path(out, job, need, writer, phases).exists():
                 raise _missing(out, job, need, writer, phases)
+    check_free_space(out, RUN_MB + SEED_MB * len(training_seeds))
     check_writable(out / "run.json")
 
     planned = {job.key: {s.notebook.name: step_parameters(s, out, job, model, quick, seed, training_seeds, thresholds)

@@ -36,6 +36,8 @@ def parse_prompt_list(text: str, what: str = "prompt list") -> list[str]:
             raise WorkbenchError(f"cannot read {what} file {str(path)!r} ({exc.strerror}): check the path after '@'") from None
         except UnicodeDecodeError:
             raise WorkbenchError(f"{what} file {str(path)!r} is not UTF-8 text: save it as UTF-8, one prompt per line") from None
+        except ValueError:  # a NUL byte in the path
+            raise WorkbenchError(f"{what} file name {str(path)!r} is not a valid path: check the path after '@'") from None
         prompts = [line.rstrip("\r\n") for line in raw.splitlines() if line.strip()]
         if not prompts:
             raise WorkbenchError(f"{what} file {str(path)!r} holds no prompts: write one prompt per line")

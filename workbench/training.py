@@ -134,6 +134,27 @@ def save_checkpoint(lm: LoadedModel, optimizer, scheduler, step: int, output: Pa
     return final
 
 
+def _remove_leftovers(output: Path) -> None:
+    """Temp folders of a save that a kill interrupted (never read: a checkpoint only counts once renamed)."""
+    for tmp in [*output.glob(".tmp-final-*"), *(output / "checkpoints").glob(".tmp-step-*")]:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _log_lines_up_to(log_path: Path, step: int) -> list[str]:
+    """The train_log lines of steps 1..step; a line torn by a kill mid-write is dropped."""
+    if not log_path.exists():
+        return []
+    kept = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line)
+    return kept
+
+
 def load_checkpoint(lm: LoadedModel, optimizer, scheduler, path: Path, fingerprint: dict) -> int:
     state = json.loads((path / "state.json").read_text())
     if state["fingerprint"] != fingerprint:
@@ -209,11 +230,11 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
 
     start = 0
     log_path = output / "train_log.jsonl"
+    _remove_leftovers(output)
     checkpoints = _checkpoint_dirs(output)
     if cfg.resume and checkpoints:
         start = load_checkpoint(lm, optimizer, scheduler, checkpoints[-1], fingerprint)
-        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start] if log_path.exists() else []
-        atomic_write_text(log_path, "".join(line + "\n" for line in kept))
+        atomic_write_text(log_path, "".join(line + "\n" for line in _log_lines_up_to(log_path, start)))
     else:
         log_path.unlink(missing_ok=True)
     before_path = output / "metrics_before.json"  # kept so a resumed run still reports where it started
