@@ -5,7 +5,6 @@ Python API computes for that prompt and layer. A screenshot and the measured lat
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import statistics
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.explore import serve
+from workbench.explore import _descendants, serve
 from workbench.widgets import LensView
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -30,21 +29,39 @@ if not Path(CHROMIUM).is_file():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
+def _alive(pids: list[int]) -> list[int]:
+    """The pids still running (zombies waiting to be reaped do not count)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
 @pytest.fixture(scope="module")
 def page():
-    with serve("default", check_xsrf=False) as url, sync_api.sync_playwright() as pw:
+    server_pids: list[int] = []
+    with serve("default", check_xsrf=False) as (url, server), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        server_pids += [server.pid]
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
             # offline: nothing but the loopback server (the lab template asks a CDN for fonts)
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
             page.goto(url, timeout=120_000)
             page.wait_for_selector(".wb-top-token code.wb-top", timeout=180_000)
+            server_pids += _descendants(server.pid)  # the kernel this page started
+            assert len(server_pids) > 1
             yield page
             kernel = page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
             page.evaluate(f"fetch('{url}voila/api/shutdown/{kernel}', {{method: 'POST'}})")
         finally:
             browser.close()
+    assert _alive(server_pids) == [], "Voila or one of its kernels outlived the test"
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +111,8 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
         latencies.append(_wait_for(page, f"layer {layer} ·"))
         got = lens.at(PROMPT, layer)
         assert f"top token {got['top'][0]['token']!r}" in _shown(page), (layer, _shown(page))
-        cells = page.inner_text(".wb-tables")
-        assert html.unescape(f"{got['targets']['multiply']['prob']:.2e}") in cells
+        page.wait_for_function("t => document.querySelector('.wb-tables').innerText.includes(t)",
+                               arg=f"{got['targets']['multiply']['prob']:.2e}", timeout=30_000)
     assert _figure(page)["x0"] == start_layer + 5
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "layer_explorer.png"), full_page=True)
@@ -103,3 +120,42 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
         {"slider_to_view_ms": [round(1000 * s, 1) for s in latencies],
          "median_ms": round(1000 * statistics.median(latencies), 1)}, indent=2))
     assert (ARTIFACTS / "layer_explorer.png").stat().st_size > 10_000
+
+
+def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
+    """`workbench explore` (what `make explore` runs): the page is served on loopback, and Ctrl-C stops Voila and
+    its kernels, leaving nothing behind."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from workbench.explore import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "explore", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "workbench explore did not serve"
+                time.sleep(0.3)
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=120).read().decode()
+        assert "jupyter-config-data" in page and "Layer explorer" in page
+        children = _descendants(proc.pid)
+        assert children  # voila (and the kernel the page load started)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "http://127.0.0.1:" in out
+        deadline = time.monotonic() + 15
+        while _alive(children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _alive(children) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)

@@ -84,9 +84,9 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 @contextmanager
 def serve(model: str = "default", run_dir: str | Path | None = None, port: int | None = None, timeout: float = 120.0,
-          check_xsrf: bool = True) -> Iterator[str]:
-    """Serve notebook 06 with Voila on 127.0.0.1; yields the page URL. Start-up is bounded by ``timeout`` seconds; the
-    server and its kernels are stopped when the block exits."""
+          check_xsrf: bool = True) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Serve notebook 06 with Voila on 127.0.0.1; yields (page URL, the Voila process). Start-up is bounded by
+    ``timeout`` seconds; the server and its kernels are stopped when the block exits."""
     port = port or free_port()
     env = explorer_env(model, run_dir)
     log = tempfile.NamedTemporaryFile(prefix="voila-", suffix=".log", delete=False)
@@ -106,7 +106,7 @@ def serve(model: str = "default", run_dir: str | Path | None = None, port: int |
                 if time.monotonic() > deadline:
                     raise WorkbenchError(f"voila did not open port {port} within {timeout:.0f} s (log: {log.name})") from None
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", proc
     finally:
         if proc is not None:
             stop(proc)

@@ -265,15 +265,15 @@ class LayerExplorer:
                 with fig.batch_update():
                     fig.layout.shapes[0].x0 = layer
                     fig.layout.shapes[0].x1 = layer
-        token = self.position_pick.label.split(": ", 1)[-1] if self.position_pick.label else ""
+        import ipywidgets as w
+
+        self.tables.children = [w.HTML(self._table(v, r)) for v, r in self.current.items()]  # before the label,
+        token = self.position_pick.label.split(": ", 1)[-1] if self.position_pick.label else ""  # which tests wait on
         self.top_token.value = "<br>".join(
             f"<b>{html.escape(v)}</b> · <span class='wb-shown-prompt'>{html.escape(repr(self.prompt))}</span> · "
             f"layer {layer} · position {position} {html.escape(token)}: top token "
             f"<code class='wb-top'>{html.escape(repr(r['top'][0]['token']))}</code> (p = {r['top'][0]['prob']:.3f})"
             for v, r in self.current.items())
-        import ipywidgets as w
-
-        self.tables.children = [w.HTML(self._table(v, r)) for v, r in self.current.items()]
         self.last_update_ms = 1000 * (time.perf_counter() - start)
 
     def _table(self, variant: str, result: dict) -> str:
