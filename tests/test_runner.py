@@ -1,6 +1,7 @@
 """The runner (`workbench run`): papermill executes each phase's notebooks into one run folder, with the parameters as
 values; a done phase is skipped unless forced; a failing cell is one line naming notebook and cell, and the executed
-notebook stays. Fast tests use tiny notebooks written here; one integration test runs the real baseline phase.
+notebook stays; seeded phases run once per seed; a moved folder resumes. These tests use tiny notebooks written here;
+tests/test_run_quick.py runs the real phases.
 """
 
 from __future__ import annotations

@@ -51,10 +51,17 @@ def resolve_targets(lm: LoadedModel, words: list[str]) -> list[TargetToken]:
     return out
 
 
+def lens_logits(lm: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+    """[..., d_model] residuals -> [..., d_vocab] logits exactly as the model makes its own from its last layer: final
+    norm, unembedding, and the architecture's logit scaling where it has one (Granite divides by ``logits_scaling``)."""
+    logits = lm.bridge.unembed(lm.bridge.ln_final(resid.to(lm.device)))
+    scaling = getattr(lm.hf_model.config, "logits_scaling", None)
+    return logits / scaling if scaling not in (None, 1, 1.0) else logits
+
+
 def lens_log_probs(lm: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
     """[..., d_model] residuals -> [..., d_vocab] log-probabilities through the final norm and unembedding."""
-    resid = resid.to(lm.device)
-    return torch.log_softmax(lm.bridge.unembed(lm.bridge.ln_final(resid)).float(), dim=-1)
+    return torch.log_softmax(lens_logits(lm, resid).float(), dim=-1)
 
 
 def ranks_of(log_probs: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:

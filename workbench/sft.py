@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .lens import lens_logits
 from .models import LoadedModel
 
 IGNORE = -100
@@ -72,8 +73,8 @@ def classifier_loss(lm: LoadedModel, resid: torch.Tensor, last_prompt: torch.Ten
     if not bool((targets != IGNORE).any()):
         return resid.sum() * 0.0  # no example in this batch has a classifier target
     rows = torch.arange(resid.shape[0], device=resid.device)
-    lens_logits = lm.bridge.unembed(lm.bridge.ln_final(resid[rows, last_prompt]))  # [b, V]
-    return F.cross_entropy(lens_logits.float(), targets, ignore_index=IGNORE)
+    logits = lens_logits(lm, resid[rows, last_prompt])  # [b, V]
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
 
 
 def sft_losses(lm: LoadedModel, batch: SFTBatch, layer: int | None = None, weight: float = 0.0) -> dict[str, torch.Tensor]:
