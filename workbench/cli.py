@@ -18,7 +18,7 @@ introspect = typer.Typer(no_args_is_help=True, help="Probe and read a model's hi
 app.add_typer(introspect, name="introspect")
 data_app = typer.Typer(no_args_is_help=True, help="Training and evaluation data.")
 app.add_typer(data_app, name="data")
-train_app = typer.Typer(no_args_is_help=True, help="Train LoRA adapters (SFT, dual-reward).")
+train_app = typer.Typer(no_args_is_help=True, help="Train LoRA adapters (SFT, dual-reward, GRPO).")
 app.add_typer(train_app, name="train")
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")]
@@ -214,6 +214,30 @@ def train_sft_cmd(
               f"{after['lens']['mean_correct_target_prob']:.3f}; top-1 {after['lens']['top1_score']['correct']}/{after['lens']['top1_score']['total']}")
         print(f"held-out answer loss {before['answer_loss']:.3f} -> {after['answer_loss']:.3f}; "
               f"exact match {before['answer_exact_match']:.3f} -> {after['answer_exact_match']:.3f}")
+
+
+@train_app.command("grpo")
+def train_grpo_cmd(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file (keys: see workbench.grpo.GrpoConfig)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="default | local HF folder | file.gguf | hub id")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="adapter, grpo_log.jsonl, metrics.json")] = None,
+    reward: Annotated[Optional[str], typer.Option("--reward", help="module:function (default workbench.rewards:arithmetic_reward)")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps")] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", help="generated RL prompts")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+):
+    """RL with verifiable rewards (GRPO through TRL, LoRA through peft) on the seed's "Calculate: a op b = " prompts."""
+    from .grpo import load_grpo_config, train_grpo
+
+    cfg = load_grpo_config(config, {"model": model, "output": output, "reward": reward, "max_steps": max_steps,
+                                    "samples": samples, "seed": seed})
+    metrics = train_grpo(cfg, progress=not no_progress)
+    b, a = metrics["before"], metrics["after"]
+    print(f"trained {metrics['steps']} GRPO steps; adapter, grpo_log.jsonl and metrics.json in {cfg.output}")
+    print(f"greedy answers correct {b['greedy_accuracy']:.3f} -> {a['greedy_accuracy']:.3f}; correct-operation lens "
+          f"probability at layer {a['lens']['layer']}: {b['lens']['mean_correct_target_prob']:.3e} -> "
+          f"{a['lens']['mean_correct_target_prob']:.3e}")
 
 
 @app.command("run")

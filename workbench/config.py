@@ -85,12 +85,12 @@ def _nearest(key: str, model: type[BaseModel]) -> str:
     return match[0] if match else ""
 
 
-def _explain(err: ValidationError, source: str) -> str:
+def _explain(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"]]
     key = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        model = IntermediateLoss if loc[0] == "intermediate_loss" and len(loc) > 1 else TrainConfig
+        model = IntermediateLoss if loc[0] == "intermediate_loss" and len(loc) > 1 else root or TrainConfig
         return f"{source}: unknown key {key!r}; did you mean {_nearest(loc[-1], model)!r}?"
     return f"{source}: key {key!r}: {first['msg']} (got {first.get('input')!r})"
 

@@ -1,0 +1,18 @@
+"""Reward functions for `workbench train grpo` (TRL calls them with the completions and the data set's columns).
+
+Any ``module:function`` with this signature can be named in the config's ``reward`` key.
+"""
+
+from __future__ import annotations
+
+from .evaluation import first_integer
+
+
+def arithmetic_reward(completions: list, answer: list[str], **_) -> list[float]:
+    """The seed's RL reward: 1.0 when the first integer in the completion equals the answer, else 0.0."""
+    out = []
+    for completion, expected in zip(completions, answer):
+        text = completion if isinstance(completion, str) else completion[-1]["content"]  # plain or chat completions
+        value = first_integer(text)
+        out.append(1.0 if value is not None and str(value) == str(expected).strip() else 0.0)
+    return out
