@@ -115,8 +115,7 @@ def _same_adapter(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tiny_dir, data_file, tmp_path, seed):
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tiny_dir, data_file, tmp_path, seed=0):
     straight = tmp_path / "straight"
     train(build_config(_cfg(tiny_dir, data_file, straight)), device="cpu", progress=False)
     rng = random.Random(seed)
@@ -146,11 +145,11 @@ def test_sigkill_at_a_wall_clock_moment(tiny_dir, data_file, tmp_path):
     out = tmp_path / "killed"
     cfg = _cfg(tiny_dir, data_file, out, max_steps=40, save_every=3)
     rng = random.Random(7)
-    for attempt in range(3):  # three kills from outside at random times, then a last resume left to finish
+    for attempt in range(2):  # two kills from outside at random times, then a last resume left to finish
         proc = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps({**cfg, "resume": attempt > 0}), "none"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            proc.wait(timeout=rng.uniform(3.0, 12.0))
+            proc.wait(timeout=rng.uniform(3.0, 8.0))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -159,3 +159,18 @@ def test_rerun_skips_done_phases_and_publish_refuses_a_quick_run(copy, tmp_path)
     readme.write_text("<!-- claims:start -->\n<!-- claims:end -->\n")
     code, _, err = _cli("publish", out, "--docs", tmp_path / "docs" / "results.md", "--readme", readme)
     assert code == 2 and "--quick run" in err and not (tmp_path / "docs").exists()
+
+
+def test_compare_quick_writes_both_tables(tmp_path):
+    """`workbench run compare --quick`: every method trained 2 steps on the embedded model and measured alike."""
+    out = tmp_path / "cmp"
+    code, stdout, err = _cli("run", "compare", "--quick", "--out", out)
+    assert code == 0, err
+    doc = _read(out / "comparisons.json")
+    assert [r["method"] for r in doc["rows"]] == ["none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk"]
+    assert doc["seeds"] == [42] and doc["steps"] == 2 and doc["eval_samples"] == 8
+    assert all(r["heldout_prompts"] == 8 and r["eight_total"] == 8 and r["layer"] == 16 for r in doc["rows"])
+    assert (out / "compare" / "grpo" / "seed-42" / "adapter" / "grpo_log.jsonl").is_file()
+    text = (out / "comparisons.md").read_text()
+    assert doc["tables"]["methods"] in text and doc["tables"]["targets"] in text and "Dual-reward V/O" in text
+    assert (out / "comparisons_methods.html").is_file() and "verify" not in _read(out / "run.json")["phases"]

@@ -178,7 +178,8 @@ def seeded(tmp_path):
                        needs=(("a.json", "prep"),), seeded=True),
         "after": Phase((Step(_notebook(src / "e.ipynb"), parameters={"label": "e"}),), needs=(("c.json", "train"),),
                        seeded=True),
-        "check": Phase((Step(_notebook(src / "d.ipynb"), parameters={"label": "d"}, verification=True),), always=True),
+        "check": Phase((Step(_notebook(src / "d.ipynb"), parameters={"label": "d"}, seeds_param=True,
+                                        thresholds_param=True),), always=True),
     }
 
 

@@ -192,9 +192,12 @@ def test_publish_copies_figures_and_replaces_only_the_claims_block(tmp_path):
     docs = tmp_path / "docs" / "results.md"
     (tmp_path / "docs" / "results_figures").mkdir(parents=True)
     (tmp_path / "docs" / "results_figures" / "stale.png").write_bytes(b"old")
+    (root / "comparisons.md").write_text("## The seed's comparison tables\n\n![M](comparisons_methods.png)\n")
+    (root / "comparisons_methods.png").write_bytes(b"\x89PNG2")
     publish(root, docs, readme)
     text = docs.read_text()
     assert "![F](results_figures/seed-42__fig.png)" in text
+    assert "## The seed's comparison tables" in text and "![M](results_figures/comparisons_methods.png)" in text
     assert (tmp_path / "docs" / "results_figures" / "seed-42__fig.png").read_bytes() == b"\x89PNG"
     assert not (tmp_path / "docs" / "results_figures" / "stale.png").exists()
     new = readme.read_text()

@@ -242,7 +242,7 @@ def train_grpo_cmd(
 
 @app.command("run")
 def run_cmd(
-    phase: Annotated[str, typer.Argument(help="all | generate | baseline | phase1 | phase2 | verify")] = "all",
+    phase: Annotated[str, typer.Argument(help="all (generate, baseline, phase1, phase2, verify) | one of them | compare")] = "all",
     out: Annotated[Path, typer.Option("--out", help="run folder: executed notebooks, results, figures, run.json")] = Path("runs/experiment"),
     model: ModelOpt = "default",
     quick: Annotated[bool, typer.Option("--quick", help="tiny data and training (64 records, 32 held out, 4 steps)")] = False,

@@ -1,4 +1,5 @@
-"""Publishing a verified run: its report.md, with the PNG figures it embeds, goes to docs/, and its claims table into
+"""Publishing a verified run: its report.md (and comparisons.md when `workbench run compare` wrote one there), with the
+PNG figures they embed, goes to docs/, and its claims table into
 the README between the ``<!-- claims:start -->`` and ``<!-- claims:end -->`` markers. Only files are copied: every
 number comes from the run."""
 
@@ -35,6 +36,8 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     if START not in readme_text or END not in readme_text or readme_text.index(START) > readme_text.index(END):
         raise WorkbenchError(f"{readme} has no claims block: add the lines {START} and {END} where the table goes")
     text = report.read_text(encoding="utf-8")
+    if (run_dir / "comparisons.md").is_file():  # `workbench run compare` into the same folder
+        text = text.rstrip() + "\n\n" + (run_dir / "comparisons.md").read_text(encoding="utf-8")
     images = IMAGE.findall(text)
     for _, rel in images:
         if not (run_dir / rel).is_file():

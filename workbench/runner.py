@@ -2,7 +2,8 @@
 
 Phases, in order: ``generate`` (the arithmetic data, ``data/``), ``baseline`` (probe and lens of the base model),
 ``phase1`` (dual-reward training) and ``phase2`` (routing training), both once per training seed into
-``seed-<s>/``, and ``verify`` (the claims table: ``claims.json`` and ``report.md``).
+``seed-<s>/``, and ``verify`` (the claims table: ``claims.json`` and ``report.md``). ``compare`` (the seed's
+comparison tables: training methods, V/O vs Q/K) runs only when named.
 
 A run folder holds the executed notebooks, everything they write (result JSONs, figures, data, adapters with their
 resolved ``config.json``), the YAML configs the training notebooks started from (``configs/``), one marker per finished
@@ -33,6 +34,7 @@ CONFIGS = ROOT / "configs"
 ALL = "all"
 QUICK_DATA = {"train_samples": 64, "eval_samples": 32}
 QUICK_TRAINING = {"max_steps": 4, **QUICK_DATA}
+QUICK_COMPARE = {"steps": 2, "train_samples": 32, "eval_samples": 8}
 RUN_MB, SEED_MB = 64, 32  # a full run folder measured 48 MB with 3 seeds; asked for up front, with room to spare
 DEFAULT_SEED = 42  # the training notebooks' (and the seed's generator's) default
 DATA = {"train_data": "data/train.jsonl", "heldout_data": "data/heldout.jsonl"}
@@ -41,15 +43,16 @@ DATA = {"train_data": "data/train.jsonl", "heldout_data": "data/heldout.jsonl"}
 @dataclass(frozen=True)
 class Step:
     """One notebook of a phase. ``config``: a YAML file copied into ``<run>/configs/`` and passed as ``config``;
-    ``paths``: parameters that name files inside the run folder (passed as absolute paths); ``verification``: pass the
-    run's training seeds as ``seeds`` and the claim thresholds as ``thresholds``."""
+    ``paths``: parameters that name files inside the run folder (passed as absolute paths); ``seeds_param``: pass the
+    run's training seeds as ``seeds``; ``thresholds_param``: pass the claim thresholds as ``thresholds``."""
 
     notebook: Path
     parameters: Mapping = field(default_factory=dict)
     quick: Mapping = field(default_factory=dict)
     config: Path | None = None
     paths: Mapping = field(default_factory=dict)
-    verification: bool = False
+    seeds_param: bool = False
+    thresholds_param: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Phase:
     needs: tuple[tuple[str, str], ...] = ()
     seeded: bool = False
     always: bool = False
+    in_all: bool = True  # part of `workbench run all`
 
 
 PHASES: dict[str, Phase] = {
@@ -74,7 +78,8 @@ PHASES: dict[str, Phase] = {
                           config=CONFIGS / "smollm2_phase2.yaml", paths=DATA),),
                     needs=((DATA["train_data"], "generate"), (DATA["heldout_data"], "generate"),
                            ("phase1_adapter/adapter_config.json", "phase1")), seeded=True),
-    "verify": Phase((Step(NOTEBOOKS / "05_verification.ipynb", verification=True),), always=True),
+    "verify": Phase((Step(NOTEBOOKS / "05_verification.ipynb", seeds_param=True, thresholds_param=True),), always=True),
+    "compare": Phase((Step(NOTEBOOKS / "07_comparisons.ipynb", seeds_param=True, quick=QUICK_COMPARE),), in_all=False),
 }
 
 
@@ -104,7 +109,7 @@ def seed_list(seed: int | None, seeds: int) -> list[int]:
 def phase_names(phase: str, phases: Mapping[str, Phase] = PHASES) -> list[str]:
     """``all`` -> every phase in order; a phase name -> itself; anything else is a one-line error."""
     if phase == ALL:
-        return list(phases)
+        return [name for name, spec in phases.items() if spec.in_all]
     if phase not in phases:
         choices = ", ".join([ALL, *phases])
         raise WorkbenchError(f"unknown phase {phase!r}: choose one of {choices}")
@@ -158,8 +163,9 @@ def step_parameters(step: Step, out: Path, job: Job, model: str, quick: bool, se
     if step.config is not None:
         params["config"] = str(out / "configs" / step.config.name)
     params.update({name: str(out / rel) for name, rel in step.paths.items()})
-    if step.verification:
+    if step.seeds_param:
         params["seeds"] = list(seeds)
+    if step.thresholds_param:
         params["thresholds"] = dict(thresholds or {})
     if quick:
         params.update(step.quick)

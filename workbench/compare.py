@@ -1,0 +1,134 @@
+"""The seed's comparison tables, measured: training methods and LoRA targets under one step budget and one evaluation.
+
+Methods (the seed's "Training Requirements" table, plus Q/K for its "V/O vs Q/K" table):
+
+  none            no training
+  lora_standard   LoRA on q,k,v,o, next-token loss on the whole sequence (prompt included)
+  sft_answers     LoRA on v,o, loss on the answer tokens only (the prompt masked)
+  grpo            RL with verifiable rewards: GRPO on "Calculate: a op b = ", the seed's first-integer reward
+  dual_vo         dual reward (lens loss at the classifier layer + answer loss), LoRA on v,o
+  dual_qk         the same with LoRA on q,k
+
+Every method is measured the same way on the same held-out "a op b = " prompts: the lens at the classifier layer
+(mean correct-operation probability, top-1 count), the top-1 score on the guide's eight prompts, teacher-forced exact
+match and greedy answer accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import mean, pstdev
+
+from .config import build_config
+from .errors import WorkbenchError
+
+METHODS = ("none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk")
+SEED_TABLE = {"none": "0%", "lora_standard": "~1%", "sft_answers": "0%", "grpo": "0%", "dual_vo": "36-81%",
+              "dual_qk": "0/8"}
+LABELS = {"none": "No training", "lora_standard": "Standard LoRA (q,k,v,o; whole sequence)",
+          "sft_answers": "SFT on answers (v,o; prompt masked)", "grpo": "RL with verifiable rewards (GRPO)",
+          "dual_vo": "Dual-reward V/O", "dual_qk": "Dual-reward Q/K"}
+SFT_SETTINGS = {
+    "lora_standard": {"lora_targets": "q_proj,k_proj,v_proj,o_proj", "mask_prompt": False},
+    "sft_answers": {"lora_targets": "v_proj,o_proj", "mask_prompt": True},
+    "dual_vo": {"lora_targets": "v_proj,o_proj", "intermediate_loss": {"enabled": True}},
+    "dual_qk": {"lora_targets": "q_proj,k_proj", "intermediate_loss": {"enabled": True}},
+}
+
+
+def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device: str | None = None) -> dict:
+    """The one evaluation every method gets."""
+    import torch
+
+    from .evaluation import answer_metrics, greedy_eval, lens_metrics
+    from .introspect import lens_readout
+    from .models import load_model
+    from .tasks import GUIDE_EIGHT_PROMPTS, OPERATIONS
+
+    lm = load_model(spec, device=device, adapter=adapter)
+    lm.bridge.eval()
+    with torch.inference_mode():
+        lens = lens_metrics(lm, heldout, {op: op for op in OPERATIONS}, lm.classifier_layer)
+        eight = lens_readout(lm, GUIDE_EIGHT_PROMPTS, list(OPERATIONS))
+        answers = answer_metrics(lm, heldout)
+        greedy = greedy_eval(lm, heldout)["accuracy"]
+    return {"layer": lm.classifier_layer, "heldout_correct_prob": lens["mean_correct_target_prob"],
+            "heldout_top1": lens["top1_score"]["correct"], "heldout_prompts": lens["prompts"],
+            "eight_top1": eight["score"]["correct"], "eight_total": eight["score"]["total"],
+            "eight_mean_prob": eight["mean_expected_prob"], "exact_match": answers["answer_exact_match"],
+            "answer_loss": answers["answer_loss"], "greedy_accuracy": greedy}
+
+
+def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data: Path, seed: int, steps: int,
+               rank: int = 16, weight: float = 0.4, learning_rate: float = 1e-3, grpo_learning_rate: float = 1e-4,
+               device: str | None = None) -> dict:
+    """Train ``method`` for ``steps`` steps (batch 1, as the seed's phase 1) into ``out`` and measure it."""
+    from .data import read_jsonl
+
+    if method not in METHODS:
+        raise WorkbenchError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    heldout = read_jsonl(heldout_data)
+    if method == "none":
+        return {"method": method, "seed": seed, "steps": 0, **measure(spec, heldout, device=device)}
+    if method == "grpo":
+        from .grpo import load_grpo_config, train_grpo
+
+        cfg = load_grpo_config(None, {"model": spec, "output": str(out), "max_steps": steps, "seed": seed,
+                                      "lora_rank": rank, "learning_rate": grpo_learning_rate,
+                                      "eval_data": str(heldout_data), "eval_samples": len(heldout)})
+        train_grpo(cfg)
+    else:
+        settings = SFT_SETTINGS[method]
+        loss = {**settings.get("intermediate_loss", {}), "weight": weight} if "intermediate_loss" in settings else None
+        cfg = build_config({"model": spec, "data": str(train_data), "eval_data": str(heldout_data), "output": str(out),
+                            "max_steps": steps, "batch_size": 1, "learning_rate": learning_rate, "seed": seed,
+                            "lora_rank": rank, "eval_samples": len(heldout),
+                            **{k: v for k, v in settings.items() if k != "intermediate_loss"},
+                            **({"intermediate_loss": loss} if loss else {})}, source=f"method {method}")
+        from .training import train
+
+        train(cfg, device=device, progress=False)
+    return {"method": method, "seed": seed, "steps": steps, **measure(spec, heldout, adapter=out, device=device)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean and spread over seeds per method: {method: {metric: {"mean", "std", "min", "max", "values"}}}."""
+    out: dict = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        out[method] = {}
+        for key in ("heldout_correct_prob", "heldout_top1", "eight_top1", "exact_match", "greedy_accuracy"):
+            values = [r[key] for r in mine]
+            out[method][key] = {"mean": mean(values), "std": pstdev(values), "min": min(values), "max": max(values),
+                                "values": values}
+        out[method]["seeds"] = [r["seed"] for r in mine]
+        out[method]["eight_total"] = mine[0]["eight_total"]
+    return out
+
+
+def _cell(stats: dict, fmt) -> str:
+    if len(stats["values"]) == 1:
+        return fmt(stats["mean"])
+    return f"{fmt(stats['mean'])} ± {fmt(stats['std'])}"
+
+
+def methods_table(summary: dict) -> str:
+    lines = ["| method | the seed (vocab-aligned) | held-out p(correct op) at the classifier layer | guide's eight, top-1 "
+             "| exact match | greedy correct |", "|---|---|---|---|---|---|"]
+    for method in [m for m in METHODS if m in summary and m != "dual_qk"]:
+        s = summary[method]
+        lines.append(f"| {LABELS[method]} | {SEED_TABLE[method]} | {_cell(s['heldout_correct_prob'], lambda v: f'{100 * v:.3g}%')} "
+                     f"| {_cell(s['eight_top1'], lambda v: f'{v:.3g}')}/{s['eight_total']} "
+                     f"| {_cell(s['exact_match'], lambda v: f'{100 * v:.1f}%')} | {_cell(s['greedy_accuracy'], lambda v: f'{100 * v:.1f}%')} |")
+    return "\n".join(lines)
+
+
+def targets_table(summary: dict) -> str:
+    lines = ["| LoRA targets | the seed | guide's eight, top-1 | held-out p(correct op) | exact match |", "|---|---|---|---|---|"]
+    for method, label, seed in (("dual_vo", "V/O only", "100% (8/8)"), ("dual_qk", "Q/K only", "0% (0/8)")):
+        if method in summary:
+            s = summary[method]
+            lines.append(f"| {label} | {seed} | {_cell(s['eight_top1'], lambda v: f'{v:.3g}')}/{s['eight_total']} "
+                         f"| {_cell(s['heldout_correct_prob'], lambda v: f'{100 * v:.3g}%')} "
+                         f"| {_cell(s['exact_match'], lambda v: f'{100 * v:.1f}%')} |")
+    return "\n".join(lines)
