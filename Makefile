@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
