@@ -24,23 +24,30 @@ def data(tmp_path_factory):
     return root
 
 
-def test_each_method_trains_its_own_targets_and_is_measured_alike(tiny_dir, data, tmp_path):
+def test_each_method_trains_its_own_targets_and_is_measured_alike(tiny_dir, data, tmp_path, monkeypatch):
+    (tmp_path / "lengthy.py").write_text("def longer(completions, **_):\n    return [len(c) / 10 for c in completions]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the seed's reward is always 0 on a random model: no GRPO signal
     rows = []
     for method in METHODS:
         out = tmp_path / method
         row = run_method(method, str(tiny_dir), out, data / "train.jsonl", data / "heldout.jsonl", seed=0, steps=2,
-                         rank=4, learning_rate=1e-2, grpo_learning_rate=1e-2)
+                         rank=4, learning_rate=1e-2, grpo_learning_rate=1e-2, grpo_reward="lengthy:longer")
         rows.append(row)
         assert row["method"] == method and row["heldout_prompts"] == 8 and row["eight_total"] == 8
         assert 0 <= row["heldout_correct_prob"] <= 1 and 0 <= row["greedy_accuracy"] <= 1
         if method == "none":
             assert row["steps"] == 0 and not out.exists()
             continue
-        modules = {k.split(".")[-3] for k in load_file(out / "adapter_model.safetensors") if "lora_A" in k}
+        weights = load_file(out / "adapter_model.safetensors")
+        modules = {k.split(".")[-3] for k in weights if "lora_A" in k}
+        assert any("lora_B" in k and v.abs().max() > 0 for k, v in weights.items()), method  # B starts at 0: trained
         expected = {"lora_standard": {"q_proj", "k_proj", "v_proj", "o_proj"}, "grpo": {"q_proj", "k_proj", "v_proj", "o_proj"},
                     "sft_answers": {"v_proj", "o_proj"}, "dual_vo": {"v_proj", "o_proj"}, "dual_qk": {"q_proj", "k_proj"}}
         assert modules == expected[method], (method, modules)
-        if method != "grpo":
+        if method == "grpo":  # trained on the same records, as "Calculate: a op b = " over + - *
+            prompts = [json.loads(x)["prompt"] for x in (out / "grpo_prompts.jsonl").read_text().splitlines()]
+            assert prompts and all(p.startswith("Calculate: ") and " / " not in p for p in prompts)
+        else:
             config = json.loads((out / "config.json").read_text())
             assert config["max_steps"] == 2 and config["mask_prompt"] is (method != "lora_standard")
             assert (config["intermediate_loss_layer"] is not None) is method.startswith("dual")

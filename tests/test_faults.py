@@ -120,8 +120,9 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tiny_
     train(build_config(_cfg(tiny_dir, data_file, straight)), device="cpu", progress=False)
     rng = random.Random(seed)
     # three kills at seeded-random moments, each in a different kind of place, in order of the run's progress
-    # the n-th step / checkpoint write / rename / log row of each (resumed) process, n in 1..2, so each one is reached
-    faults = [f"{kind}:{rng.randint(1, 2)}" for kind in rng.sample(["step", "save", "rename", "log"], 3)]
+    # the n-th step / checkpoint write / rename / log row of each (resumed) process, n in 1..2, so each one is reached;
+    # all four kinds, in a seeded-random order
+    faults = [f"{kind}:{rng.randint(1, 2)}" for kind in rng.sample(["step", "save", "rename", "log"], 4)]
     out = tmp_path / "killed"
     cfg = _cfg(tiny_dir, data_file, out)
     kills = 0
@@ -145,15 +146,19 @@ def test_sigkill_at_a_wall_clock_moment(tiny_dir, data_file, tmp_path):
     out = tmp_path / "killed"
     cfg = _cfg(tiny_dir, data_file, out, max_steps=40, save_every=3)
     rng = random.Random(7)
-    for attempt in range(2):  # two kills from outside at random times, then a last resume left to finish
+    for attempt in range(2):  # two kills from outside at random times once training runs, then a resume to finish
         proc = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps({**cfg, "resume": attempt > 0}), "none"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=rng.uniform(3.0, 8.0))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        log, started, deadline = out / "train_log.jsonl", time.time(), time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:  # until this process has written its log
+            if log.exists() and log.stat().st_mtime >= started and log.read_text().strip():
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
         _checkpoints_are_complete(out)
+    assert _checkpoints_are_complete(out), "the kills came after a checkpoint, so the last run resumes"
     finished = _child({**cfg, "resume": True}, "none") == 0
     assert finished and _same_adapter(straight, out)
 

@@ -119,7 +119,8 @@ def test_yaml_text(tmp_path_factory, text):
 
 
 RECORD = st.fixed_dictionaries({"prompt": TEXT, "response": TEXT})
-LINE = st.one_of(RECORD.map(json.dumps), TEXT.filter(lambda t: "\n" not in t and "\r" not in t),
+LINE = st.one_of(RECORD.map(json.dumps), RECORD.map(lambda r: json.dumps(r, ensure_ascii=False)),  # raw U+2028 too
+                 TEXT.filter(lambda t: "\n" not in t and "\r" not in t),
                  st.just("[1, 2]"), st.just('{"prompt": 3}'), st.just(""))
 
 

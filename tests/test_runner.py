@@ -238,6 +238,18 @@ def test_a_moved_run_folder_resumes_and_a_lost_output_asks_for_force(tmp_path, s
         _run("after", moved, seeded, force=True)
 
 
+def test_a_side_run_keeps_the_experiments_settings(tmp_path, seeded):
+    out = tmp_path / "run"
+    side = dict(seeded, side=Phase((Step(seeded["check"].steps[0].notebook, parameters={"label": "s"}, seeds_param=True,
+                                          quick={"max_steps": 1}),), in_all=False))
+    doc, _ = _run("all", out, side, seeds=2, model="m1")
+    assert "side" not in doc["phases"] and doc["settings"]["seeds"] == [42, 43]  # not part of `all`
+    doc, _ = _run("side", out, side, seed=7, seeds=3, quick=True, model="m2")
+    assert _read(out / "s.json")["seeds"] == [7, 8, 9]  # its own seeds, --seed respected
+    assert doc["model"] == "m1" and doc["settings"]["seeds"] == [42, 43] and doc["quick"] is False
+    assert doc["side_runs"]["side"]["model"] == "m2" and doc["side_runs"]["side"]["settings"]["seeds"] == [7, 8, 9]
+
+
 def test_seeded_prerequisites_are_per_seed(tmp_path, seeded):
     out = tmp_path / "run"
     _run("all", out, seeded, seeds=1)  # default first training seed: 42

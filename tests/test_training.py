@@ -163,6 +163,17 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_dir, data_file, t
     assert resumed["before"] == straight["before"] and resumed["after"] == straight["after"]
 
 
+def test_a_fresh_run_never_resumes_an_older_runs_checkpoints(tiny_dir, data_file, tmp_path):
+    out = tmp_path / "run"
+    train(cfg_for(tiny_dir, data_file, out, max_steps=8, save_every=2), device="cpu", progress=False)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000004", "step-000006"]
+    train(cfg_for(tiny_dir, data_file, out, max_steps=3, save_every=2), device="cpu", progress=False)  # no --resume
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002"]  # the old ones are gone
+    train(cfg_for(tiny_dir, data_file, out, max_steps=8, save_every=2), device="cpu", progress=False)
+    with pytest.raises(WorkbenchError, match="last checkpoint is step 6, beyond this run's 4 steps"):
+        train(cfg_for(tiny_dir, data_file, out, max_steps=4, save_every=2, resume=True), device="cpu", progress=False)
+
+
 def test_resume_with_other_settings_is_refused(tiny_dir, data_file, tmp_path):
     train(cfg_for(tiny_dir, data_file, tmp_path, max_steps=4, save_every=2), device="cpu", progress=False)
     with pytest.raises(WorkbenchError, match="other settings.*learning_rate"):

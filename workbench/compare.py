@@ -17,7 +17,7 @@ match and greedy answer accuracy.
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import mean, pstdev
+from statistics import mean, stdev
 
 from .config import build_config
 from .errors import WorkbenchError
@@ -61,8 +61,10 @@ def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device:
 
 def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data: Path, seed: int, steps: int,
                rank: int = 16, weight: float = 0.4, learning_rate: float = 1e-3, grpo_learning_rate: float = 1e-4,
-               device: str | None = None) -> dict:
-    """Train ``method`` for ``steps`` steps (batch 1, as the seed's phase 1) into ``out`` and measure it."""
+               grpo_reward: str | None = None, device: str | None = None) -> dict:
+    """Train ``method`` for ``steps`` steps into ``out`` and measure it. The SFT methods see one example per step (the
+    seed's phase 1); GRPO sees 4 prompts x 4 sampled completions per step at TRL's scale of learning rate (1e-4), on
+    the + - * records of the same training data — its own budget differs, and the tables say so."""
     from .data import read_jsonl
 
     if method not in METHODS:
@@ -70,12 +72,17 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
     heldout = read_jsonl(heldout_data)
     if method == "none":
         return {"method": method, "seed": seed, "steps": 0, **measure(spec, heldout, device=device)}
-    if method == "grpo":
-        from .grpo import load_grpo_config, train_grpo
+    if method == "grpo":  # the same training records, as the seed's RL prompts ("Calculate: ...", + - * only)
+        from .data import write_jsonl
+        from .grpo import RL_OPERATIONS, RL_PROMPT, load_grpo_config, train_grpo
 
+        rl = [{"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
+              for r in read_jsonl(train_data) if r.get("operation") in RL_OPERATIONS]
+        rl_data = write_jsonl(out.parent / "rl_prompts.jsonl", rl)
         cfg = load_grpo_config(None, {"model": spec, "output": str(out), "max_steps": steps, "seed": seed,
-                                      "lora_rank": rank, "learning_rate": grpo_learning_rate,
-                                      "eval_data": str(heldout_data), "eval_samples": len(heldout)})
+                                      "lora_rank": rank, "learning_rate": grpo_learning_rate, "data": str(rl_data),
+                                      "eval_data": str(heldout_data), "eval_samples": len(heldout),
+                                      **({"reward": grpo_reward} if grpo_reward else {})})
         train_grpo(cfg)
     else:
         settings = SFT_SETTINGS[method]
@@ -99,7 +106,8 @@ def summarize(rows: list[dict]) -> dict:
         out[method] = {}
         for key in ("heldout_correct_prob", "heldout_top1", "eight_top1", "exact_match", "greedy_accuracy"):
             values = [r[key] for r in mine]
-            out[method][key] = {"mean": mean(values), "std": pstdev(values), "min": min(values), "max": max(values),
+            out[method][key] = {"mean": mean(values), "std": stdev(values) if len(values) > 1 else 0.0,
+                                "min": min(values), "max": max(values),
                                 "values": values}
         out[method]["seeds"] = [r["seed"] for r in mine]
         out[method]["eight_total"] = mine[0]["eight_total"]

@@ -63,7 +63,8 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ("prompt", "respons
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkbenchError(f"cannot read data file {str(path)!r}: {exc}") from None
     records = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 and friends may sit inside a record
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         try:

@@ -117,8 +117,8 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False) -> dict:
     output = Path(cfg.output)
     check_writable(output / "metrics.json")
     records = read_jsonl(cfg.data, required=("prompt", "answer")) if cfg.data else rl_records(cfg.samples, cfg.seed)
-    train_pool = generate_arithmetic(1000, cfg.seed)
-    eval_records = read_jsonl(cfg.eval_data) if cfg.eval_data else held_out(train_pool, cfg.eval_samples)
+    seen = [{"prompt": r["prompt"].removeprefix(RL_PROMPT.format(prompt=""))} for r in records]  # as "a op b = "
+    eval_records = read_jsonl(cfg.eval_data) if cfg.eval_data else held_out(seen, cfg.eval_samples)
     write_jsonl(output / "grpo_prompts.jsonl", records)
 
     import torch

@@ -16,7 +16,8 @@ from .errors import WorkbenchError
 from .models import LoadedModel
 from .tasks import infer_operation
 
-LENS_METHOD = "softmax(unembed(ln_final(blocks.L.hook_resid_post))) at the last prompt token, full vocabulary"
+LENS_METHOD = ("softmax(unembed(ln_final(blocks.L.hook_resid_post))), with the architecture's logit transform, at the last "
+               "prompt token, full vocabulary")
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,11 @@ def resolve_targets(lm: LoadedModel, words: list[str]) -> list[TargetToken]:
 
 def lens_logits(lm: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
     """[..., d_model] residuals -> [..., d_vocab] logits exactly as the model makes its own from its last layer: final
-    norm, unembedding, and the architecture's logit scaling where it has one (Granite divides by ``logits_scaling``)."""
+    norm, unembedding, and the architecture's post-unembedding transform, as TransformerLens's adapter declares it
+    (Granite's ``logits_scaling``, Cohere's ``logit_scale``, Gemma-style soft-capping; nothing for Llama)."""
     logits = lm.bridge.unembed(lm.bridge.ln_final(resid.to(lm.device)))
-    scaling = getattr(lm.hf_model.config, "logits_scaling", None)
-    return logits / scaling if scaling not in (None, 1, 1.0) else logits
+    transform = getattr(getattr(lm.bridge, "adapter", None), "apply_output_logits_transform", None)
+    return transform(logits) if callable(transform) else logits
 
 
 def lens_log_probs(lm: LoadedModel, resid: torch.Tensor) -> torch.Tensor:

@@ -259,7 +259,8 @@ def run(
     if out.exists() and not out.is_dir():
         raise WorkbenchError(f"--out {str(out)!r} is a file: pass a folder for the run")
     previous = ((_read_json(out / "run.json") or {}).get("settings") or {}).get("seeds")
-    trains = any(phases[n].seeded for n in names)
+    trains = any(phases[n].seeded or (not phases[n].always and any(st.seeds_param for st in phases[n].steps))
+                 for n in names)  # phases whose results depend on the training seeds (verify only reads them)
     if seeds is None and previous and (seed is None or not trains):  # `run verify`, `run baseline --seed 0`: keep them
         training_seeds = list(previous)
     else:
@@ -299,14 +300,17 @@ def run(
 
     settings = {"phase": phase, "quick": quick, "force": force, "seed": seed, "seeds": training_seeds,
                 "thresholds": dict(thresholds or {}), "kernel": kernel_name}
+    commit = git_commit(Path(cwd))
     doc = _read_json(out / "run.json") or {}
-    doc.update({
-        "schema_version": SCHEMA_VERSION, "kind": "run", "created": doc.get("created", _now()), "updated": _now(),
-        "model": model, "settings": settings, "git_commit": git_commit(Path(cwd)), "environment": environment(),
-    })
+    doc.update({"schema_version": SCHEMA_VERSION, "kind": "run", "created": doc.get("created", _now()), "updated": _now()})
+    if any(phases[n].in_all for n in names):  # the experiment's own settings
+        doc.update({"model": model, "settings": settings, "git_commit": commit, "environment": environment()})
+    else:  # a side run (compare) into the same folder keeps the experiment's settings as they are
+        doc.setdefault("side_runs", {})[phase] = {"model": model, "settings": settings, "git_commit": commit,
+                                                  "environment": environment(), "updated": _now()}
     doc.setdefault("phases", {})
     run_json = out / "run.json"
-    _save_run(run_json, doc)
+    _save_run(run_json, doc, phases)
     say(f"workbench run {phase} --model {model} --out {out} (seeds {training_seeds}{', quick' if quick else ''})")
 
     for job in jobs:
@@ -319,7 +323,7 @@ def run(
                 doc["phases"][job.key] = {"status": "done", "seconds": done.get("seconds"), "quick": done.get("quick"),
                                           "git_commit": done.get("git_commit"),
                                           "notebooks": done.get("notebooks", {}), "parameters": done.get("parameters")}
-                _save_run(run_json, doc)
+                _save_run(run_json, doc, phases)
             continue
         for need, writer in spec.needs:
             if not _need_path(out, job, need, writer, phases).exists():
@@ -332,9 +336,9 @@ def run(
         marker_path(out, job.key).unlink(missing_ok=True)
         shrunk = quick and any(step.quick for step in spec.steps)  # --quick changed this job's sizes
         doc["phases"][job.key] = {"status": "running", "started": _now(), "quick": shrunk,
-                                  "git_commit": doc["git_commit"], "parameters": planned[job.key]}
+                                  "git_commit": commit, "parameters": planned[job.key]}
         doc["updated"] = _now()
-        _save_run(run_json, doc)
+        _save_run(run_json, doc, phases)
 
         start = time.perf_counter()
         notebooks = {}
@@ -355,20 +359,20 @@ def run(
             doc["phases"][job.key].update(status="failed", seconds=round(time.perf_counter() - start, 3),
                                           notebooks=notebooks, error=error)
             doc["updated"] = _now()
-            _save_run(run_json, doc)
+            _save_run(run_json, doc, phases)
             say(f"phase {job.key}: failed: {error}")
             raise
         seconds = round(time.perf_counter() - start, 3)
         _write_json(marker_path(out, job.key), {"schema_version": SCHEMA_VERSION, "phase": job.phase, "seed": job.seed,
                                                 "out": str(out),
                                                 "finished": _now(), "seconds": seconds, "notebooks": notebooks,
-                                                "quick": shrunk, "git_commit": doc["git_commit"],
+                                                "quick": shrunk, "git_commit": commit,
                                                 "parameters": planned[job.key]})
         doc["phases"][job.key] = {"status": "done", "seconds": seconds, "notebooks": notebooks, "quick": shrunk,
-                                  "git_commit": doc["git_commit"],
+                                  "git_commit": commit,
                                   "parameters": planned[job.key]}
         doc["updated"] = _now()
-        _save_run(run_json, doc)
+        _save_run(run_json, doc, phases)
         say(f"phase {job.key}: done in {seconds:.1f} s")
     return doc
 
@@ -386,11 +390,13 @@ def _portable(params, out: str | None):
     return params
 
 
-def _save_run(path: Path, doc: dict) -> None:
+def _save_run(path: Path, doc: dict, phases: Mapping[str, Phase] = PHASES) -> None:
     """run.json; ``quick`` is true while a finished phase of the current seeds ran with --quick sizes (a later
     `run verify` without the flag does not make a quick run's numbers full ones)."""
-    seeds = {f"seed-{s}" for s in doc["settings"].get("seeds") or []}
-    current = [p for key, p in doc["phases"].items() if "." not in key or key.split(".", 1)[1] in seeds]
+    seeds = {f"seed-{s}" for s in (doc.get("settings") or {}).get("seeds") or []}
+    current = [p for key, p in doc["phases"].items()
+               if (phases[key.split(".")[0]].in_all if key.split(".")[0] in phases else True)
+               and ("." not in key or key.split(".", 1)[1] in seeds)]
     doc["quick"] = any(p.get("quick") for p in current if p.get("status") == "done")
     _write_json(path, doc)
 

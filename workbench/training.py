@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -127,16 +128,23 @@ def save_checkpoint(lm: LoadedModel, optimizer, scheduler, step: int, output: Pa
     (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     final = root / f"step-{step:06d}"
     if final.exists():
-        shutil.rmtree(final)
+        _discard(final)
     tmp.rename(final)
     for old in _checkpoint_dirs(output)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     return final
+
+
+def _discard(folder: Path) -> None:
+    """Rename out of the way first (atomic), then delete: a kill mid-delete leaves a .tmp- folder, never a half step."""
+    doomed = folder.with_name(f".tmp-old-{folder.name}-{os.getpid()}")
+    folder.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _remove_leftovers(output: Path) -> None:
     """Temp folders of a save that a kill interrupted (never read: a checkpoint only counts once renamed)."""
-    for tmp in [*output.glob(".tmp-final-*"), *(output / "checkpoints").glob(".tmp-step-*")]:
+    for tmp in [*output.glob(".tmp-final-*"), *(output / "checkpoints").glob(".tmp-*")]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -234,9 +242,14 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
     checkpoints = _checkpoint_dirs(output)
     if cfg.resume and checkpoints:
         start = load_checkpoint(lm, optimizer, scheduler, checkpoints[-1], fingerprint)
+        if start > steps:
+            raise WorkbenchError(f"--resume: the last checkpoint is step {start}, beyond this run's {steps} steps: "
+                                 "raise --max-steps or use a new --output")
         atomic_write_text(log_path, "".join(line + "\n" for line in _log_lines_up_to(log_path, start)))
-    else:
+    else:  # a fresh run: checkpoints of an earlier run in this folder must never be resumed into this one
         log_path.unlink(missing_ok=True)
+        for old in checkpoints:
+            _discard(old)
     before_path = output / "metrics_before.json"  # kept so a resumed run still reports where it started
     if start > 0 and before_path.is_file():
         before = json.loads(before_path.read_text())
