@@ -202,7 +202,7 @@ def test_publish_copies_figures_and_replaces_only_the_claims_block(tmp_path):
     assert not (tmp_path / "docs" / "results_figures" / "stale.png").exists()
     new = readme.read_text()
     assert new.startswith("# Title\n\nbefore\n") and new.endswith(f"{END}\nafter\n") and "old table" not in new
-    assert "commit `0123456789`" in new and "(docs/results.md)" in new and "| Base model: no vocabulary-aligned" in new
+    assert "(git commit: `0123456789abcdef`)" in new and "(docs/results.md)" in new and "| Base model: no vocabulary-aligned" in new
 
 
 def test_publish_refuses_bad_input_before_writing(tmp_path):

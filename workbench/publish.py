@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import WorkbenchError
 from .results import atomic_write_text
-from .verify import claims_table, run_command
+from .verify import claims_table, commits, run_command
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
@@ -56,7 +56,7 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
             f"`make experiment` and `workbench publish runs/experiment` -->\n")
     atomic_write_text(docs, note + body)
 
-    source = (f"Measured by `{run_command(run)}` at commit `{(run.get('git_commit') or '?')[:10]}`, "
+    source = (f"Measured by `{run_command(run)}` (git commit: {commits(run)}), "
               f"{(run.get('updated') or '?')[:10]}; the full report, with figures, is [{docs.name}]"
               f"({Path(os.path.relpath(docs.resolve(), readme.resolve().parent)).as_posix()}).")
     block = f"{START}\n{source}\n\n{claims_table(doc['claims'])}\n{END}"

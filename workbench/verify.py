@@ -283,12 +283,14 @@ def claims_document(data: dict, claims: list[dict], limits: dict, run: dict | No
     return {"claims": claims, "thresholds": limits,
             "seeds": [s for s in data["seeds"] if s is not None] or None,
             "failed": [c["id"] for c in failures(claims)],
-            "run": None if run is None else {k: run.get(k) for k in ("model", "quick", "settings", "git_commit", "created",
-                                                                      "updated")},
+            "run": None if run is None else {
+                **{k: run.get(k) for k in ("model", "quick", "settings", "git_commit", "created", "updated")},
+                "phases": {k: {f: p.get(f) for f in ("status", "seconds", "git_commit")}
+                           for k, p in (run.get("phases") or {}).items()}},
             "measurements": json.loads(json.dumps(data, default=str))}
 
 
-def _commits(run: dict) -> str:
+def commits(run: dict) -> str:
     """The commit(s) the phases ran at, and the verifying one when it differs."""
     ran = {k: p.get("git_commit") for k, p in (run.get("phases") or {}).items() if not k.startswith("verify")}
     at = sorted({c or "not recorded" for c in ran.values()})
@@ -337,7 +339,7 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     lines += [
         f"- model: `{run.get('model', '?')}`; training seeds: {', '.join(map(str, seeds)) or 'one (no seed folders)'}",
         f"- command: `{run_command(run)}`" if run else "- command: notebooks run by hand (no run.json)",
-        f"- git commit: {_commits(run)}; verified {run.get('updated', '?')}",
+        f"- git commit: {commits(run)}; verified {run.get('updated', '?')}",
     ]
     env = (run.get("environment") or {}).get("libraries") or {}
     if env:
