@@ -66,6 +66,18 @@ def smol():
     return load_model("default", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    """Arithmetic SFT records for the tiny model: train.jsonl (48) and eval.jsonl (16) beside it (modules with other
+    needs define their own)."""
+    from workbench.data import generate_arithmetic, write_jsonl
+
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    write_jsonl(path, generate_arithmetic(48, 42))
+    write_jsonl(path.with_name("eval.jsonl"), generate_arithmetic(16, 7))
+    return path
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """`workbench run all --quick --seeds 2` on the embedded model, once per session: every phase's notebook executed

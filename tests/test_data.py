@@ -42,3 +42,18 @@ def test_jsonl_roundtrip_and_errors(tmp_path):
         read_jsonl(path)
     with pytest.raises(WorkbenchError, match="does not exist"):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_rule_violations_count_each_broken_rule():
+    from workbench.data import rule_violations
+
+    good = generate_arithmetic(400, 42)
+    assert rule_violations(good) == {"prompt not 'a op b = '": 0, "wrong answer": 0, "operand out of range": 0,
+                                     "operation label": 0}
+    bad = [{"prompt": "7 * 8 = ", "response": "55", "operation": "multiply"},
+           {"prompt": "60 * 2 = ", "response": "120", "operation": "multiply"},
+           {"prompt": "9 / 0 = ", "response": "0", "operation": "divide"},
+           {"prompt": "5 - 2 = ", "response": "3", "operation": "add"},
+           {"prompt": "what is 2 + 2", "response": "4", "operation": "add"}]
+    assert rule_violations(bad) == {"prompt not 'a op b = '": 1, "wrong answer": 2, "operand out of range": 3,
+                                    "operation label": 1}

@@ -17,12 +17,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from workbench.config import build_config
-from workbench.data import generate_arithmetic, write_jsonl
 from workbench.training import train
 
 STEPS, SAVE_EVERY = 12, 2
@@ -77,13 +75,6 @@ DRIVER = textwrap.dedent('''
     training.train(build_config(cfg), device="cpu", progress=False)
 ''')
 
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    write_jsonl(path, generate_arithmetic(48, 42))
-    write_jsonl(path.with_name("eval.jsonl"), generate_arithmetic(16, 7))
-    return path
 
 
 def _cfg(tiny_dir, data_file, out: Path, **kw) -> dict:

@@ -4,7 +4,6 @@ and a real GRPO run through TRL and peft on the tiny random Llama whose reward h
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from safetensors.torch import load_file

@@ -9,19 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from workbench.config import build_config
-from workbench.data import generate_arithmetic, write_jsonl
+from workbench.data import generate_arithmetic
 from workbench.errors import WorkbenchError
 from workbench.sft import IGNORE, answer_loss, encode_records, sft_batch, sft_losses
 from workbench.models import layer_of
 from workbench.training import prepare_model, train, trainable_parameters
 
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    write_jsonl(path, generate_arithmetic(48, 42))
-    write_jsonl(path.with_name("eval.jsonl"), generate_arithmetic(16, 7))
-    return path
 
 
 def cfg_for(tiny_dir, data_file, out, **kw):

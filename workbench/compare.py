@@ -98,6 +98,32 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
     return {"method": method, "seed": seed, "steps": steps, **measure(spec, heldout, adapter=out, device=device)}
 
 
+def run_methods(spec: str, root: Path, train_data: Path, heldout_data: Path, seeds: list[int], steps: int,
+                methods: list[str], settings: dict, rank: int = 16, weight: float = 0.4) -> list[dict]:
+    """Every method for every seed into ``root/<method>/seed-<s>/``. A saved ``result.json`` made with the same
+    ``settings`` (plus model, steps, rank and weight) is read back instead of trained again, so a stopped run resumes."""
+    import json
+
+    from .results import atomic_write_text, read_result
+
+    rows = []
+    for seed in seeds:
+        for method in methods:
+            folder = Path(root) / method / f"seed-{seed}"
+            saved = folder / "result.json"
+            params = {"model": spec, "steps": 0 if method == "none" else steps, "lora_rank": rank, "weight": weight,
+                      **settings}
+            if saved.is_file() and read_result(saved).get("params") == params:
+                rows.append(read_result(saved))
+                continue
+            row = {**run_method(method, spec, folder / "adapter", train_data, heldout_data, seed, steps, rank=rank,
+                                weight=weight), "params": params}
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(saved, json.dumps(row, indent=2) + "\n")
+            rows.append(row)
+    return rows
+
+
 def summarize(rows: list[dict]) -> dict:
     """Mean and spread over seeds per method: {method: {metric: {"mean", "std", "min", "max", "values"}}}."""
     out: dict = {}
@@ -139,4 +165,20 @@ def targets_table(summary: dict) -> str:
             lines.append(f"| {label} | {seed} | {_cell(s['eight_top1'], lambda v: f'{v:.3g}')}/{s['eight_total']} "
                          f"| {_cell(s['heldout_correct_prob'], lambda v: f'{100 * v:.3g}%')} "
                          f"| {_cell(s['exact_match'], lambda v: f'{100 * v:.1f}%')} |")
+    return "\n".join(lines)
+
+
+FIGURES = (("Training methods: held-out lens probability", "comparisons_methods"),
+           ("Top-1 on the guide's eight prompts", "comparisons_eight"))
+
+
+def markdown(doc: dict, out: Path) -> str:
+    """``comparisons.md``: both tables, and the figures whose PNG is in ``out``."""
+    n = len(doc["seeds"])
+    lines = [f"## The seed's comparison tables ({n} seed{'s' if n > 1 else ''}, {doc['steps']} steps per method, "
+             f"{doc['eval_samples']} held-out prompts)", "", "### Training requirements", "", doc["tables"]["methods"], "",
+             "### V/O vs Q/K", "", doc["tables"]["targets"], ""]
+    for title, name in FIGURES:
+        if (Path(out) / f"{name}.png").is_file():
+            lines += [f"![{title}]({name}.png)", ""]
     return "\n".join(lines)

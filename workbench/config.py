@@ -102,8 +102,8 @@ def build_config(values: dict, source: str = "config") -> TrainConfig:
         raise WorkbenchError(_explain(err, source)) from None
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """Read a YAML config (safe loader), then apply command-line overrides (flags win over the file)."""
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file as a mapping (safe loader); a missing file or bad YAML is one line naming file and line."""
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -117,5 +117,9 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         raise WorkbenchError(f"{path}{where}: invalid YAML ({problem}): {fix}") from None
     if not isinstance(values, dict):
         raise WorkbenchError(f"{path}: expected a mapping of keys to values at the top level")
-    merged = {**values, **(overrides or {})}
-    return build_config(merged, str(path))
+    return values
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML config (safe loader), then apply command-line overrides (flags win over the file)."""
+    return build_config({**read_yaml(path), **(overrides or {})}, str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from .errors import WorkbenchError
@@ -36,6 +37,29 @@ def generate_arithmetic(samples: int = 1000, seed: int = 42) -> list[dict]:
             a = b * k
         out.append(make_example(op, a, b))
     return out
+
+
+_PROMPT_RE = re.compile(r"^(\d+) ([*+\-/]) (\d+) = $")
+_RESULT = {"*": lambda a, b: a * b, "+": lambda a, b: a + b, "-": lambda a, b: a - b, "/": lambda a, b: a // b}
+
+
+def rule_violations(records: list[dict]) -> dict[str, int]:
+    """How many records break the seed generator's rules, by rule: the prompt's form, the answer, the operand ranges
+    (see ``generate_arithmetic``) and the operation label."""
+    bad = {"prompt not 'a op b = '": 0, "wrong answer": 0, "operand out of range": 0, "operation label": 0}
+    operation = {symbol: op for op, symbol in SYMBOLS.items()}
+    for r in records:
+        m = _PROMPT_RE.match(r["prompt"])
+        if not m:
+            bad["prompt not 'a op b = '"] += 1
+            continue
+        a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+        bad["wrong answer"] += (b == 0 and op == "/") or str(_RESULT[op](a, b)) != r["response"]
+        bad["operand out of range"] += not (
+            (op in "*+" and 1 <= a <= 50 and 1 <= b <= 50) or (op == "-" and 10 <= a <= 100 and 1 <= b <= a)
+            or (op == "/" and 1 <= b <= 12 and a % b == 0 and 1 <= a // b <= 12))
+        bad["operation label"] += r.get("operation") != operation[op]
+    return bad
 
 
 def held_out(train: list[dict], samples: int = 200, seed: int = HELD_OUT_SEED) -> list[dict]:

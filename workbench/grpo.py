@@ -18,7 +18,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import _explain
+from .config import _explain, read_yaml
 from .data import generate_arithmetic, held_out, read_jsonl, write_jsonl
 from .errors import WorkbenchError
 from .results import atomic_write_text, check_writable, environment
@@ -55,19 +55,8 @@ class GrpoConfig(BaseModel):
 
 
 def load_grpo_config(path: str | Path | None, overrides: dict | None = None) -> GrpoConfig:
-    import yaml
-
-    values = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise WorkbenchError(f"config file {str(path)!r} does not exist: check the --config path") from None
-        except yaml.YAMLError as exc:
-            raise WorkbenchError(f"{path}: invalid YAML ({str(exc).splitlines()[0]}): check the YAML syntax") from None
-        if not isinstance(values, dict):
-            raise WorkbenchError(f"{path}: expected a mapping of keys to values at the top level")
+    """The YAML file (read like `train sft`'s) with the given overrides (None: not given) on top."""
+    values = read_yaml(path) if path is not None else {}
     try:
         return GrpoConfig.model_validate({**values, **{k: v for k, v in (overrides or {}).items() if v is not None}})
     except ValidationError as err:

@@ -255,3 +255,32 @@ def verification_answers_figure(data: dict) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_layout(barmode="group", template="plotly_white", title="Answers on held-out prompts")
     return fig
+
+
+def comparison_methods_figure(rows: list[dict], steps: int) -> go.Figure:
+    """Held-out correct-operation lens probability per training method, one marker per seed (log axis), with the
+    seed guide's 36-81% band. ``rows``: ``compare.run_methods``'s result."""
+    from .compare import LABELS, METHODS
+
+    names = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    fig = go.Figure()
+    for seed in dict.fromkeys(r["seed"] for r in rows):
+        by_method = {r["method"]: r["heldout_correct_prob"] for r in rows if r["seed"] == seed}
+        fig.add_trace(go.Scatter(x=[LABELS[m] for m in names], y=[by_method.get(m) for m in names], mode="markers",
+                                 marker={"size": 11}, name=f"seed {seed}"))
+    fig.add_hrect(y0=0.36, y1=0.81, fillcolor="green", opacity=0.1, line_width=0, annotation_text="the seed's 36-81%")
+    fig.update_yaxes(type="log", exponentformat="power", title_text="held-out p(correct operation word), log scale")
+    fig.update_layout(title=f"Training methods, {steps} steps each: the lens at the classifier layer", template="plotly_white")
+    return fig
+
+
+def comparison_eight_figure(summary: dict) -> go.Figure:
+    """Top-1 on the guide's eight prompts per method, mean ± std over seeds. ``summary``: ``compare.summarize``'s."""
+    from .compare import LABELS, METHODS
+
+    names = [m for m in METHODS if m in summary]
+    fig = go.Figure(go.Bar(x=[LABELS[m] for m in names], y=[summary[m]["eight_top1"]["mean"] for m in names],
+                           error_y={"array": [summary[m]["eight_top1"]["std"] for m in names]}))
+    fig.update_layout(title="Top-1 on the guide's eight prompts (mean ± std over seeds)", yaxis_range=[0, 8.5],
+                      yaxis_title="prompts read correctly", template="plotly_white")
+    return fig

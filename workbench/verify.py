@@ -332,7 +332,6 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     (``figures``: (title, HTML path relative to the run folder); the PNG beside it is embedded when there is one)."""
     run_dir = Path(run_dir)
     run = run or {}
-    settings = run.get("settings") or {}
     seeds = [s for s in data["seeds"] if s is not None]
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
     lines = ["# Classifier-emergence experiment: results", ""]
