@@ -8,8 +8,9 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from workbench.compare import METHODS, methods_table, run_method, summarize, targets_table
-from workbench.data import generate_arithmetic, held_out, write_jsonl
+from workbench import compare
+from workbench.compare import METHODS, measure, methods_table, run_method, run_methods, summarize, targets_table
+from workbench.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
 from workbench.errors import WorkbenchError
 
 pytest.importorskip("trl")
@@ -36,7 +37,7 @@ def test_each_method_trains_its_own_targets_and_is_measured_alike(tiny_dir, data
         assert row["method"] == method and row["heldout_prompts"] == 8 and row["eight_total"] == 8
         assert 0 <= row["heldout_correct_prob"] <= 1 and 0 <= row["greedy_accuracy"] <= 1
         if method == "none":
-            assert row["steps"] == 0 and not out.exists()
+            assert row["steps"] == 0 and row["seed"] is None and not out.exists()
             continue
         weights = load_file(out / "adapter_model.safetensors")
         modules = {k.split(".")[-3] for k in weights if "lora_A" in k}
@@ -62,3 +63,25 @@ def test_each_method_trains_its_own_targets_and_is_measured_alike(tiny_dir, data
     assert methods_table(summary).count("\n") == 2 + 4  # header, rule and five methods
     with pytest.raises(WorkbenchError, match="unknown method"):
         run_method("magic", str(tiny_dir), tmp_path / "m", data / "train.jsonl", data / "heldout.jsonl", 0, 2)
+
+
+def test_run_methods_measures_the_base_once_reuses_the_trainers_numbers_and_resumes(tiny_dir, data, tmp_path, monkeypatch):
+    args = (str(tiny_dir), tmp_path, data / "train.jsonl", data / "heldout.jsonl", [0, 1], 1, ["none", "sft_answers"],
+            {"eval_samples": 8})
+    rows = run_methods(*args, rank=4)
+    assert [(r["method"], r["seed"]) for r in rows] == [("none", None), ("sft_answers", 0), ("sft_answers", 1)]
+    assert (tmp_path / "none" / "result.json").is_file() and not (tmp_path / "none" / "seed-0").exists()
+    summary = summarize(rows)
+    assert summary["none"]["seeds"] == [None] and len(summary["sft_answers"]["exact_match"]["values"]) == 2
+    # the trainer's own after-training numbers are what a fresh measurement of the saved adapter gives
+    fresh = measure(str(tiny_dir), read_jsonl(data / "heldout.jsonl"), adapter=tmp_path / "sft_answers" / "seed-0" / "adapter")
+    assert {k: v for k, v in fresh.items() if k != "measurement"} == {k: v for k, v in rows[1].items()
+                                                                       if k in fresh and k != "measurement"}
+    monkeypatch.setattr(compare, "run_method", lambda *a, **k: pytest.fail("a saved result was trained again"))
+    assert run_methods(*args, rank=4) == rows  # read back
+    trained = []
+    monkeypatch.setattr(compare, "run_method", lambda method, *a, **k: trained.append((method, a[4])) or {"method": method})
+    run_methods(*args, rank=4, weight=0.9, grpo_generations=8)  # settings SFT on answers does not use
+    assert trained == []
+    run_methods(*args[:5], 2, *args[6:], rank=4)  # another step budget: every trained method again, the base not
+    assert trained == [("sft_answers", 0), ("sft_answers", 1)]

@@ -36,8 +36,11 @@ SFT_SETTINGS = {
 }
 
 
-def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device: str | None = None) -> dict:
-    """The one evaluation every method gets."""
+def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device: str | None = None,
+            known: dict | None = None) -> dict:
+    """The one evaluation every method gets. ``known``: what the trainer has just measured on the same held-out prompts
+    (its metrics.json "after": the lens at the classifier layer, the answer metrics, GRPO's greedy accuracy), which is
+    then not measured again. The row keeps the full measurement under "measurement"."""
     import torch
 
     from .evaluation import answer_metrics, greedy_eval, lens_metrics
@@ -45,33 +48,42 @@ def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device:
     from .models import load_model
     from .tasks import GUIDE_EIGHT_PROMPTS, OPERATIONS
 
+    known = known or {}
     lm = load_model(spec, device=device, adapter=adapter)
     lm.bridge.eval()
+    lens = known.get("lens")
+    if lens is not None and (lens["layer"] != lm.classifier_layer or lens["prompts"] != len(heldout)):
+        raise ValueError(f"the trainer measured layer {lens['layer']} on {lens['prompts']} prompts, not the comparison's")
     with torch.inference_mode():
-        lens = lens_metrics(lm, heldout, {op: op for op in OPERATIONS}, lm.classifier_layer)
+        lens = lens or lens_metrics(lm, heldout, {op: op for op in OPERATIONS}, lm.classifier_layer)
+        answers = known if "answer_exact_match" in known else answer_metrics(lm, heldout)
+        greedy = known["greedy_accuracy"] if "greedy_accuracy" in known else greedy_eval(lm, heldout)["accuracy"]
         eight = lens_readout(lm, GUIDE_EIGHT_PROMPTS, list(OPERATIONS))
-        answers = answer_metrics(lm, heldout)
-        greedy = greedy_eval(lm, heldout)["accuracy"]
+    full = {"lens": lens, "answer_loss": answers["answer_loss"], "answer_exact_match": answers["answer_exact_match"],
+            "prompts": answers["prompts"], "greedy_accuracy": greedy}
     return {"layer": lm.classifier_layer, "heldout_correct_prob": lens["mean_correct_target_prob"],
             "heldout_top1": lens["top1_score"]["correct"], "heldout_prompts": lens["prompts"],
             "eight_top1": eight["score"]["correct"], "eight_total": eight["score"]["total"],
             "eight_mean_prob": eight["mean_expected_prob"], "exact_match": answers["answer_exact_match"],
-            "answer_loss": answers["answer_loss"], "greedy_accuracy": greedy}
+            "answer_loss": answers["answer_loss"], "greedy_accuracy": greedy, "measurement": full}
 
 
-def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data: Path, seed: int, steps: int,
+def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data: Path, seed: int | None, steps: int,
                rank: int = 16, weight: float = 0.4, learning_rate: float = 1e-3, grpo_learning_rate: float = 1e-4,
-               grpo_reward: str | None = None, device: str | None = None) -> dict:
+               grpo_prompts_per_step: int = 2, grpo_generations: int = 4, grpo_reward: str | None = None,
+               base: dict | None = None, device: str | None = None) -> dict:
     """Train ``method`` for ``steps`` steps into ``out`` and measure it. The SFT methods see one example per step (the
-    seed's phase 1); GRPO sees 4 prompts x 4 sampled completions per step at TRL's scale of learning rate (1e-4), on
-    the + - * records of the same training data — its own budget differs, and the tables say so."""
+    seed's phase 1); GRPO sees ``grpo_prompts_per_step`` prompts x ``grpo_generations`` sampled completions per step at
+    TRL's scale of learning rate (1e-4), on the + - * records of the same training data — its own budget differs, and
+    the tables say so. ``base``: the untrained model's "measurement" (method "none"), reused as GRPO's starting point.
+    "none" trains nothing and does not depend on the seed."""
     from .data import read_jsonl
 
     if method not in METHODS:
         raise WorkbenchError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     heldout = read_jsonl(heldout_data)
     if method == "none":
-        return {"method": method, "seed": seed, "steps": 0, **measure(spec, heldout, device=device)}
+        return {"method": method, "seed": None, "steps": 0, **measure(spec, heldout, device=device)}
     if method == "grpo":  # the same training records, as the seed's RL prompts ("Calculate: ...", + - * only)
         from .data import write_jsonl
         from .grpo import RL_OPERATIONS, RL_PROMPT, load_grpo_config, train_grpo
@@ -82,8 +94,9 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
         cfg = load_grpo_config(None, {"model": spec, "output": str(out), "max_steps": steps, "seed": seed,
                                       "lora_rank": rank, "learning_rate": grpo_learning_rate, "data": str(rl_data),
                                       "eval_data": str(heldout_data), "eval_samples": len(heldout),
+                                      "prompts_per_step": grpo_prompts_per_step, "num_generations": grpo_generations,
                                       **({"reward": grpo_reward} if grpo_reward else {})})
-        train_grpo(cfg)
+        metrics = train_grpo(cfg, before=base)
     else:
         settings = SFT_SETTINGS[method]
         loss = {**settings.get("intermediate_loss", {}), "weight": weight} if "intermediate_loss" in settings else None
@@ -94,33 +107,42 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
                             **({"intermediate_loss": loss} if loss else {})}, source=f"method {method}")
         from .training import train
 
-        train(cfg, device=device, progress=False)
-    return {"method": method, "seed": seed, "steps": steps, **measure(spec, heldout, adapter=out, device=device)}
+        metrics = train(cfg, device=device, progress=False)
+    return {"method": method, "seed": seed, "steps": steps,
+            **measure(spec, heldout, adapter=out, device=device, known=metrics["after"])}
 
 
 def run_methods(spec: str, root: Path, train_data: Path, heldout_data: Path, seeds: list[int], steps: int,
-                methods: list[str], settings: dict, rank: int = 16, weight: float = 0.4) -> list[dict]:
-    """Every method for every seed into ``root/<method>/seed-<s>/``. A saved ``result.json`` made with the same
-    ``settings`` (plus model, steps, rank and weight) is read back instead of trained again, so a stopped run resumes."""
+                methods: list[str], settings: dict, rank: int = 16, weight: float = 0.4,
+                grpo_prompts_per_step: int = 2, grpo_generations: int = 4) -> list[dict]:
+    """"none" once into ``root/none/`` (the untrained model does not depend on the seed), every other method for every
+    seed into ``root/<method>/seed-<s>/``. A saved ``result.json`` made with the same ``settings`` and the same values of
+    what the method uses (model, steps, rank, the dual weight, GRPO's batch) is read back instead of trained again, so a
+    stopped run resumes."""
     import json
 
     from .results import atomic_write_text, read_result
 
-    rows = []
-    for seed in seeds:
-        for method in methods:
-            folder = Path(root) / method / f"seed-{seed}"
-            saved = folder / "result.json"
-            params = {"model": spec, "steps": 0 if method == "none" else steps, "lora_rank": rank, "weight": weight,
-                      **settings}
-            if saved.is_file() and read_result(saved).get("params") == params:
-                rows.append(read_result(saved))
-                continue
-            row = {**run_method(method, spec, folder / "adapter", train_data, heldout_data, seed, steps, rank=rank,
-                                weight=weight), "params": params}
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(saved, json.dumps(row, indent=2) + "\n")
-            rows.append(row)
+    grpo = {"grpo_prompts_per_step": grpo_prompts_per_step, "grpo_generations": grpo_generations}
+
+    def cached(method: str, seed: int | None, base: dict | None) -> dict:
+        folder = Path(root) / method / ("" if seed is None else f"seed-{seed}")
+        saved = folder / "result.json"
+        params = {"model": spec, **settings}
+        if method != "none":
+            params.update(steps=steps, lora_rank=rank, **({"weight": weight} if method.startswith("dual") else {}),
+                          **(grpo if method == "grpo" else {}))
+        if saved.is_file() and read_result(saved).get("params") == params:
+            return read_result(saved)
+        row = {**run_method(method, spec, folder / "adapter", train_data, heldout_data, seed, steps, rank=rank,
+                            weight=weight, base=base, **grpo), "params": params}
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(row, indent=2) + "\n")
+        return row
+
+    rows = [cached("none", None, None)] if "none" in methods else []
+    base = rows[0]["measurement"] if rows else None
+    rows += [cached(method, seed, base) for seed in seeds for method in methods if method != "none"]
     return rows
 
 
@@ -175,8 +197,13 @@ FIGURES = (("Training methods: held-out lens probability", "comparisons_methods"
 def markdown(doc: dict, out: Path) -> str:
     """``comparisons.md``: both tables, and the figures whose PNG is in ``out``."""
     n = len(doc["seeds"])
+    grpo = doc.get("grpo", {})
     lines = [f"## The seed's comparison tables ({n} seed{'s' if n > 1 else ''}, {doc['steps']} steps per method, "
-             f"{doc['eval_samples']} held-out prompts)", "", "### Training requirements", "", doc["tables"]["methods"], "",
+             f"{doc['eval_samples']} held-out prompts)", "",
+             "Mean ± sample standard deviation over the training seeds. No training is measured once: the untrained "
+             "model does not depend on the seed. The SFT-style methods see one example per step at learning rate 1e-3; "
+             f"GRPO sees {grpo.get('prompts_per_step', '?')} prompts x {grpo.get('generations', '?')} sampled "
+             "completions per step at 1e-4.", "", "### Training requirements", "", doc["tables"]["methods"], "",
              "### V/O vs Q/K", "", doc["tables"]["targets"], ""]
     for title, name in FIGURES:
         if (Path(out) / f"{name}.png").is_file():

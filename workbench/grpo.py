@@ -99,7 +99,10 @@ def measure(spec: str, eval_records: list[dict], adapter: Path | None = None, de
                 **answer_metrics(lm, eval_records), "greedy_accuracy": greedy_eval(lm, eval_records)["accuracy"]}
 
 
-def train_grpo(cfg: GrpoConfig, progress: bool = False) -> dict:
+def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = None) -> dict:
+    """Train per ``cfg``; writes the adapter, grpo_log.jsonl, config.json and metrics.json to cfg.output. ``before``:
+    the base model's measurement on the same held-out prompts when the caller has it (a comparison measures the base
+    once for every method and seed); otherwise it is measured here."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub (TRL's telemetry)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     reward = load_reward(cfg.reward)
@@ -119,7 +122,7 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False) -> dict:
 
     from .models import load_hf
 
-    before = measure(cfg.model, eval_records)
+    before = before or measure(cfg.model, eval_records)
     torch.manual_seed(cfg.seed)
     model, tokenizer, source = load_hf(cfg.model)
     if tokenizer.pad_token is None:

@@ -263,9 +263,10 @@ def comparison_methods_figure(rows: list[dict], steps: int) -> go.Figure:
     from .compare import LABELS, METHODS
 
     names = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    untrained = {r["method"]: r["heldout_correct_prob"] for r in rows if r["seed"] is None}  # "none": seed-independent
     fig = go.Figure()
-    for seed in dict.fromkeys(r["seed"] for r in rows):
-        by_method = {r["method"]: r["heldout_correct_prob"] for r in rows if r["seed"] == seed}
+    for seed in dict.fromkeys(r["seed"] for r in rows if r["seed"] is not None) or [None]:
+        by_method = {**untrained, **{r["method"]: r["heldout_correct_prob"] for r in rows if r["seed"] == seed}}
         fig.add_trace(go.Scatter(x=[LABELS[m] for m in names], y=[by_method.get(m) for m in names], mode="markers",
                                  marker={"size": 11}, name=f"seed {seed}"))
     fig.add_hrect(y0=0.36, y1=0.81, fillcolor="green", opacity=0.1, line_width=0, annotation_text="the seed's 36-81%")
