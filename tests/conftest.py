@@ -13,8 +13,9 @@ WORDS = ["multiply", "add", "subtract", "divide", "sub", "tract"]
 
 
 def build_tiny_tokenizer():
-    """A word/char-level fast tokenizer that splits arithmetic like SmolLM2 does ('7',' *',' ','8',' =',' ')."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    """A word/char-level fast tokenizer that splits arithmetic like SmolLM2 does ('7',' *',' ','8',' =',' ') and, like
+    it, decodes by joining the pieces ('5','6','.' -> '56.')."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<unk>", "<pad>", "<s>", "</s>"]
@@ -24,6 +25,7 @@ def build_tiny_tokenizer():
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + chars + ops + words))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r" ?[a-z]+| ?[*+\-/=]|."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
     )

@@ -3,13 +3,15 @@ summaries and tables (workbench.summary), and the training figures (workbench.pl
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from workbench import plots, summary
 from workbench.errors import WorkbenchError
-from workbench.evaluation import adapter_layer_changes, first_integer, greedy_answers, greedy_eval
+from workbench.evaluation import adapter_layer_changes, first_integer, greedy_answers, greedy_eval, integer_complete
 
 PROMPTS = ["7 * 8 = ", "12 * 5 = ", "1 + 2 = ", "48 / 6 = "]  # two token lengths, so two decoding groups
 
@@ -43,11 +45,51 @@ def test_greedy_answers_stop_at_eos(tiny_lm):
     assert full.startswith(tiny_lm.tokenizer.decode([first]))
 
 
+class ScriptedBridge:
+    """Stands in for the bridge: after each prompt it 'predicts' a scripted continuation, one token per call, and
+    counts the rows it was asked for (a finished prompt must leave its batch)."""
+
+    def __init__(self, lm, scripts: dict[str, list[int]]):
+        self.by_ids = {tuple(lm.token_ids(p)): tokens for p, tokens in scripts.items()}
+        self.rows_seen = 0
+        self.vocab = lm.tokenizer.vocab_size
+
+    def __call__(self, seq):
+        logits = torch.zeros(*seq.shape, self.vocab)
+        for row, ids in enumerate(seq.tolist()):
+            prompt = next(p for p in self.by_ids if tuple(ids[: len(p)]) == p)
+            logits[row, -1, self.by_ids[prompt][len(ids) - len(prompt)]] = 1.0
+        self.rows_seen += seq.shape[0]
+        return logits
+
+
+def test_greedy_until_integer_stops_once_the_answer_is_fixed(tiny_lm):
+    assert integer_complete("56.") and integer_complete("-3 ") and not integer_complete("56")
+    assert not integer_complete("-") and not integer_complete("") and not integer_complete("the ")
+    tok = tiny_lm.tokenizer
+    piece = {c: tok.convert_tokens_to_ids(c) for c in "0123456789.-x"}
+    eos = tok.eos_token_id
+    scripts = {"7 * 8 = ": [piece[c] for c in "56.xxxxx"], "1 + 2 = ": [piece[c] for c in "x3xxxxxx"],
+               "9 - 12 = ": [piece["-"], piece["3"], eos, *[piece["x"]] * 5],
+               "12 * 5 = ": [piece[c] for c in "6000000x"]}
+    assert all(t is not None and t != tok.unk_token_id for t in piece.values())
+    prompts = list(scripts)
+    fake = dataclasses.replace(tiny_lm, bridge=ScriptedBridge(tiny_lm, scripts))
+    full = greedy_answers(fake, prompts, max_new_tokens=8)
+    assert full == ["56.xxxxx", "x3xxxxxx", "-3", "6000000x"]
+    steps_full = fake.bridge.rows_seen
+    fake.bridge.rows_seen = 0
+    short = greedy_answers(fake, prompts, max_new_tokens=8, until_integer=True)
+    assert short == ["56.", "x3x", "-3", "6000000x"]
+    assert [first_integer(t) for t in short] == [first_integer(t) for t in full]
+    assert fake.bridge.rows_seen == 3 + 3 + 3 + 8 and steps_full == 8 + 8 + 3 + 8  # finished rows leave the batch
+
+
 def test_first_integer_and_greedy_eval(tiny_lm, monkeypatch):
     assert first_integer("56\n7") == 56 and first_integer(" -3 apples") == -3 and first_integer("none") is None
     import workbench.evaluation as ev
 
-    monkeypatch.setattr(ev, "greedy_answers", lambda lm, prompts, n: ["56", " 60 or so", "x"])
+    monkeypatch.setattr(ev, "greedy_answers", lambda lm, prompts, n, until_integer: ["56", " 60 or so", "x"])
     records = [{"prompt": "7 * 8 = ", "response": "56", "operation": "multiply"},
                {"prompt": "12 * 5 = ", "response": "60", "operation": "multiply"},
                {"prompt": "1 + 2 = ", "response": "3", "operation": "add"}]

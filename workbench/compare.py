@@ -162,10 +162,23 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def _cell(stats: dict, fmt) -> str:
+def _cell(stats: dict, fmt, unit: str = "") -> str:
+    """One value, or with several seeds "mean ± std [min, max]"; ``unit`` follows the mean ("6.33/8 ± 1.53 [5, 8]")."""
     if len(stats["values"]) == 1:
-        return fmt(stats["mean"])
-    return f"{fmt(stats['mean'])} ± {fmt(stats['std'])}"
+        return fmt(stats["mean"]) + unit
+    return f"{fmt(stats['mean'])}{unit} ± {fmt(stats['std'])} [{fmt(stats['min'])}, {fmt(stats['max'])}]"
+
+
+def _percent(v: float) -> str:
+    return f"{100 * v:.3g}%"
+
+
+def _points(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _count(v: float) -> str:
+    return f"{v:.3g}"
 
 
 def methods_table(summary: dict) -> str:
@@ -173,9 +186,10 @@ def methods_table(summary: dict) -> str:
              "| exact match | greedy correct |", "|---|---|---|---|---|---|"]
     for method in [m for m in METHODS if m in summary and m != "dual_qk"]:
         s = summary[method]
-        lines.append(f"| {LABELS[method]} | {SEED_TABLE[method]} | {_cell(s['heldout_correct_prob'], lambda v: f'{100 * v:.3g}%')} "
-                     f"| {_cell(s['eight_top1'], lambda v: f'{v:.3g}')}/{s['eight_total']} "
-                     f"| {_cell(s['exact_match'], lambda v: f'{100 * v:.1f}%')} | {_cell(s['greedy_accuracy'], lambda v: f'{100 * v:.1f}%')} |")
+        eight = _cell(s["eight_top1"], _count, f"/{s['eight_total']}")
+        lines.append(f"| {LABELS[method]} | {SEED_TABLE[method]} | {_cell(s['heldout_correct_prob'], _percent)} "
+                     f"| {eight} | {_cell(s['exact_match'], _points)} "
+                     f"| {_cell(s['greedy_accuracy'], _points)} |")
     return "\n".join(lines)
 
 
@@ -184,9 +198,9 @@ def targets_table(summary: dict) -> str:
     for method, label, seed in (("dual_vo", "V/O only", "100% (8/8)"), ("dual_qk", "Q/K only", "0% (0/8)")):
         if method in summary:
             s = summary[method]
-            lines.append(f"| {label} | {seed} | {_cell(s['eight_top1'], lambda v: f'{v:.3g}')}/{s['eight_total']} "
-                         f"| {_cell(s['heldout_correct_prob'], lambda v: f'{100 * v:.3g}%')} "
-                         f"| {_cell(s['exact_match'], lambda v: f'{100 * v:.1f}%')} |")
+            eight = _cell(s["eight_top1"], _count, f"/{s['eight_total']}")
+            lines.append(f"| {label} | {seed} | {eight} "
+                         f"| {_cell(s['heldout_correct_prob'], _percent)} | {_cell(s['exact_match'], _points)} |")
     return "\n".join(lines)
 
 

@@ -50,38 +50,46 @@ def answer_metrics(lm: LoadedModel, records: list[dict], batch_size: int = 64) -
     return {"answer_loss": sum(losses) / len(encoded), "answer_exact_match": exact / len(encoded), "prompts": len(encoded)}
 
 
-GREEDY_DECODING = "greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or max_new_tokens"
+GREEDY_DECODING = ("greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or "
+                   "max_new_tokens; for answers, also once the first integer is complete")
 _INTEGER_RE = re.compile(r"-?\d+")
 
 
+def integer_complete(text: str) -> bool:
+    """True once more text cannot change ``first_integer(text)``: a character follows the first integer."""
+    match = _INTEGER_RE.search(text)
+    return match is not None and match.end() < len(text)
+
+
 @torch.inference_mode()
-def greedy_answers(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, eos_token_id: int | None = None) -> list[str]:
+def greedy_answers(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, eos_token_id: int | None = None,
+                   until_integer: bool = False) -> list[str]:
     """Each prompt's greedy continuation (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
-    or after ``max_new_tokens``, decoded without special tokens. Prompts with the same number of tokens decode as one
-    batch, so no padding is ever involved."""
+    or after ``max_new_tokens`` — or, with ``until_integer``, as soon as its first integer is complete (the answer
+    ``first_integer`` reads is then the same as from the full continuation). Prompts with the same number of tokens
+    decode as one batch, so no padding is ever involved; a finished prompt leaves its batch."""
     eos = lm.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     ids = [lm.token_ids(p) for p in prompts]
     groups: dict[int, list[int]] = {}
     for i, row in enumerate(ids):
         groups.setdefault(len(row), []).append(i)
-    out: list[str] = [""] * len(prompts)
+    new: list[list[int]] = [[] for _ in prompts]
     for members in groups.values():
-        seq = torch.tensor([ids[i] for i in members], device=lm.device)
-        new: list[list[int]] = [[] for _ in members]
-        done = [False] * len(members)
+        seq = torch.tensor([ids[i] for i in members], device=lm.device)  # [batch, pos]: the unfinished prompts
         for _ in range(max_new_tokens):
             nxt = lm.bridge(seq)[:, -1].argmax(-1)
-            for j, token in enumerate(nxt.tolist()):
-                if not done[j]:
-                    done[j] = token == eos
-                    if not done[j]:
-                        new[j].append(token)
-            if all(done):
+            going = []
+            for row, (i, token) in enumerate(zip(members, nxt.tolist())):
+                if token == eos:
+                    continue
+                new[i].append(token)
+                if not (until_integer and integer_complete(lm.tokenizer.decode(new[i], skip_special_tokens=True))):
+                    going.append(row)
+            if not going:
                 break
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-        for j, i in enumerate(members):
-            out[i] = lm.tokenizer.decode(new[j], skip_special_tokens=True)
-    return out
+            members = [members[row] for row in going]
+            seq = torch.cat([seq, nxt[:, None]], dim=1)[going]
+    return [lm.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
 
 
 def first_integer(text: str) -> int | None:
@@ -93,7 +101,7 @@ def first_integer(text: str) -> int | None:
 def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -> dict:
     """Greedy answers to held-out records: one row per record, correct when the first integer of the greedy
     completion equals the response (the seed's reward rule), and the fraction correct."""
-    answers = greedy_answers(lm, [r["prompt"] for r in records], max_new_tokens)
+    answers = greedy_answers(lm, [r["prompt"] for r in records], max_new_tokens, until_integer=True)
     rows = []
     for r, text in zip(records, answers):
         value = first_integer(text)
