@@ -61,6 +61,9 @@ def test_each_method_trains_its_own_targets_and_is_measured_alike(tiny_dir, data
     assert vo["seeds"] == [0, 1] and len(vo["heldout_correct_prob"]["values"]) == 2
     assert "± " in targets_table(summary) and "Dual-reward Q/K" not in methods_table(summary)
     assert methods_table(summary).count("\n") == 2 + 4  # header, rule and five methods
+    words = compare.findings({"summary": summary, "steps": 2, "seeds": [0, 1], "eval_samples": 8})
+    assert f"V/O reads {vo['eight_top1']['mean']:.3g}/8" in words and "(the seed: 8/8 and 0/8)" in words
+    assert "2 seed(s), 8 held-out prompts" in words
     with pytest.raises(WorkbenchError, match="unknown method"):
         run_method("magic", str(tiny_dir), tmp_path / "m", data / "train.jsonl", data / "heldout.jsonl", 0, 2)
 

@@ -173,4 +173,5 @@ def test_compare_quick_writes_both_tables(tmp_path):
     assert (out / "compare" / "grpo" / "seed-42" / "adapter" / "grpo_log.jsonl").is_file()
     text = (out / "comparisons.md").read_text()
     assert doc["tables"]["methods"] in text and doc["tables"]["targets"] in text and "Dual-reward V/O" in text
+    assert "**V/O vs Q/K.** With the same 2 dual-reward steps" in text
     assert (out / "comparisons_methods.html").is_file() and "verify" not in _read(out / "run.json")["phases"]

@@ -194,10 +194,15 @@ def test_publish_copies_figures_and_replaces_only_the_claims_block(tmp_path):
     (tmp_path / "docs" / "results_figures" / "stale.png").write_bytes(b"old")
     (root / "comparisons.md").write_text("## The seed's comparison tables\n\n![M](comparisons_methods.png)\n")
     (root / "comparisons_methods.png").write_bytes(b"\x89PNG2")
+    (root / "run.json").write_text(json.dumps({"phases": {"compare": {"status": "done", "seconds": 2389.5, "quick": False}},
+                                               "side_runs": {"compare": {"model": "default", "settings": {"seeds": [42, 43, 44]},
+                                                                         "git_commit": "5b22c6a", "updated": "2026-11-27T12:54"}}}))
     publish(root, docs, readme)
     text = docs.read_text()
     assert "![F](results_figures/seed-42__fig.png)" in text
     assert "## The seed's comparison tables" in text and "![M](results_figures/comparisons_methods.png)" in text
+    assert ("## The seed's comparison tables\n\nMeasured by `workbench run compare --model default --seeds 3` (git commit: "
+            "`5b22c6a`) on 2026-11-27; it took 2390 s.\n") in text
     assert (tmp_path / "docs" / "results_figures" / "seed-42__fig.png").read_bytes() == b"\x89PNG"
     assert not (tmp_path / "docs" / "results_figures" / "stale.png").exists()
     new = readme.read_text()
@@ -218,6 +223,11 @@ def test_publish_refuses_bad_input_before_writing(tmp_path):
     readme.write_text(f"{START}\n{END}\n")
     with pytest.raises(WorkbenchError, match="--quick run"):
         publish(quick, docs, readme)
+    (root / "comparisons.md").write_text("## The seed's comparison tables\n")
+    (root / "run.json").write_text(json.dumps({"phases": {"compare": {"status": "done", "quick": True}}}))
+    with pytest.raises(WorkbenchError, match="comparison in .* is a --quick run"):
+        publish(root, docs, readme)
+    (root / "comparisons.md").unlink()
     (root / "seed-42" / "fig.png").unlink()
     with pytest.raises(WorkbenchError, match="fig.png .embedded in report.md. is missing"):
         publish(root, docs, readme)

@@ -204,6 +204,24 @@ def targets_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def findings(doc: dict) -> str:
+    """What the tables say, in words, built from ``doc`` (``comparisons.json``) alone."""
+    s = doc["summary"]
+    text = []
+    if "dual_vo" in s and "dual_qk" in s:
+        vo, qk = s["dual_vo"], s["dual_qk"]
+        text.append(f"**V/O vs Q/K.** With the same {doc['steps']} dual-reward steps, V/O reads "
+                    f"{vo['eight_top1']['mean']:.3g}/8 of the guide's prompts at top-1 and Q/K {qk['eight_top1']['mean']:.3g}/8 "
+                    f"(the seed: 8/8 and 0/8); held-out correct-operation probability "
+                    f"{100 * vo['heldout_correct_prob']['mean']:.3g}% vs {100 * qk['heldout_correct_prob']['mean']:.3g}%.")
+    others = [m for m in ("none", "lora_standard", "sft_answers", "grpo") if m in s]
+    if others:
+        text.append("**Methods.** Held-out correct-operation probability: " + "; ".join(
+            f"{LABELS[m]} {100 * s[m]['heldout_correct_prob']['mean']:.3g}% (the seed: {SEED_TABLE[m]})" for m in others) + ".")
+    text.append(f"{len(doc['seeds'])} seed(s), {doc['eval_samples']} held-out prompts.")
+    return " ".join(text)
+
+
 FIGURES = (("Training methods: held-out lens probability", "comparisons_methods"),
            ("Top-1 on the guide's eight prompts", "comparisons_eight"))
 
@@ -218,7 +236,7 @@ def markdown(doc: dict, out: Path) -> str:
              "model does not depend on the seed. The SFT-style methods see one example per step at learning rate 1e-3; "
              f"GRPO sees {grpo.get('prompts_per_step', '?')} prompts x {grpo.get('generations', '?')} sampled "
              "completions per step at 1e-4.", "", "### Training requirements", "", doc["tables"]["methods"], "",
-             "### V/O vs Q/K", "", doc["tables"]["targets"], ""]
+             "### V/O vs Q/K", "", doc["tables"]["targets"], "", findings(doc), ""]
     for title, name in FIGURES:
         if (Path(out) / f"{name}.png").is_file():
             lines += [f"![{title}]({name}.png)", ""]

@@ -37,7 +37,8 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
         raise WorkbenchError(f"{readme} has no claims block: add the lines {START} and {END} where the table goes")
     text = report.read_text(encoding="utf-8")
     if (run_dir / "comparisons.md").is_file():  # `workbench run compare` into the same folder
-        text = text.rstrip() + "\n\n" + (run_dir / "comparisons.md").read_text(encoding="utf-8")
+        heading, _, rest = (run_dir / "comparisons.md").read_text(encoding="utf-8").partition("\n")
+        text = text.rstrip() + "\n\n" + heading + "\n\n" + _compare_source(run_dir) + "\n" + rest
     images = IMAGE.findall(text)
     for _, rel in images:
         if not (run_dir / rel).is_file():
@@ -63,3 +64,16 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     head, rest = readme_text.split(START, 1)
     atomic_write_text(readme, head + block + rest.split(END, 1)[1])
     return [docs, figures, readme]
+
+
+def _compare_source(run_dir: Path) -> str:
+    """Which command, commit and time made the run's comparisons.md (from run.json); a --quick comparison is refused."""
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if (run_dir / "run.json").is_file() else {}
+    side, phase = info.get("side_runs", {}).get("compare", {}), info.get("phases", {}).get("compare", {})
+    if phase.get("quick"):
+        raise WorkbenchError(f"the comparison in {run_dir} is a --quick run: rerun `workbench run compare --out {run_dir}` "
+                             "without --quick, or delete its comparisons.md")
+    seeds = len(side.get("settings", {}).get("seeds") or [])
+    took = f"; it took {phase['seconds']:.0f} s" if isinstance(phase.get("seconds"), (int, float)) else ""
+    return (f"Measured by `workbench run compare --model {side.get('model', '?')} --seeds {seeds}` (git commit: "
+            f"`{side.get('git_commit') or 'not recorded'}`) on {(side.get('updated') or '?')[:10]}{took}.")
