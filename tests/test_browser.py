@@ -29,6 +29,13 @@ if not Path(CHROMIUM).is_file():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+    except OSError:
+        return "?"
+
+
 def _alive(pids: list[int]) -> list[int]:
     """The pids still running (zombies waiting to be reaped do not count)."""
     alive = []
@@ -150,7 +157,12 @@ def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
         children = _descendants(proc.pid)
         assert children  # voila (and the kernel the page load started)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say what is still running: the command itself, or what holds its output
+            left = {pid: _cmdline(pid) for pid in _alive(children + _descendants(proc.pid))}
+            pytest.fail(f"workbench explore {'exited ' + str(proc.returncode) if proc.poll() is not None else 'still runs'} "
+                        f"60 s after Ctrl-C; still alive from its tree: {left}")
         assert proc.returncode == 130 and "http://127.0.0.1:" in out
         deadline = time.monotonic() + 15
         while _alive(children) and time.monotonic() < deadline:

@@ -293,10 +293,11 @@ def explore_cmd(
     """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C."""
     import subprocess
 
-    from .explore import ROOT, explorer_env, stop, voila_command
+    from .explore import ROOT, adopt_orphans, explorer_env, stop, stop_orphans, voila_command
 
     env = explorer_env(model, run_dir)
     print(f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)")
+    adopt_orphans()
     proc = subprocess.Popen(voila_command(port), env=env, cwd=ROOT, start_new_session=True)
     try:
         code = proc.wait()
@@ -304,6 +305,7 @@ def explore_cmd(
         code = 130
     finally:
         stop(proc)  # Voila and every kernel it started, SIGTERM first
+        stop_orphans()  # a kernel Voila left behind, re-parented here
     raise typer.Exit(code)
 
 

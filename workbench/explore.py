@@ -48,17 +48,65 @@ def explorer_env(model: str, run_dir: str | Path | None) -> dict:
 
 
 def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, through the children of all its threads (a child forked by another thread is
+    listed only under that thread)."""
     found, stack = [], [pid]
     while stack:
         parent = stack.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
+        children = set()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children.update(map(int, (task / "children").read_text().split()))
+            except OSError:
+                continue
+        for child in sorted(children):
             found.append(child)
             stack.append(child)
     return found
+
+
+def adopt_orphans() -> bool:
+    """Linux: make this process a child subreaper, so that a kernel Voila leaves behind when it exits is re-parented
+    here (and ``stop_orphans`` finds it) instead of to init. False where that is not available."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def stop_orphans(grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, to every process still below this one, and reap them. Only for a process whose every
+    child is the explorer's (the `workbench explore` command)."""
+    victims = _descendants(os.getpid())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in victims:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _reap(victims):
+            time.sleep(0.1)
+
+
+def _reap(pids: list[int]) -> list[int]:
+    """The ones of ``pids`` still alive; reaps those that are this process's children and have exited."""
+    alive = []
+    for pid in pids:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                continue
+        except ChildProcessError:  # not our child: alive while /proc has it and it is no zombie
+            pass
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except OSError:
+            continue
+        alive.append(pid)
+    return alive
 
 
 def _signal(proc: subprocess.Popen, pids: list[int], sig: int) -> None:
