@@ -131,7 +131,7 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
 
 def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
     """`workbench explore` (what `make explore` runs): the page is served on loopback, and Ctrl-C stops Voila and
-    its kernels, leaving nothing behind."""
+    its kernels, leaving nothing behind — even when the command inherited SIGINT ignored (CI once hung on that)."""
     import signal
     import socket
     import subprocess
@@ -141,8 +141,10 @@ def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
     from workbench.explore import free_port
 
     port = free_port()
+    # started the way a shell starts a background job (`cmd &`, CI scripts): with SIGINT ignored, which exec keeps
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "explore", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 120
         while True:

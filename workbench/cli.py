@@ -290,7 +290,8 @@ def explore_cmd(
     run_dir: Annotated[Optional[Path], typer.Option("--run", help="run folder whose phase-1/phase-2 adapters and probe are offered")] = None,
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8866,
 ):
-    """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C."""
+    """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C (or SIGTERM)."""
+    import signal
     import subprocess
 
     from .explore import ROOT, adopt_orphans, explorer_env, stop, stop_orphans, voila_command
@@ -298,11 +299,19 @@ def explore_cmd(
     env = explorer_env(model, run_dir)
     print(f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)")
     adopt_orphans()
+    received: dict[str, int] = {}
+
+    def on_signal(signum, _frame):
+        received["code"] = 128 + signum
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started as a background job, which inherits Ctrl-C ignored
+        signal.signal(sig, on_signal)
     proc = subprocess.Popen(voila_command(port), env=env, cwd=ROOT, start_new_session=True)
     try:
         code = proc.wait()
     except KeyboardInterrupt:
-        code = 130
+        code = received.get("code", 130)
     finally:
         stop(proc)  # Voila and every kernel it started, SIGTERM first
         stop_orphans()  # a kernel Voila left behind, re-parented here
