@@ -38,34 +38,25 @@ SFT_SETTINGS = {
 
 def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device: str | None = None,
             known: dict | None = None) -> dict:
-    """The one evaluation every method gets. ``known``: what the trainer has just measured on the same held-out prompts
-    (its metrics.json "after": the lens at the classifier layer, the answer metrics, GRPO's greedy accuracy), which is
-    then not measured again. The row keeps the full measurement under "measurement"."""
+    """The one evaluation every method gets: ``evaluation.heldout_measurement`` (reusing ``known``, the trainer's own
+    after-training numbers) plus the guide's eight prompts. The row keeps the full measurement under "measurement"."""
     import torch
 
-    from .evaluation import answer_metrics, greedy_eval, lens_metrics
+    from .evaluation import heldout_measurement
     from .introspect import lens_readout
     from .models import load_model
     from .tasks import GUIDE_EIGHT_PROMPTS, OPERATIONS
 
-    known = known or {}
     lm = load_model(spec, device=device, adapter=adapter)
-    lm.bridge.eval()
-    lens = known.get("lens")
-    if lens is not None and (lens["layer"] != lm.classifier_layer or lens["prompts"] != len(heldout)):
-        raise ValueError(f"the trainer measured layer {lens['layer']} on {lens['prompts']} prompts, not the comparison's")
+    full = heldout_measurement(lm, heldout, known)
     with torch.inference_mode():
-        lens = lens or lens_metrics(lm, heldout, {op: op for op in OPERATIONS}, lm.classifier_layer)
-        answers = known if "answer_exact_match" in known else answer_metrics(lm, heldout)
-        greedy = known["greedy_accuracy"] if "greedy_accuracy" in known else greedy_eval(lm, heldout)["accuracy"]
         eight = lens_readout(lm, GUIDE_EIGHT_PROMPTS, list(OPERATIONS))
-    full = {"lens": lens, "answer_loss": answers["answer_loss"], "answer_exact_match": answers["answer_exact_match"],
-            "prompts": answers["prompts"], "greedy_accuracy": greedy}
+    lens = full["lens"]
     return {"layer": lm.classifier_layer, "heldout_correct_prob": lens["mean_correct_target_prob"],
             "heldout_top1": lens["top1_score"]["correct"], "heldout_prompts": lens["prompts"],
             "eight_top1": eight["score"]["correct"], "eight_total": eight["score"]["total"],
-            "eight_mean_prob": eight["mean_expected_prob"], "exact_match": answers["answer_exact_match"],
-            "answer_loss": answers["answer_loss"], "greedy_accuracy": greedy, "measurement": full}
+            "eight_mean_prob": eight["mean_expected_prob"], "exact_match": full["answer_exact_match"],
+            "answer_loss": full["answer_loss"], "greedy_accuracy": full["greedy_accuracy"], "measurement": full}
 
 
 def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data: Path, seed: int | None, steps: int,
@@ -86,11 +77,9 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
         return {"method": method, "seed": None, "steps": 0, **measure(spec, heldout, device=device)}
     if method == "grpo":  # the same training records, as the seed's RL prompts ("Calculate: ...", + - * only)
         from .data import write_jsonl
-        from .grpo import RL_OPERATIONS, RL_PROMPT, load_grpo_config, train_grpo
+        from .grpo import load_grpo_config, rl_prompts, train_grpo
 
-        rl = [{"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
-              for r in read_jsonl(train_data) if r.get("operation") in RL_OPERATIONS]
-        rl_data = write_jsonl(out.parent / "rl_prompts.jsonl", rl)
+        rl_data = write_jsonl(out.parent / "rl_prompts.jsonl", rl_prompts(read_jsonl(train_data)))
         cfg = load_grpo_config(None, {"model": spec, "output": str(out), "max_steps": steps, "seed": seed,
                                       "lora_rank": rank, "learning_rate": grpo_learning_rate, "data": str(rl_data),
                                       "eval_data": str(heldout_data), "eval_samples": len(heldout),

@@ -111,6 +111,25 @@ def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -
             "accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None}
 
 
+def heldout_measurement(lm: LoadedModel, records: list[dict], known: dict | None = None) -> dict:
+    """What the comparisons measure on held-out prompts: the lens at the classifier layer (the four operation words),
+    the teacher-forced answer metrics and greedy accuracy. ``known``: parts a trainer has just measured on the same
+    prompts (its metrics.json "after"), reused instead of measured again."""
+    from .tasks import OPERATIONS
+
+    known = known or {}
+    lens = known.get("lens")
+    if lens is not None and (lens["layer"] != lm.classifier_layer or lens["prompts"] != len(records)):
+        raise ValueError(f"the trainer measured layer {lens['layer']} on {lens['prompts']} prompts, not these")
+    lm.bridge.eval()
+    with torch.inference_mode():
+        lens = lens or lens_metrics(lm, records, {op: op for op in OPERATIONS}, lm.classifier_layer)
+        answers = known if "answer_exact_match" in known else answer_metrics(lm, records)
+        greedy = known["greedy_accuracy"] if "greedy_accuracy" in known else greedy_eval(lm, records)["accuracy"]
+    return {"lens": lens, "answer_loss": answers["answer_loss"], "answer_exact_match": answers["answer_exact_match"],
+            "prompts": answers["prompts"], "greedy_accuracy": greedy}
+
+
 def adapter_layer_changes(before_dir: str | Path, after_dir: str | Path) -> list[dict]:
     """Per layer, how far two saved adapters of the same shape differ: the largest absolute change of any LoRA weight
     in that layer (0.0 exactly when the layer was frozen). Raises when the adapters hold different tensors."""

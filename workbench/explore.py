@@ -48,18 +48,14 @@ def explorer_env(model: str, run_dir: str | Path | None) -> dict:
 
 
 def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, through the children of all its threads (a child forked by another thread is
-    listed only under that thread)."""
     found, stack = [], [pid]
     while stack:
         parent = stack.pop()
-        children = set()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children.update(map(int, (task / "children").read_text().split()))
-            except OSError:
-                continue
-        for child in sorted(children):
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
             found.append(child)
             stack.append(child)
     return found

@@ -22,7 +22,6 @@ from .config import _explain, read_yaml
 from .data import generate_arithmetic, held_out, read_jsonl, write_jsonl
 from .errors import WorkbenchError
 from .results import atomic_write_text, check_writable, environment
-from .tasks import OPERATIONS
 
 RL_OPERATIONS = ("multiply", "add", "subtract")  # the seed's RL baseline: + - *
 RL_PROMPT = "Calculate: {prompt}"
@@ -77,26 +76,24 @@ def load_reward(spec: str) -> Callable:
     return fn
 
 
-def rl_records(samples: int, seed: int) -> list[dict]:
-    """The seed's RL prompts: its generator's + - * records as "Calculate: a op b = ", with the answer."""
-    pool = [r for r in generate_arithmetic(samples * 3, seed) if r["operation"] in RL_OPERATIONS][:samples]
+def rl_prompts(records: list[dict]) -> list[dict]:
+    """The + - * records of the seed's generator as its RL prompts, "Calculate: a op b = ", with the answer."""
     return [{"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
-            for r in pool]
+            for r in records if r.get("operation") in RL_OPERATIONS]
+
+
+def rl_records(samples: int, seed: int) -> list[dict]:
+    """``samples`` of the seed's RL prompts from its generator (``seed``)."""
+    return rl_prompts(generate_arithmetic(samples * 3, seed))[:samples]
 
 
 def measure(spec: str, eval_records: list[dict], adapter: Path | None = None, device: str = "cpu") -> dict:
     """The same held-out measurements as `workbench train sft` (lens at the classifier layer, answer metrics), plus
     greedy answer accuracy."""
-    import torch
-
-    from .evaluation import answer_metrics, greedy_eval, lens_metrics
+    from .evaluation import heldout_measurement
     from .models import load_model
 
-    lm = load_model(spec, device=device, adapter=adapter)
-    lm.bridge.eval()
-    with torch.inference_mode():
-        return {"lens": lens_metrics(lm, eval_records, {op: op for op in OPERATIONS}, lm.classifier_layer),
-                **answer_metrics(lm, eval_records), "greedy_accuracy": greedy_eval(lm, eval_records)["accuracy"]}
+    return heldout_measurement(load_model(spec, device=device, adapter=adapter), eval_records)
 
 
 def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = None) -> dict:
