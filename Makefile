@@ -10,7 +10,7 @@ EXPLORE_RUN ?= $(wildcard runs/experiment)
 PORT ?= 8866
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help test test-unit experiment publish explore bench clean
+.PHONY: help test test-unit lint docs experiment publish explore bench clean
 
 help:
 	@echo "make experiment   full run on the embedded SmolLM2-135M into $(RUN)/ (SEEDS=3: three training seeds)"
@@ -19,6 +19,8 @@ help:
 	@echo "make test         unit + integration tests + notebooks (papermill)"
 	@echo "make test-unit    unit tests only (tiny random Llama, seconds)"
 	@echo "make bench        benchmarks/ (ratios measured side by side)"
+	@echo "make docs         docs/cli.md from the CLI itself"
+	@echo "make lint         ruff check and ruff format --check"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,6 +49,9 @@ explore: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+docs: $(VENV)/.installed
+	$(PY) -m workbench.cli_reference docs/cli.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

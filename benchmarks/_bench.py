@@ -39,8 +39,8 @@ def n_reps(args) -> int:
 
 
 def arithmetic_prompts(n: int, seed: int = 42) -> list[str]:
-    """``"a op b = "`` prompts from the seed's generator (workbench.data)."""
-    from workbench.data import generate_arithmetic
+    """``"a op b = "`` prompts from the guide's generator (workbench.data)."""
+    from workbench.core.data import generate_arithmetic
 
     return [r["prompt"] for r in generate_arithmetic(n, seed)]
 

@@ -1,6 +1,6 @@
 """Batched residual capture vs one prompt at a time, side by side.
 
-Contenders, on the same 64 arithmetic prompts ("a op b = ", drawn like the seed's generator), all 30 layers:
+Contenders, on the same 64 arithmetic prompts ("a op b = ", drawn like the guide's generator), all 30 layers:
 
   batched   capture_last_token(lm, prompts, batch_size=64)   one forward pass
   single    capture_last_token(lm, prompts, batch_size=1)    64 forward passes (what the original tool does)
@@ -22,8 +22,8 @@ def main() -> None:
     args = _bench.parser(__doc__.splitlines()[0], reps=5, quick_reps=2).parse_args()
     reps = _bench.n_reps(args)
 
-    from workbench.activations import capture_last_token
-    from workbench.models import load_model
+    from workbench.core.activations import capture_last_token
+    from workbench.core.models import load_model
 
     lm = load_model("default", device=args.device)
     timed = _bench.make_timer(lm.device)

@@ -1,6 +1,6 @@
 """Residual capture vs a plain Hugging Face forward, side by side.
 
-Contenders, on the same 64 arithmetic prompts ("a op b = ", drawn like the seed's generator):
+Contenders, on the same 64 arithmetic prompts ("a op b = ", drawn like the guide's generator):
 
   capture      workbench.activations.capture_last_token(lm, prompts, batch_size=64): all 30 layers'
                blocks.L.hook_resid_post at the last prompt token (includes its own tokenization)
@@ -28,8 +28,8 @@ def main() -> None:
 
     import torch
 
-    from workbench.activations import capture_last_token
-    from workbench.models import load_model
+    from workbench.core.activations import capture_last_token
+    from workbench.core.models import load_model
 
     lm = load_model("default", device=args.device)
     timed = _bench.make_timer(lm.device)

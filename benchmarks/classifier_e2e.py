@@ -1,4 +1,4 @@
-"""`workbench introspect classifier` end to end on the seed's four classes, and where the seconds go.
+"""`workbench introspect classifier` end to end on the guide's four classes, and where the seconds go.
 
 In this process, calling the same functions the CLI calls, in the CLI's order:
 
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# The seed guide's command (CLASSIFIER_EXPERIMENTS_GUIDE.md, "1. Hidden-state classifier").
+# The guide's command (CLASSIFIER_EXPERIMENTS_GUIDE.md, "1. Hidden-state classifier").
 CLASSES = [
     "multiply:7 * 8 = |12 * 5 = |3 * 9 = |6 * 7 = ",
     "add:23 + 45 = |17 + 38 = |11 + 22 = |5 + 9 = ",
@@ -60,11 +60,11 @@ def time_imports() -> dict[str, float]:
     steps["import transformer_lens"] = time.perf_counter() - t
     t = time.perf_counter()
     import workbench.cli  # noqa: F401
-    import workbench.introspect  # noqa: F401
-    import workbench.models  # noqa: F401
-    import workbench.plots  # noqa: F401
-    import workbench.results  # noqa: F401
-    import workbench.tasks  # noqa: F401
+    import workbench.core.readouts  # noqa: F401
+    import workbench.core.models  # noqa: F401
+    import workbench.ui.plots  # noqa: F401
+    import workbench.core.results  # noqa: F401
+    import workbench.core.tasks  # noqa: F401
 
     steps["import workbench (+ sklearn, plotly, typer)"] = time.perf_counter() - t
     return steps
@@ -84,11 +84,11 @@ def main() -> None:
     reps = _bench.n_reps(args)
     imports = time_imports()
 
-    from workbench import introspect as ops
-    from workbench.models import embedded_cache_dir, load_model
-    from workbench.plots import probe_accuracy_figure, write_figure
-    from workbench.results import write_result
-    from workbench.tasks import parse_classes, parse_prompt_list
+    from workbench.core import readouts as ops
+    from workbench.core.models import embedded_cache_dir, load_model
+    from workbench.ui.plots import probe_accuracy_figure, write_figure
+    from workbench.core.results import write_result
+    from workbench.core.tasks import parse_classes, parse_prompt_list
 
     workdir = Path(tempfile.mkdtemp(prefix="wb-bench-e2e-"))
     try:

@@ -1,6 +1,6 @@
 """Layer explorer: time from a slider change to the updated view, and for a new prompt, side by side.
 
-Contenders, on the embedded model, the seed's four lens targets, one prompt:
+Contenders, on the embedded model, the guide's four lens targets, one prompt:
 
   slider      LayerExplorer.layer_slider.value = L   lens from the cached residuals, table, figure line (what the
                                                      explorer does when the slider moves)
@@ -30,9 +30,9 @@ def main() -> None:
     args = _bench.parser(__doc__.splitlines()[0], reps=21, quick_reps=5).parse_args()
     reps = _bench.n_reps(args)
 
-    from workbench.lens import logit_lens
-    from workbench.models import load_model
-    from workbench.widgets import LayerExplorer
+    from workbench.core.lens import logit_lens
+    from workbench.core.models import load_model
+    from workbench.ui.widgets import LayerExplorer
 
     lm = load_model("default", device=args.device)
     timed = _bench.make_timer(lm.device)

@@ -1,6 +1,6 @@
 """Greedy answers: stopping once the first integer is complete vs decoding all max_new_tokens, side by side.
 
-Contenders, on the embedded model, 100 held-out "a op b = " prompts (the seed's generator, seed 7), 8 new tokens:
+Contenders, on the embedded model, 100 held-out "a op b = " prompts (the guide's generator, seed 7), 8 new tokens:
 
   full         greedy_answers(lm, prompts, 8)                      every prompt decodes 8 tokens (or to EOS)
   to_integer   greedy_answers(lm, prompts, 8, until_integer=True)  what greedy_eval does: a prompt leaves its batch
@@ -25,8 +25,8 @@ def main() -> None:
     args = p.parse_args()
     reps = _bench.n_reps(args)
 
-    from workbench.evaluation import first_integer, greedy_answers
-    from workbench.models import load_model
+    from workbench.core.generation import first_integer, greedy_answers
+    from workbench.core.models import load_model
 
     prompts = _bench.arithmetic_prompts(100, seed=7)
     same = []

@@ -20,8 +20,8 @@ import _bench
 
 SCRIPT_PHASE1 = """
 import sys
-from workbench.config import build_config
-from workbench.training import train
+from workbench.train.config import build_config
+from workbench.train.loop import train
 train(build_config({"model": "default", "data": sys.argv[1], "output": sys.argv[2], "max_steps": int(sys.argv[3]),
                     "batch_size": 1, "learning_rate": 1e-3, "eval_samples": 32,
                     "intermediate_loss": {"enabled": True, "layer": 16, "weight": 0.4}}), progress=False)
@@ -32,11 +32,11 @@ def main() -> None:
     args = _bench.parser(__doc__.splitlines()[0], reps=10, quick_reps=4).parse_args()
     import torch
 
-    from workbench.config import build_config
-    from workbench.data import generate_arithmetic, write_jsonl
-    from workbench.models import default_device
-    from workbench.sft import answer_loss, encode_records, sft_batch, sft_losses
-    from workbench.training import prepare_model, trainable_parameters
+    from workbench.train.config import build_config
+    from workbench.core.data import generate_arithmetic, write_jsonl
+    from workbench.core.models import default_device
+    from workbench.train.losses import answer_loss, encode_records, sft_batch, sft_losses
+    from workbench.train.loop import prepare_model, trainable_parameters
 
     device = args.device or default_device()
     timed = _bench.make_timer(device)

@@ -55,7 +55,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_dir):
-    from workbench.models import load_model
+    from workbench.core.models import load_model
 
     return load_model(str(tiny_dir), device="cpu")
 
@@ -63,7 +63,7 @@ def tiny_lm(tiny_dir):
 @pytest.fixture(scope="session")
 def smol():
     """The embedded SmolLM2-135M (converted once into $WORKBENCH_CACHE or the user cache)."""
-    from workbench.models import load_model
+    from workbench.core.models import load_model
 
     return load_model("default", device="cpu")
 
@@ -72,7 +72,7 @@ def smol():
 def data_file(tmp_path_factory):
     """Arithmetic SFT records for the tiny model: train.jsonl (48) and eval.jsonl (16) beside it (modules with other
     needs define their own)."""
-    from workbench.data import generate_arithmetic, write_jsonl
+    from workbench.core.data import generate_arithmetic, write_jsonl
 
     path = tmp_path_factory.mktemp("data") / "train.jsonl"
     write_jsonl(path, generate_arithmetic(48, 42))

@@ -1,6 +1,6 @@
 import torch
 
-from workbench.activations import capture_last_token
+from workbench.core.activations import capture_last_token
 
 PROMPTS = ["7 * 8 = ", "12 * 5 = ", "123 + 4567 = ", "1 - 1 = ", "48 / 6 = "]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.explore import _descendants, serve
-from workbench.widgets import LensView
+from workbench.ui.explorer import _descendants, serve
+from workbench.ui.widgets import LensView
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 CHROMIUM = os.environ.get("BROWSER_PATH", "/usr/bin/chromium")
@@ -73,7 +73,7 @@ def page():
 
 @pytest.fixture(scope="module")
 def lens():
-    from workbench.models import load_model
+    from workbench.core.models import load_model
 
     return LensView(load_model("default"), TARGETS)
 
@@ -138,7 +138,7 @@ def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
     import sys
     import urllib.request
 
-    from workbench.explore import free_port
+    from workbench.ui.explorer import free_port
 
     port = free_port()
     # started the way a shell starts a background job (`cmd &`, CI scripts): with SIGINT ignored, which exec keeps

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from test_cli import assert_one_line_error, cli
-from workbench.data import generate_arithmetic, write_jsonl
+from workbench.core.data import generate_arithmetic, write_jsonl
 
 
 @pytest.fixture()

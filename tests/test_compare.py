@@ -8,10 +8,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from workbench import compare
-from workbench.compare import METHODS, measure, methods_table, run_method, run_methods, summarize, targets_table
-from workbench.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
-from workbench.errors import WorkbenchError
+from workbench.experiment import compare
+from workbench.experiment.compare import measure, METHODS, methods_table, run_method, run_methods, summarize, targets_table
+from workbench.core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from workbench.core.errors import WorkbenchError
 
 pytest.importorskip("trl")
 
@@ -27,7 +27,7 @@ def data(tmp_path_factory):
 
 def test_each_method_trains_its_own_targets_and_is_measured_alike(tiny_dir, data, tmp_path, monkeypatch):
     (tmp_path / "lengthy.py").write_text("def longer(completions, **_):\n    return [len(c) / 10 for c in completions]\n")
-    monkeypatch.syspath_prepend(str(tmp_path))  # the seed's reward is always 0 on a random model: no GRPO signal
+    monkeypatch.syspath_prepend(str(tmp_path))  # the guide's reward is always 0 on a random model: no GRPO signal
     rows = []
     for method in METHODS:
         out = tmp_path / method
@@ -62,7 +62,7 @@ def test_each_method_trains_its_own_targets_and_is_measured_alike(tiny_dir, data
     assert "± " in targets_table(summary) and "Dual-reward Q/K" not in methods_table(summary)
     assert methods_table(summary).count("\n") == 2 + 4  # header, rule and five methods
     words = compare.findings({"summary": summary, "steps": 2, "seeds": [0, 1], "eval_samples": 8})
-    assert f"V/O reads {vo['eight_top1']['mean']:.3g}/8" in words and "(the seed: 8/8 and 0/8)" in words
+    assert f"V/O reads {vo['eight_top1']['mean']:.3g}/8" in words and "(the guide: 8/8 and 0/8)" in words
     assert "2 seed(s), 8 held-out prompts" in words
     with pytest.raises(WorkbenchError, match="unknown method"):
         run_method("magic", str(tiny_dir), tmp_path / "m", data / "train.jsonl", data / "heldout.jsonl", 0, 2)

@@ -1,4 +1,4 @@
-"""Model compatibility: the architectures of the seed guide's three models (TinyLlama and Llama-3.2-1B are Llama,
+"""Model compatibility: the architectures of the guide's three models (TinyLlama and Llama-3.2-1B are Llama,
 granite-3.1-2b is Granite) and of the embedded SmolLM2 (Llama), each built tiny from its config class with the real
 model's number of layers, load through the loader, boot into the bridge, and run the lens, the probe and a
 dual-reward training step at the classifier layer int(0.55 * n_layers).
@@ -14,15 +14,16 @@ import pytest
 import torch
 
 from conftest import build_tiny_tokenizer
-from workbench.config import build_config
-from workbench.data import generate_arithmetic, write_jsonl
-from workbench.introspect import classifier_probe
-from workbench.lens import lens_log_probs, logit_lens
-from workbench.models import default_classifier_layer, load_model
-from workbench.tasks import parse_classes
-from workbench.training import train
+from workbench.train.config import build_config
+from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.readouts import classifier_probe
+from workbench.core.lens import lens_log_probs, logit_lens
+from workbench.core.guide import classifier_layer
+from workbench.core.models import load_model
+from workbench.core.tasks import parse_classes
+from workbench.train.loop import train
 
-# (the seed's model, architecture, its layers, int(0.55 * layers), the layer the guide's table gives)
+# (the guide's model, architecture, its layers, int(0.55 * layers), the layer the guide's table gives)
 MODELS = [
     ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "llama", 22, 12, 12),
     ("meta-llama/Llama-3.2-1B", "llama", 16, 8, 9),
@@ -52,7 +53,7 @@ def _build(path, arch: str, n_layers: int):
 
 @pytest.mark.parametrize("name,arch,n_layers,layer,guide_layer", MODELS, ids=[m[0].split("/")[1] for m in MODELS])
 def test_architecture_loads_boots_and_trains(tmp_path, name, arch, n_layers, layer, guide_layer):
-    assert default_classifier_layer(n_layers) == layer
+    assert classifier_layer(n_layers) == layer
     if guide_layer is not None and guide_layer != layer:
         assert (name, guide_layer, layer) == ("meta-llama/Llama-3.2-1B", 9, 8)  # the one discrepancy, documented
     model_dir = _build(tmp_path / arch, arch, n_layers)
@@ -65,7 +66,7 @@ def test_architecture_loads_boots_and_trains(tmp_path, name, arch, n_layers, lay
         bridge_logits, hf_logits = lm.bridge(ids), lm.hf_model(ids).logits
     assert torch.allclose(bridge_logits, hf_logits, atol=1e-5)
     # the lens at the last layer is the model's own next-token distribution (Granite's logit scaling included)
-    from workbench.activations import capture_last_token
+    from workbench.core.activations import capture_last_token
 
     last = capture_last_token(lm, ["7 * 8 = "], [n_layers - 1])[:, 0]
     assert torch.allclose(lens_log_probs(lm, last)[0], torch.log_softmax(hf_logits[0, -1].float(), -1), atol=1e-4)

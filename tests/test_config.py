@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.config import build_config, load_config
-from workbench.errors import WorkbenchError
+from workbench.train.config import build_config, load_config
+from workbench.core.errors import WorkbenchError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from workbench.activations import capture_last_token
-from workbench.config import build_config
-from workbench.data import generate_arithmetic, write_jsonl
-from workbench.evaluation import lens_metrics
-from workbench.lens import logit_lens
-from workbench.models import load_model
-from workbench.probes import probe_layers
-from workbench.training import train
+from workbench.core.activations import capture_last_token
+from workbench.train.config import build_config
+from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.train.evaluation import lens_metrics
+from workbench.core.lens import logit_lens
+from workbench.core.models import load_model
+from workbench.core.probes import probe_layers
+from workbench.train.loop import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 PROMPTS = ["7 * 8 = ", "12 * 5 = ", "23 + 45 = ", "17 + 38 = ", "50 - 23 = ", "89 - 34 = ", "48 / 6 = ", "81 / 9 = "]

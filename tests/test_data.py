@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from workbench.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
-from workbench.errors import WorkbenchError
+from workbench.core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from workbench.core.errors import WorkbenchError
 
 
 def test_generator_matches_the_seed_and_its_ranges():
@@ -45,7 +45,7 @@ def test_jsonl_roundtrip_and_errors(tmp_path):
 
 
 def test_rule_violations_count_each_broken_rule():
-    from workbench.data import rule_violations
+    from workbench.core.data import rule_violations
 
     good = generate_arithmetic(400, 42)
     assert rule_violations(good) == {"prompt not 'a op b = '": 0, "wrong answer": 0, "operand out of range": 0,

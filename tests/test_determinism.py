@@ -10,7 +10,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from workbench.data import generate_arithmetic, write_jsonl
+from workbench.core.data import generate_arithmetic, write_jsonl
 
 VOLATILE = {"created", "timings_s", "seconds", "output", "settings"}
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from workbench.config import build_config
-from workbench.training import train
+from workbench.train.config import build_config
+from workbench.train.loop import train
 
 STEPS, SAVE_EVERY = 12, 2
 # Runs train() in a child process and SIGKILLs it at one chosen moment (the child kills itself, so the moment is exact).
@@ -29,8 +29,8 @@ DRIVER = textwrap.dedent('''
     import json, os, signal, sys
     from pathlib import Path
     import torch
-    from workbench import training
-    from workbench.config import build_config
+    from workbench.train import checkpoints, loop
+    from workbench.train.config import build_config
 
     cfg, fault = json.loads(sys.argv[1]), sys.argv[2]
     kind, n = fault.split(":") if fault != "none" else ("none", "0")
@@ -51,12 +51,12 @@ DRIVER = textwrap.dedent('''
         return wrapper
 
     torch.optim.AdamW.step = counting("step", torch.optim.AdamW.step)              # in the middle of step n
-    training.torch.save = counting("save", torch.save, before=False)               # optimizer.pt of save n written, no state.json
+    checkpoints.torch.save = counting("save", torch.save, before=False)               # optimizer.pt of save n written, no state.json
     real_rename = Path.rename
     Path.rename = lambda self, target: (counting("rename", real_rename)(self, target)
                                         if self.name.startswith(".tmp-step-") else real_rename(self, target))
     if kind == "log":  # a torn line: half of this process's n-th log row reaches the file, then the kill
-        real_dumps = training.json.dumps
+        real_dumps = loop.json.dumps
         class TornJson:
             def __getattr__(self, name):
                 return getattr(json, name)
@@ -71,8 +71,8 @@ DRIVER = textwrap.dedent('''
                         fh.write(text[: len(text) // 2])
                     kill()
                 return text
-        training.json = TornJson()
-    training.train(build_config(cfg), device="cpu", progress=False)
+        loop.json = TornJson()
+    loop.train(build_config(cfg), device="cpu", progress=False)
 ''')
 
 
@@ -177,7 +177,8 @@ def test_a_runner_killed_mid_phase_resumes_to_the_same_results(tmp_path):
     script = textwrap.dedent(f'''
         import sys
         from pathlib import Path
-        from workbench.runner import Phase, Step, run
+        from workbench.experiment.phases import Phase, Step
+        from workbench.experiment.engine import run
         phases = {{"first": Phase((Step(Path("{src}/a.ipynb"), parameters={{"label": "a"}}),)),
                    "second": Phase((Step(Path("{src}/b.ipynb"), parameters={{"label": "b", "sleep": float(sys.argv[2])}}),),
                                    needs=(("a.json", "first"),))}}

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.cli import main
-from workbench.config import TrainConfig, load_config
-from workbench.data import read_jsonl
-from workbench.errors import WorkbenchError
-from workbench.tasks import parse_classes, parse_layers, parse_prompt_list
-from workbench.verify import parse_threshold
+from workbench.train.config import load_config, TrainConfig
+from workbench.core.data import read_jsonl
+from workbench.core.errors import WorkbenchError
+from workbench.core.tasks import parse_classes, parse_layers, parse_prompt_list
+from workbench.experiment.claims import parse_threshold
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # The characters the syntaxes care about, plus whitespace, unicode and control characters.

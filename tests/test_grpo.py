@@ -1,4 +1,4 @@
-"""RL with verifiable rewards (`workbench train grpo`): the seed's reward, its prompts, the config's one-line errors,
+"""RL with verifiable rewards (`workbench train grpo`): the guide's reward, its prompts, the config's one-line errors,
 and a real GRPO run through TRL and peft on the tiny random Llama whose reward has variance, so gradients flow."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 from safetensors.torch import load_file
 
 from test_cli import assert_one_line_error, cli
-from workbench.errors import WorkbenchError
-from workbench.grpo import load_grpo_config, load_reward, rl_records, train_grpo
-from workbench.rewards import arithmetic_reward
+from workbench.core.errors import WorkbenchError
+from workbench.train.grpo import load_grpo_config, load_reward, rl_records, train_grpo
+from workbench.train.rewards import arithmetic_reward
 
 pytest.importorskip("trl")
 

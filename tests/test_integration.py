@@ -1,4 +1,4 @@
-"""The embedded SmolLM2-135M through every real path: GGUF, safetensors cache, bridge, the seed's two commands."""
+"""The embedded SmolLM2-135M through every real path: GGUF, safetensors cache, bridge, the guide's two commands."""
 
 import json
 import subprocess
@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from workbench import models
-from workbench.activations import capture_last_token
-from workbench.lens import lens_log_probs
-from workbench.tasks import SEED_CLASSES, SEED_LENS_PROMPTS, SEED_TEST_PROMPTS
+from workbench.core import models
+from workbench.core.activations import capture_last_token
+from workbench.core.lens import lens_log_probs
+from workbench.core.guide import CLASSES, LENS_PROMPTS, TEST_PROMPTS
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_gguf_file_path_equals_cached_model(smol):
 
 
 def test_bridge_logits_equal_hf(smol):
-    batch = smol.tokenize(SEED_LENS_PROMPTS)
+    batch = smol.tokenize(LENS_PROMPTS)
     with torch.no_grad():
         assert torch.equal(smol.bridge(batch.input_ids), smol.hf_model(batch.input_ids).logits)
 
@@ -50,7 +50,7 @@ def test_bridge_logits_equal_hf(smol):
 def test_padded_batch_equals_one_prompt_at_a_time(smol):
     """Within 1e-4 relative to each residual vector's norm: SmolLM2's residuals reach |x| ~ 900, where one fp32 ulp is
     6e-5, and batched GEMMs alone (no padding) already differ by ~1e-3 absolute. Lens probabilities within 1e-4."""
-    prompts = [p for ps in SEED_CLASSES.values() for p in ps] + ["123 * 45 = ", "1 + 1 = "]
+    prompts = [p for ps in CLASSES.values() for p in ps] + ["123 * 45 = ", "1 + 1 = "]
     batched = capture_last_token(smol, prompts, batch_size=len(prompts))
     single = torch.cat([capture_last_token(smol, [p]) for p in prompts])
     relative = (batched - single).norm(dim=-1) / single.norm(dim=-1)
@@ -67,12 +67,12 @@ def _cli(*args):
 
 def test_seed_classifier_command(tmp_path):
     out = tmp_path / "results" / "classifier.json"
-    classes = [a for k, v in SEED_CLASSES.items() for a in ("--classes", f"{k}:{'|'.join(v)}")]
-    proc = _cli("introspect", "classifier", "-m", "default", *classes, "--test", "|".join(SEED_TEST_PROMPTS), "--output", str(out))
+    classes = [a for k, v in CLASSES.items() for a in ("--classes", f"{k}:{'|'.join(v)}")]
+    proc = _cli("introspect", "classifier", "-m", "default", *classes, "--test", "|".join(TEST_PROMPTS), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and doc["num_layers"] == 30
-    assert doc["classes"] == list(SEED_CLASSES) and doc["folds"] == 4
+    assert doc["classes"] == list(CLASSES) and doc["folds"] == 4
     assert [r["layer"] for r in doc["layer_results"]] == list(range(30))
     assert doc["best_accuracy"] == max(r["accuracy"] for r in doc["layer_results"])
     # the operation is linearly decodable from the residual at the classifier layer, well above the control task
@@ -84,7 +84,7 @@ def test_seed_classifier_command(tmp_path):
 
 def test_seed_logit_lens_command(tmp_path):
     out = tmp_path / "results" / "logit_lens.json"
-    proc = _cli("introspect", "logit-lens", "-m", "default", "--prompts", "|".join(SEED_LENS_PROMPTS),
+    proc = _cli("introspect", "logit-lens", "-m", "default", "--prompts", "|".join(LENS_PROMPTS),
                 "--targets", "multiply", "--targets", "add", "--targets", "subtract", "--targets", "divide",
                 "--all-layers", "--output", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -95,7 +95,7 @@ def test_seed_logit_lens_command(tmp_path):
     for row in doc["results"]:
         assert set(row["target_probs"]) == {"multiply", "add", "subtract", "divide"}
         assert row["expected"] in ("multiply", "add")
-    # the seed's claim for the base model: no vocabulary-aligned classifier (target probability ~ 0%)
+    # the guide's claim for the base model: no vocabulary-aligned classifier (target probability ~ 0%)
     assert doc["mean_expected_prob"] < 0.01 and doc["score"]["correct"] == 0
     assert len(doc["all_layers"]["layers"]) == 30
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from workbench.errors import WorkbenchError
-from workbench.lens import logit_lens, ranks_of, resolve_targets
+from workbench.core.errors import WorkbenchError
+from workbench.core.lens import logit_lens, ranks_of, resolve_targets
 
 PROMPTS = ["7 * 8 = ", "12 + 5 = ", "9 - 3 = ", "8 / 2 = "]
 TARGETS = ["multiply", "add", "subtract", "divide"]

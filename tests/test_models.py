@@ -3,13 +3,14 @@ import shutil
 import pytest
 import torch
 
-from workbench.errors import WorkbenchError
-from workbench.models import default_classifier_layer, load_model, resolve
+from workbench.core.errors import WorkbenchError
+from workbench.core.guide import classifier_layer
+from workbench.core.models import load_model, resolve
 
 
 @pytest.mark.parametrize("n_layers,expected", [(22, 12), (16, 8), (40, 22), (30, 16), (4, 2)])
 def test_classifier_layer_rule(n_layers, expected):
-    assert default_classifier_layer(n_layers) == expected
+    assert classifier_layer(n_layers) == expected
 
 
 @pytest.mark.parametrize("spec", ["default", "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct"])

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from workbench import plots, probes, summary
-from workbench.errors import WorkbenchError
-from workbench.introspect import classifier_probe, lens_readout
-from workbench.tasks import LabelledPrompts
+from workbench.ui import plots
+from workbench.core import probes
+from workbench.experiment import summary
+from workbench.core.errors import WorkbenchError
+from workbench.core.readouts import classifier_probe, lens_readout
+from workbench.core.tasks import LabelledPrompts
 
 
 def _probe_result() -> dict:

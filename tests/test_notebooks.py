@@ -1,4 +1,4 @@
-"""The narrative notebooks: committed clean (no outputs, one `parameters` cell with the seed's defaults), and each runs
+"""The narrative notebooks: committed clean (no outputs, one `parameters` cell with the guide's defaults), and each runs
 top to bottom under papermill on the embedded model, writing the result JSON and figures it promises.
 
 Notebooks 00-05 are checked in the run folder of one `workbench run all --quick --seeds 2` (the `quick_run` fixture);
@@ -13,14 +13,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench.tasks import GUIDE_EIGHT_PROMPTS, SEED_CLASSES, SEED_LENS_PROMPTS, SEED_TARGETS, SEED_TEST_PROMPTS
+from workbench.core.guide import CLASSES, EIGHT_PROMPTS, LENS_PROMPTS, TARGETS, TEST_PROMPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PROBING = "01_baseline_probing.ipynb"
 LENS = "02_logit_lens.ipynb"
 EXPLORER = "06_layer_explorer.ipynb"
-SEED_CLASS_SPECS = [f"{label}:{'|'.join(prompts)}" for label, prompts in SEED_CLASSES.items()]
+SEED_CLASS_SPECS = [f"{label}:{'|'.join(prompts)}" for label, prompts in CLASSES.items()]
 
 
 def _parameters(nb) -> dict:
@@ -53,10 +53,10 @@ def test_notebook_is_committed_clean(name):
 def test_notebook_defaults_are_the_seeds_prompts():
     probing = _parameters(nbformat.read(NOTEBOOKS / PROBING, as_version=4))
     assert probing["seed"] == 0
-    assert probing["classes"] == SEED_CLASS_SPECS and probing["test_prompts"] == SEED_TEST_PROMPTS
+    assert probing["classes"] == SEED_CLASS_SPECS and probing["test_prompts"] == TEST_PROMPTS
     lens = _parameters(nbformat.read(NOTEBOOKS / LENS, as_version=4))
-    assert lens["prompts"] == SEED_LENS_PROMPTS and lens["targets"] == SEED_TARGETS
-    assert lens["eight_prompts"] == GUIDE_EIGHT_PROMPTS and lens["layer"] is None
+    assert lens["prompts"] == LENS_PROMPTS and lens["targets"] == TARGETS
+    assert lens["eight_prompts"] == EIGHT_PROMPTS and lens["layer"] is None
 
 
 def _closing_markdown(nb) -> str:
@@ -86,7 +86,7 @@ def test_baseline_probing_notebook(quick_run):
     assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["control_accuracy"] <= 1.0 for r in rows)
     assert any(r["accuracy"] == 1.0 for r in rows)
     at16 = [t for t in doc["test_predictions"] if t["layer"] == 16]
-    assert [t["prompt"] for t in at16] == SEED_TEST_PROMPTS
+    assert [t["prompt"] for t in at16] == TEST_PROMPTS
     assert (out_dir / "baseline_classifier.html").is_file()
     found = _closing_markdown(nb)
     assert "Hidden-space classifier" in found and f"L{doc['classifier_layer_default']}" in found
@@ -99,17 +99,17 @@ def test_logit_lens_notebook(quick_run):
     doc = json.loads((out_dir / "baseline_logit_lens.json").read_text())
     assert doc["kind"] == "introspect.logit_lens" and doc["settings"]["notebook"] == LENS
     assert doc["layer"] == 16 and doc["num_layers"] == 30
-    assert [r["prompt"] for r in doc["results"]] == SEED_LENS_PROMPTS
+    assert [r["prompt"] for r in doc["results"]] == LENS_PROMPTS
     for row in doc["results"]:
-        assert set(row["target_probs"]) == set(SEED_TARGETS) == set(row["target_ranks"])
+        assert set(row["target_probs"]) == set(TARGETS) == set(row["target_ranks"])
         assert all(0.0 <= p <= 1.0 for p in row["target_probs"].values())
     subtract = next(t for t in doc["targets"] if t["word"] == "subtract")
     assert subtract["n_subtokens"] == 2 and subtract["token"] == "sub"
     grid = doc["all_layers"]
     assert grid["layers"] == list(range(30)) and len(grid["mean_expected_prob"]) == 30
-    assert all(len(grid["target_probs"][w]) == 30 for w in SEED_TARGETS)
+    assert all(len(grid["target_probs"][w]) == 30 for w in TARGETS)
     eight = json.loads((out_dir / "baseline_logit_lens_eight.json").read_text())
-    assert [r["prompt"] for r in eight["results"]] == GUIDE_EIGHT_PROMPTS and eight["layer"] == 16
+    assert [r["prompt"] for r in eight["results"]] == EIGHT_PROMPTS and eight["layer"] == 16
     for figure in ("layer", "heatmap", "heatmap_log10", "eight_heatmap_log10"):
         assert (out_dir / f"baseline_logit_lens_{figure}.html").is_file()
     found = _closing_markdown(nb)

@@ -1,4 +1,4 @@
-"""The training notebooks: 03 (phase 1, dual reward) and 04 (phase 2, routing) are committed clean with the seed's
+"""The training notebooks: 03 (phase 1, dual reward) and 04 (phase 2, routing) are committed clean with the guide's
 defaults in one `parameters` cell, and run back to back under papermill on the embedded model with tiny settings,
 writing the files they promise. 04 continues the adapter 03 writes into the same output folder.
 
@@ -25,16 +25,16 @@ def test_training_notebook_defaults_are_the_seeds():
     p1 = _parameters(nbformat.read(NOTEBOOKS / PHASE1, as_version=4))
     assert (p1["model"], p1["output_dir"], p1["seed"]) == ("default", "runs/notebooks", 42)
     assert (p1["max_steps"], p1["train_samples"], p1["eval_samples"]) == (500, 1000, 200)
-    assert p1["config"] == "configs/smollm2_phase1.yaml"
+    assert p1["config"] == "configs/phase1.yaml"
     p2 = _parameters(nbformat.read(NOTEBOOKS / PHASE2, as_version=4))
     assert (p2["model"], p2["output_dir"], p2["seed"], p2["max_steps"]) == ("default", "runs/notebooks", 42, 300)
-    assert p2["config"] == "configs/smollm2_phase2.yaml" and p2["phase1_adapter"] is None
+    assert p2["config"] == "configs/phase2.yaml" and p2["phase1_adapter"] is None
 
 
 def _execute(name: str, tmp_path: Path, out_dir: Path) -> object:
     papermill = pytest.importorskip("papermill")
     executed = tmp_path / name
-    config = ROOT / "configs" / ("smollm2_phase1.yaml" if name == PHASE1 else "smollm2_phase2.yaml")
+    config = ROOT / "configs" / ("phase1.yaml" if name == PHASE1 else "phase2.yaml")
     papermill.execute_notebook(
         str(NOTEBOOKS / name), str(executed), parameters={"output_dir": str(out_dir), "config": str(config), **TINY},
         kernel_name="python3", cwd=str(tmp_path), progress_bar=False, execution_timeout=600,

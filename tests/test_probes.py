@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workbench.probes import control_labels, n_folds, probe_layers
+from workbench.core.probes import control_labels, n_folds, probe_layers
 
 
 def _data(separable: bool, seed=0, n_per=8, d=10, classes=("a", "b", "c", "d")):

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from workbench.errors import WorkbenchError
-from workbench.results import SCHEMA_VERSION, atomic_write_text, check_writable, write_result
+from workbench.core.errors import WorkbenchError
+from workbench.core.results import atomic_write_text, check_writable, SCHEMA_VERSION, write_result
 
 
 def test_write_result_has_schema_settings_environment(tmp_path):

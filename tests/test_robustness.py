@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from test_cli import assert_one_line_error, cli
-from workbench.data import generate_arithmetic, write_jsonl
-from workbench.errors import WorkbenchError
+from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.errors import WorkbenchError
 
 CLASSES = ["--classes", "multiply:7 * 8 = |12 * 5 = ", "--classes", "add:23 + 45 = |17 + 38 = "]
 LONG = "7 * 8 = " * 12  # 72 tokens for the tiny model, whose context is 64
@@ -185,10 +185,10 @@ def test_a_run_folder_without_room_is_refused_before_any_work(tmp_path, monkeypa
     import shutil
     from collections import namedtuple
 
-    from workbench import runner
+    from workbench.experiment import engine
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5 * 2**20, 5 * 2**20))
     with pytest.raises(WorkbenchError, match=r"only 5 MB free .* needs about 96 MB"):
-        runner.run("all", tmp_path / "run", echo=lambda line: None)
+        engine.run("all", tmp_path / "run", echo=lambda line: None)
     assert not (tmp_path / "run" / "run.json").exists()

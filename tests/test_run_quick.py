@@ -14,7 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench import plots, verify
+from workbench.ui import plots
+from workbench.core.guide import THRESHOLDS
+from workbench.experiment import report
 
 pytestmark = [pytest.mark.integration, pytest.mark.notebook]
 SEEDS = (42, 43)
@@ -57,7 +59,7 @@ def test_every_phase_ran_into_one_folder(run):
     assert "claims: " in stdout and "report.md" in stdout
     for name in ("00_generate_data.ipynb", "01_baseline_probing.ipynb", "02_logit_lens.ipynb", "05_verification.ipynb",
                  *(f"seed-{s}/{nb}" for s in SEEDS for nb in ("03_dual_reward_training.ipynb", "04_routing_training.ipynb")),
-                 "configs/smollm2_phase1.yaml", "configs/smollm2_phase2.yaml"):
+                 "configs/phase1.yaml", "configs/phase2.yaml"):
         assert (out / name).is_file(), name
 
 
@@ -95,7 +97,7 @@ def test_verification_judges_the_run(run):
     claims = {c["id"]: c for c in doc["claims"]}
     assert list(claims) == ["base_probe_all_layers", "base_probe_classifier_layer", "base_lens", "phase1_lens",
                             "phase1_eight", "phase1_probe", "phase2_unchanged", "phase2_answers", "answers"]
-    assert doc["seeds"] == list(SEEDS) and doc["thresholds"] == verify.THRESHOLDS
+    assert doc["seeds"] == list(SEEDS) and doc["thresholds"] == THRESHOLDS
     # what verification reports equals what the phases wrote
     for i, s in enumerate(SEEDS):
         m = _read(out / f"seed-{s}" / "phase1_adapter" / "metrics.json")
@@ -106,8 +108,8 @@ def test_verification_judges_the_run(run):
     assert claims["base_lens"]["verdict"] == "holds" and claims["base_probe_classifier_layer"]["verdict"] == "holds"
     assert claims["phase1_lens"]["verdict"] == "fails"  # 4 steps do not make a classifier
     assert "[" in claims["phase1_lens"]["measured"] and "holds for 0/2 seeds" in claims["phase1_lens"]["measured"]
-    report = (out / "report.md").read_text()
-    assert verify.claims_table(doc["claims"]) in report and "--quick" in report
+    text = (out / "report.md").read_text()
+    assert report.claims_table(doc["claims"]) in text and "--quick" in text
     found = _closing_markdown(nbformat.read(out / "05_verification.ipynb", 4))
     assert "Verification" in found and "2 training seeds" in found
     figures = ["verification_lens", "verification_probe", "verification_answers", "baseline_classifier",
@@ -142,7 +144,7 @@ def test_strict_and_thresholds_decide_the_exit_status(copy):
     assert doc["failed"] == [] and doc["thresholds"]["trained_lens_min_prob"] == 0.0
     assert "claims: 9 of 9 hold or are reported" in stdout
     code, _, err = _cli("run", "verify", "--out", out)
-    assert code == 0 and _read(out / "claims.json")["thresholds"] == verify.THRESHOLDS
+    assert code == 0 and _read(out / "claims.json")["thresholds"] == THRESHOLDS
     # verifying without --quick does not make the quick phases' numbers full ones
     assert _read(out / "run.json")["quick"] is True and _read(out / "claims.json")["run"]["quick"] is True
     assert "This is a `--quick` run" in (out / "report.md").read_text()

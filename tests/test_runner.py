@@ -14,9 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench import runner
-from workbench.errors import WorkbenchError
-from workbench.runner import Phase, Step
+from workbench.experiment import engine
+from workbench.core.errors import WorkbenchError
+from workbench.experiment.phases import PHASES, Phase, Step, phase_names
 
 pytest.importorskip("papermill")
 
@@ -63,7 +63,7 @@ def phases(tmp_path):
 
 def _run(phase, out, phases, **kw):
     lines = []
-    doc = runner.run(phase, out, phases=phases, cwd=out.parent, echo=lines.append, **kw)
+    doc = engine.run(phase, out, phases=phases, cwd=out.parent, echo=lines.append, **kw)
     return doc, lines
 
 
@@ -158,14 +158,14 @@ def test_rerunning_a_phase_redoes_the_phases_that_need_it(tmp_path, phases):
 
 def test_unknown_phase_and_bad_out(tmp_path, phases):
     with pytest.raises(WorkbenchError, match="unknown phase 'verify': choose one of all, first, second"):
-        runner.run("verify", tmp_path / "run", phases=phases)
+        engine.run("verify", tmp_path / "run", phases=phases)
     afile = tmp_path / "file"
     afile.write_text("x")
     with pytest.raises(WorkbenchError, match="is a file"):
-        runner.run("first", afile, phases=phases)
-    assert runner.phase_names("all") == ["generate", "baseline", "phase1", "phase2", "verify"]
-    assert [s.notebook.name for s in runner.PHASES["baseline"].steps] == ["01_baseline_probing.ipynb", "02_logit_lens.ipynb"]
-    assert all(s.notebook.is_file() for p in runner.PHASES.values() for s in p.steps)
+        engine.run("first", afile, phases=phases)
+    assert phase_names("all") == ["generate", "baseline", "phase1", "phase2", "verify"]
+    assert [s.notebook.name for s in PHASES["baseline"].steps] == ["01_baseline_probing.ipynb", "02_logit_lens.ipynb"]
+    assert all(s.notebook.is_file() for p in PHASES.values() for s in p.steps)
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
 import pytest
 
-from workbench.errors import WorkbenchError
-from workbench.tasks import (
-    SEED_CLASSES, infer_operation, parse_class_spec, parse_classes, parse_layers, parse_prompt_list, seed_classes,
-)
+from workbench.core.errors import WorkbenchError
+from workbench.core.guide import CLASSES
+from workbench.core.tasks import guide_classes, infer_operation, parse_class_spec, parse_classes, parse_layers, parse_prompt_list
 
 
 def test_class_spec_keeps_trailing_spaces_and_colons_in_prompts():
@@ -23,9 +22,9 @@ def test_malformed_class_specs(spec, match):
 
 
 def test_parse_classes_seed():
-    data = parse_classes([f"{k}:{'|'.join(v)}" for k, v in SEED_CLASSES.items()])
-    assert data.classes == list(SEED_CLASSES) and len(data.prompts) == 16
-    assert data.by_class() == seed_classes().by_class()
+    data = parse_classes([f"{k}:{'|'.join(v)}" for k, v in CLASSES.items()])
+    assert data.classes == list(CLASSES) and len(data.prompts) == 16
+    assert data.by_class() == guide_classes().by_class()
 
 
 @pytest.mark.parametrize("specs,match", [

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.config import build_config
-from workbench.data import generate_arithmetic
-from workbench.errors import WorkbenchError
-from workbench.sft import IGNORE, answer_loss, encode_records, sft_batch, sft_losses
-from workbench.models import layer_of
-from workbench.training import prepare_model, train, trainable_parameters
+from workbench.train.config import build_config
+from workbench.core.data import generate_arithmetic
+from workbench.core.errors import WorkbenchError
+from workbench.train.losses import answer_loss, encode_records, IGNORE, sft_batch, sft_losses
+from workbench.core.models import layer_of
+from workbench.train.loop import prepare_model, train, trainable_parameters
 
 
 
@@ -93,9 +93,9 @@ def test_train_writes_adapter_log_metrics_and_frozen_layers_do_not_move(tiny_dir
 
 LENS_IN_FRESH_PROCESS = """
 import json, sys
-from workbench.models import load_model
-from workbench.evaluation import lens_metrics
-from workbench.data import read_jsonl
+from workbench.core.models import load_model
+from workbench.train.evaluation import lens_metrics
+from workbench.core.data import read_jsonl
 lm = load_model(sys.argv[1], device="cpu", adapter=sys.argv[2])
 recs = read_jsonl(sys.argv[3])
 m = lens_metrics(lm, recs, {"multiply": "multiply", "add": "add", "subtract": "subtract", "divide": "divide"}, 2)

@@ -9,9 +9,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from workbench import plots, summary
-from workbench.errors import WorkbenchError
-from workbench.evaluation import adapter_layer_changes, first_integer, greedy_answers, greedy_eval, integer_complete
+from workbench.ui import plots
+from workbench.experiment import summary
+from workbench.core.errors import WorkbenchError
+from workbench.train.evaluation import adapter_layer_changes, greedy_eval
+from workbench.core.generation import first_integer, greedy_answers, integer_complete
 
 PROMPTS = ["7 * 8 = ", "12 * 5 = ", "1 + 2 = ", "48 / 6 = "]  # two token lengths, so two decoding groups
 
@@ -87,7 +89,7 @@ def test_greedy_until_integer_stops_once_the_answer_is_fixed(tiny_lm):
 
 def test_first_integer_and_greedy_eval(tiny_lm, monkeypatch):
     assert first_integer("56\n7") == 56 and first_integer(" -3 apples") == -3 and first_integer("none") is None
-    import workbench.evaluation as ev
+    import workbench.train.evaluation as ev
 
     monkeypatch.setattr(ev, "greedy_answers", lambda lm, prompts, n, until_integer: ["56", " 60 or so", "x"])
     records = [{"prompt": "7 * 8 = ", "response": "56", "operation": "multiply"},
@@ -140,9 +142,9 @@ def _side(mean, correct, per_op, loss, exact):
 
 
 def _metrics():
-    return {"model": "m", "layer": 2, "steps": 4, "eval_prompts": 4,
+    return {"kind": "train.sft", "model": "m", "layer": 2, "steps": 4, "eval_prompts": 4, "config": {},
             "before": _side(1e-9, 0, {"multiply": 1e-9, "add": 2e-9}, 3.0, 0.0),
-            "after": _side(0.5, 3, {"add": 0.2, "multiply": 0.8}, 1.0, 0.25)}  # held-out order; shown in the seed's
+            "after": _side(0.5, 3, {"add": 0.2, "multiply": 0.8}, 1.0, 0.25)}  # held-out order; shown in the guide's
 
 
 LOG = [{"step": i + 1, "loss": 10.0 - i, "answer_loss": 3.0, "classifier_loss": 20.0 - 2 * i, "seconds": 0.5} for i in range(4)]

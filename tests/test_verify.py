@@ -1,4 +1,4 @@
-"""Verification (`workbench.verify`) and publishing (`workbench.publish`) on run folders written here: each claim's
+"""Verification (`workbench.experiment.claims`, `report`) and publishing (`workbench.experiment.publish`) on run folders written here: each claim's
 verdict follows its threshold, several seeds give mean, spread and mixed verdicts, a missing file is "not measured",
 and publishing copies the report's figures and replaces only the README's claims block.
 """
@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from workbench import verify
-from workbench.errors import WorkbenchError
-from workbench.publish import END, START, publish
+from workbench.experiment import claims as verification
+from workbench.experiment import report
+from workbench.experiment.layout import RunLayout
+from workbench.core.errors import WorkbenchError
+from workbench.experiment.publish import END, publish, START
 
 OPS = ("multiply", "add", "subtract", "divide")
+
+
+def _seed_roots(run_dir, seeds=None) -> dict:
+    return {s: files.root for s, files in RunLayout(run_dir).seeds(seeds).items()}
 
 
 def _write(path: Path, doc: dict) -> None:
@@ -43,9 +49,11 @@ def _lens(expected_probs: list[float], other: float = 1e-9, correct: int = 0) ->
 
 def _metrics(before: float, after: float, em: tuple[float, float]) -> dict:
     def side(p, e):
-        return {"lens": {"mean_correct_target_prob": p, "top1_score": {"correct": 0, "total": 8},
-                         "per_operation_prob": {op: p for op in OPS}}, "answer_loss": 2.0, "answer_exact_match": e}
-    return {"layer": 2, "steps": 10, "eval_prompts": 8, "before": side(before, em[0]), "after": side(after, em[1])}
+        return {"lens": {"layer": 2, "prompts": 8, "mean_correct_target_prob": p, "top1_score": {"correct": 0, "total": 8},
+                         "per_operation_prob": {op: p for op in OPS}}, "answer_loss": 2.0, "answer_exact_match": e,
+                "prompts": 8}
+    return {"kind": "train.sft", "model": "m", "layer": 2, "steps": 10, "eval_prompts": 8, "config": {},
+            "before": side(before, em[0]), "after": side(after, em[1])}
 
 
 def make_run(root: Path, seeds: dict, base_probe=(0.7, 1.0, 1.0, 1.0)) -> Path:
@@ -61,13 +69,13 @@ def make_run(root: Path, seeds: dict, base_probe=(0.7, 1.0, 1.0, 1.0)) -> Path:
         _write(folder / "phase1_classifier.json", _probe([1.0, 1.0, 1.0, 1.0]))
         _write(folder / "phase2_classifier_check.json", {"unchanged": k["diff"] <= 1e-5, "max_abs_diff": k["diff"],
                                                           "frozen_layers": [0, 1, 2], "frozen_layers_moved": [], "layer": 2})
-        _write(folder / "phase2_greedy_before.json", {"accuracy": 0.05})
-        _write(folder / "phase2_greedy_after.json", {"accuracy": k["greedy"]})
+        _write(folder / "phase2_greedy_before.json", {"accuracy": 0.05, "rows": []})
+        _write(folder / "phase2_greedy_after.json", {"accuracy": k["greedy"], "rows": []})
     return root
 
 
 def _claims(root: Path, **limits) -> dict:
-    return {c["id"]: c for c in verify.judge(verify.collect(root), limits)}
+    return {c["id"]: c for c in verification.judge(verification.collect(root), limits)}
 
 
 GOOD = {"lens": 0.6, "eight": 8, "diff": 0.0, "greedy": 0.10}
@@ -84,7 +92,7 @@ def test_every_claim_of_a_good_single_seed_run_holds_except_all_layers(tmp_path)
     assert claims["phase2_answers"]["measured"] == ("greedy answers correct 5.0% → 10.0% on held-out prompts "
                                                     "(gain +5.0 points)")
     assert claims["answers"]["measured"] == "teacher-forced exact match 3.0% → 8.0% → 9.0% on held-out prompts"
-    assert verify.failures(list(claims.values())) == [claims["base_probe_all_layers"]]
+    assert verification.failures(list(claims.values())) == [claims["base_probe_all_layers"]]
 
 
 def test_thresholds_decide_the_verdicts(tmp_path):
@@ -116,58 +124,60 @@ def test_missing_files_are_not_measured_and_a_partial_seed_is_mixed(tmp_path):
     claims = _claims(root)
     assert claims["base_lens"]["verdict"] == "not measured" and "baseline_logit_lens.json" in claims["base_lens"]["measured"]
     assert claims["phase1_probe"]["verdict"] == "mixed" and "not measured for seed 2" in claims["phase1_probe"]["measured"]
-    empty = {c["id"]: c["verdict"] for c in verify.judge(verify.collect(tmp_path / "nothing"))}
+    empty = {c["id"]: c["verdict"] for c in verification.judge(verification.collect(tmp_path / "nothing"))}
     assert set(empty.values()) == {"not measured"}
 
 
 def test_seed_folders_and_explicit_seeds(tmp_path):
     make_run(tmp_path, {42: GOOD, 43: GOOD, 100: GOOD})
     (tmp_path / "seed-x").mkdir()
-    assert list(verify.seed_dirs(tmp_path)) == [42, 43, 100]  # numeric order; seed-x is no seed
-    assert list(verify.seed_dirs(tmp_path, [43])) == [43]
-    assert verify.seed_dirs(tmp_path / "flat") == {None: tmp_path / "flat"}
+    assert list(_seed_roots(tmp_path)) == [42, 43, 100]  # numeric order; seed-x is no seed
+    assert list(_seed_roots(tmp_path, [43])) == [43]
+    assert _seed_roots(tmp_path / "flat") == {None: tmp_path / "flat"}
     # notebooks 03/04 run by hand into one folder: its results count, whatever seeds the runner asks for
     flat = tmp_path / "by-hand"
     make_run(flat, {0: GOOD})
     for item in (flat / "seed-0").iterdir():
         item.rename(flat / item.name)
     (flat / "seed-0").rmdir()
-    assert verify.seed_dirs(flat, [42]) == {None: flat}
-    claims = {c["id"]: c["verdict"] for c in verify.judge(verify.collect(flat, [42]))}
+    assert _seed_roots(flat, [42]) == {None: flat}
+    claims = {c["id"]: c["verdict"] for c in verification.judge(verification.collect(flat, [42]))}
     assert claims["phase1_lens"] == "holds" and claims["phase2_unchanged"] == "holds"
-    assert list(verify.seed_dirs(tmp_path / "empty", [42])) == [42]
+    assert list(_seed_roots(tmp_path / "empty", [42])) == [42]
 
 
 def test_run_command_reproduces_the_run():
     run = {"model": "default", "quick": True, "settings": {"phase": "verify", "seeds": [7, 8],
                                                            "thresholds": {"eight_min_score": 6.0}}}
-    assert verify.run_command(run) == "workbench run all --model default --seeds 2 --seed 7 --quick --threshold eight_min_score=6"
-    assert verify.run_command({"model": "m", "settings": {"seeds": [42]}}) == "workbench run all --model m"
+    assert report.run_command(run) == "workbench run all --model default --seeds 2 --seed 7 --quick --threshold eight_min_score=6"
+    assert report.run_command({"model": "m", "settings": {"seeds": [42]}}) == "workbench run all --model m"
 
 
 def test_threshold_parsing_errors_name_the_fix():
-    assert verify.parse_threshold(" eight_min_score = 7 ") == ("eight_min_score", 7.0)
+    assert verification.parse_threshold(" eight_min_score = 7 ") == ("eight_min_score", 7.0)
     with pytest.raises(WorkbenchError, match="unknown threshold 'eight'.*eight_min_score"):
-        verify.parse_threshold("eight=7")
+        verification.parse_threshold("eight=7")
     with pytest.raises(WorkbenchError, match="not a number"):
-        verify.parse_threshold("eight_min_score=many")
+        verification.parse_threshold("eight_min_score=many")
     with pytest.raises(WorkbenchError, match="not NAME=VALUE"):
-        verify.parse_threshold("eight_min_score")
+        verification.parse_threshold("eight_min_score")
 
 
 def test_report_embeds_pngs_when_present_and_names_html_otherwise(tmp_path):
     root = make_run(tmp_path / "run", {42: GOOD})
-    (root / "a.png").write_bytes(b"png")
-    (root / "b.html").write_text("<html>")
-    data = verify.collect(root)
-    claims = verify.judge(data)
+    layout = RunLayout(root)
+    layout.baseline_classifier_figure.with_suffix(".png").write_bytes(b"png")  # a PNG: embedded
+    layout.verification_lens_figure.write_text("<html>")  # HTML only: named
+    data = verification.collect(root)
+    claims = verification.judge(data)
     run = {"model": "default", "settings": {"phase": "all", "quick": False}, "git_commit": "abc", "phases": {
         "baseline": {"status": "done", "seconds": 3.2, "git_commit": "abc"}, "phase2.seed-42": {"status": "stale"},
         "verify": {"status": "running", "git_commit": "def"}}}
-    text = verify.report_markdown(root, claims, data, verify.thresholds(), run,
-                                  [("A", "a.html"), ("B", "b.html"), ("C", "missing.html")])
-    assert "![A](a.png)" in text and "`b.html`" in text and "missing" not in text.split("## Figures")[1]
-    assert verify.claims_table(claims) in text and "| baseline | done | 3 |" in text
+    text = report.report_markdown(root, claims, data, verification.thresholds(), run)
+    figures = text.split("## Figures")[1].split("## Where")[0]
+    assert "![Linear probe accuracy by layer, base model](baseline_classifier.png)" in figures
+    assert "`verification_lens.html`" in figures and figures.count("- ") + figures.count("![") == 2  # no missing ones
+    assert report.claims_table(claims) in text and "| baseline | done | 3 |" in text
     assert "7 hold, 1 fail, 0 mixed, 0 not measured (1 reported" in text
     assert "**Not every phase is done** (phase2.seed-42 stale;" in text and "verify running" not in text
     assert "git commit: phases at `abc`, `not recorded`; verification at `abc`" in text
@@ -175,13 +185,13 @@ def test_report_embeds_pngs_when_present_and_names_html_otherwise(tmp_path):
 
 def _published_run(tmp_path: Path, quick: bool = False) -> Path:
     root = make_run(tmp_path / "runs" / "r1", {42: GOOD})
-    data = verify.collect(root)
-    claims = verify.judge(data)
+    data = verification.collect(root)
+    claims = verification.judge(data)
     (root / "seed-42").mkdir(exist_ok=True)
     (root / "seed-42" / "fig.png").write_bytes(b"\x89PNG")
-    (root / "report.md").write_text("# R\n\n![F](seed-42/fig.png)\n\n" + verify.claims_table(claims) + "\n")
+    (root / "report.md").write_text("# R\n\n![F](seed-42/fig.png)\n\n" + report.claims_table(claims) + "\n")
     run = {"model": "default", "quick": quick, "settings": {"quick": False}, "git_commit": "0123456789abcdef", "updated": "2026-11-27T10:00"}
-    (root / "claims.json").write_text(json.dumps(verify.claims_document(data, claims, verify.thresholds(), run)))
+    (root / "claims.json").write_text(json.dumps(verification.claims_document(data, claims, verification.thresholds(), run)))
     return root
 
 
@@ -192,7 +202,7 @@ def test_publish_copies_figures_and_replaces_only_the_claims_block(tmp_path):
     docs = tmp_path / "docs" / "results.md"
     (tmp_path / "docs" / "results_figures").mkdir(parents=True)
     (tmp_path / "docs" / "results_figures" / "stale.png").write_bytes(b"old")
-    (root / "comparisons.md").write_text("## The seed's comparison tables\n\n![M](comparisons_methods.png)\n")
+    (root / "comparisons.md").write_text("## The guide's comparison tables\n\n![M](comparisons_methods.png)\n")
     (root / "comparisons_methods.png").write_bytes(b"\x89PNG2")
     (root / "run.json").write_text(json.dumps({"phases": {"compare": {"status": "done", "seconds": 2389.5, "quick": False}},
                                                "side_runs": {"compare": {"model": "default", "settings": {"seeds": [42, 43, 44]},
@@ -200,8 +210,8 @@ def test_publish_copies_figures_and_replaces_only_the_claims_block(tmp_path):
     publish(root, docs, readme)
     text = docs.read_text()
     assert "![F](results_figures/seed-42__fig.png)" in text
-    assert "## The seed's comparison tables" in text and "![M](results_figures/comparisons_methods.png)" in text
-    assert ("## The seed's comparison tables\n\nMeasured by `workbench run compare --model default --seeds 3` (git commit: "
+    assert "## The guide's comparison tables" in text and "![M](results_figures/comparisons_methods.png)" in text
+    assert ("## The guide's comparison tables\n\nMeasured by `workbench run compare --model default --seeds 3` (git commit: "
             "`5b22c6a`) on 2026-11-27; it took 2390 s.\n") in text
     assert (tmp_path / "docs" / "results_figures" / "seed-42__fig.png").read_bytes() == b"\x89PNG"
     assert not (tmp_path / "docs" / "results_figures" / "stale.png").exists()
@@ -223,7 +233,7 @@ def test_publish_refuses_bad_input_before_writing(tmp_path):
     readme.write_text(f"{START}\n{END}\n")
     with pytest.raises(WorkbenchError, match="--quick run"):
         publish(quick, docs, readme)
-    (root / "comparisons.md").write_text("## The seed's comparison tables\n")
+    (root / "comparisons.md").write_text("## The guide's comparison tables\n")
     (root / "run.json").write_text(json.dumps({"phases": {"compare": {"status": "done", "quick": True}}}))
     with pytest.raises(WorkbenchError, match="comparison in .* is a --quick run"):
         publish(root, docs, readme)

@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
-from workbench.errors import WorkbenchError
-from workbench.lens import logit_lens
-from workbench.widgets import BASE, BOTH, LayerExplorer, LensView, _prompt_lines
+from workbench.core.errors import WorkbenchError
+from workbench.core.lens import logit_lens
+from workbench.ui.widgets import _prompt_lines, BASE, BOTH, LayerExplorer, LensView
 
 pytest.importorskip("ipywidgets")
 TARGETS = ["multiply", "add", "subtract", "divide"]
@@ -139,8 +139,8 @@ def test_prompt_lines_keep_trailing_spaces():
 def test_run_artifacts_and_explorer_environment(tmp_path, monkeypatch):
     import json
 
-    from workbench.explore import explorer_env
-    from workbench.widgets import run_artifacts
+    from workbench.ui.explorer import explorer_env
+    from workbench.ui.widgets import run_artifacts
 
     assert run_artifacts(None) == ({}, None) and run_artifacts("") == ({}, None)
     with pytest.raises(WorkbenchError, match="does not exist"):
@@ -171,7 +171,7 @@ def test_explorer_shutdown_stops_orphaned_kernels():
 
     script = textwrap.dedent("""
         import os, subprocess, sys, time
-        from workbench.explore import _descendants, adopt_orphans, stop_orphans
+        from workbench.ui.explorer import _descendants, adopt_orphans, stop_orphans
         assert adopt_orphans()
         # a parent that starts a grandchild and exits at once: the grandchild is orphaned
         parent = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!"], stdout=subprocess.PIPE, text=True)

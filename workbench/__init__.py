@@ -1,39 +1,44 @@
-"""workbench: probes, logit lens and dual-reward LoRA for vocabulary-aligned operation classifiers.
+"""workbench: probes, the logit lens and dual-reward LoRA for vocabulary-aligned classifiers in language models.
 
-Attributes load lazily so that `workbench --help` does not pay for importing torch.
+Four layers, each importing only from the ones before it (tests/test_layers.py): ``core`` (models, activations, lens,
+probes), ``train`` (config, losses, loop, GRPO), ``experiment`` (run layout, phases, engine, claims, report) and ``ui``
+(plots, widgets, the explorer server); the CLI sits on top. The names below are the short API (``import workbench as
+wb; wb.load_model(...)``); they load lazily so that `workbench --help` does not pay for importing torch.
 """
 
 from importlib import import_module
 
 __version__ = "0.1.0"
 
-_API = {
-    "WorkbenchError": "errors",
-    "load_model": "models",
-    "LoadedModel": "models",
-    "default_classifier_layer": "models",
-    "capture_last_token": "activations",
-    "probe_layers": "probes",
-    "logit_lens": "lens",
-    "resolve_targets": "lens",
-    "classifier_probe": "introspect",
-    "lens_readout": "introspect",
-    "parse_classes": "tasks",
-    "parse_prompt_list": "tasks",
-    "seed_classes": "tasks",
-    "write_result": "results",
-    "generate_arithmetic": "data",
-    "read_jsonl": "data",
-    "load_config": "config",
-    "build_config": "config",
-    "train": "training",
-    "read_result": "results",
+_API = {  # name -> (module, attribute)
+    "WorkbenchError": ("core.errors", "WorkbenchError"),
+    "load_model": ("core.models", "load_model"),
+    "LoadedModel": ("core.models", "LoadedModel"),
+    "default_classifier_layer": ("core.guide", "classifier_layer"),
+    "capture_last_token": ("core.activations", "capture_last_token"),
+    "probe_layers": ("core.probes", "probe_layers"),
+    "logit_lens": ("core.lens", "logit_lens"),
+    "resolve_targets": ("core.lens", "resolve_targets"),
+    "classifier_probe": ("core.readouts", "classifier_probe"),
+    "lens_readout": ("core.readouts", "lens_readout"),
+    "parse_classes": ("core.tasks", "parse_classes"),
+    "parse_prompt_list": ("core.tasks", "parse_prompt_list"),
+    "guide_classes": ("core.tasks", "guide_classes"),
+    "write_result": ("core.results", "write_result"),
+    "read_result": ("core.results", "read_result"),
+    "generate_arithmetic": ("core.data", "generate_arithmetic"),
+    "read_jsonl": ("core.data", "read_jsonl"),
+    "load_config": ("train.config", "load_config"),
+    "build_config": ("train.config", "build_config"),
+    "train": ("train.loop", "train"),
+    "RunLayout": ("experiment.layout", "RunLayout"),
 }
 
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(import_module(f".{_API[name]}", __name__), name)
+        module, attr = _API[name]
+        return getattr(import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")
 
 

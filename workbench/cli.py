@@ -1,4 +1,8 @@
-"""`workbench` command line: mirrors the seed's `lazarus introspect ...` commands. Thin over the Python API."""
+"""`workbench` command line: mirrors the guide's `lazarus introspect ...` commands. Thin over the Python API.
+
+Each command imports what it needs inside its function, so that `workbench --help` and bad-input errors do not pay
+for importing torch and transformers (seconds).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 from typer.exceptions import TyperException
 
-from .errors import WorkbenchError
+from .core.errors import WorkbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 introspect = typer.Typer(no_args_is_help=True, help="Probe and read a model's hidden states.")
@@ -58,16 +62,16 @@ def classifier_cmd(
     adapter: AdapterOpt = None,
 ):
     """Per-layer linear probes: which class does the residual stream at the last prompt token encode?"""
-    from .results import check_writable
-    from .tasks import parse_classes, parse_layers, parse_prompt_list
+    from .core.results import check_writable
+    from .core.tasks import parse_classes, parse_layers, parse_prompt_list
 
     data = parse_classes(classes)
     tests = parse_prompt_list(test, "--test") if test else []
     check_writable(output)
-    from . import introspect as ops
-    from .models import load_model
-    from .plots import probe_accuracy_figure, write_figure
-    from .results import write_result
+    from .core import readouts as ops
+    from .core.models import load_model
+    from .ui.plots import probe_accuracy_figure, write_figure
+    from .core.results import write_result
 
     lm = load_model(model, device=device, adapter=adapter)
     chosen = parse_layers(layers, lm.n_layers)
@@ -102,16 +106,16 @@ def logit_lens_cmd(
     adapter: AdapterOpt = None,
 ):
     """Logit lens: are the target words readable through the vocabulary at a mid layer?"""
-    from .results import check_writable
-    from .tasks import parse_prompt_list
+    from .core.results import check_writable
+    from .core.tasks import parse_prompt_list
 
     prompt_list = parse_prompt_list(prompts, "--prompts")
     expected_list = parse_prompt_list(expected, "--expected") if expected else None
     check_writable(output)
-    from . import introspect as ops
-    from .models import load_model
-    from .plots import lens_heatmap_figure, lens_layer_figure, write_figure
-    from .results import write_result
+    from .core import readouts as ops
+    from .core.models import load_model
+    from .ui.plots import lens_heatmap_figure, lens_layer_figure, write_figure
+    from .core.results import write_result
 
     lm = load_model(model, device=device, adapter=adapter)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
@@ -138,13 +142,13 @@ def logit_lens_cmd(
 def data_generate_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")] = Path("data/arithmetic_sft.jsonl"),
     samples: Annotated[int, typer.Option("--samples", min=1, help="number of records")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="generator seed (the seed guide's default is 42)")] = 42,
+    seed: Annotated[int, typer.Option("--seed", help="generator seed (the guide's default is 42)")] = 42,
     held_out_output: Annotated[Optional[Path], typer.Option("--held-out", help="also write held-out records (another seed, no prompt shared)")] = None,
     held_out_samples: Annotated[int, typer.Option("--held-out-samples", min=1)] = 200,
 ):
-    """Arithmetic SFT records {prompt, response, operation, classification_target}, as the seed's generator made them."""
-    from .data import generate_arithmetic, held_out, write_jsonl
-    from .results import check_writable
+    """Arithmetic SFT records {prompt, response, operation, classification_target}, as the guide's generator made them."""
+    from .core.data import generate_arithmetic, held_out, write_jsonl
+    from .core.results import check_writable
 
     check_writable(output)
     if held_out_output:
@@ -168,7 +172,7 @@ def train_sft_cmd(
     lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="module names, e.g. v_proj,o_proj")] = None,
     lora_rank: Annotated[Optional[int], typer.Option("--lora-rank", min=1)] = None,
     lora_alpha: Annotated[Optional[float], typer.Option("--lora-alpha", help="default 2 * rank")] = None,
-    freeze_layers: Annotated[Optional[str], typer.Option("--freeze-layers", help="0-12 or 0,1,2: no gradient, no optimizer state")] = None,
+    freeze_layers: Annotated[Optional[str], typer.Option("--freeze-layers", help="0-12, 0,1,2 or through-classifier: no gradient, no optimizer state")] = None,
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="continue from a saved adapter folder")] = None,
     mask_prompt: Annotated[Optional[bool], typer.Option("--mask-prompt/--no-mask-prompt", help="loss on response tokens only")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="overrides --epochs")] = None,
@@ -181,22 +185,17 @@ def train_sft_cmd(
     max_grad_norm: Annotated[Optional[float], typer.Option("--max-grad-norm", help="gradient clipping (default 1.0)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     save_every: Annotated[Optional[int], typer.Option("--save-every", min=1, help="checkpoint every N steps")] = None,
+    eval_samples: Annotated[Optional[int], typer.Option("--eval-samples", min=1, help="held-out prompts generated when --eval-data is not given")] = None,
     resume: Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="continue from the last checkpoint in --output")] = None,
     intermediate_layer: Annotated[Optional[str], typer.Option("--intermediate-layer", help="enable the dual-reward loss at this layer (or auto)")] = None,
-    intermediate_weight: Annotated[Optional[float], typer.Option("--intermediate-weight", help="weight w of the classifier CE (0.4 in the seed)")] = None,
+    intermediate_weight: Annotated[Optional[float], typer.Option("--intermediate-weight", help="weight w of the classifier CE (0.4 in the guide)")] = None,
     device: DeviceOpt = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
 ):
     """Supervised fine-tuning with LoRA, layer freezing and the optional dual-reward intermediate loss."""
-    from .config import build_config, load_config
+    from .train.config import TrainConfig, build_config, load_config
 
-    given = {k: v for k, v in dict(
-        model=model, data=data, eval_data=eval_data, output=output, use_lora=use_lora, lora_targets=lora_targets,
-        lora_rank=lora_rank, lora_alpha=lora_alpha, freeze_layers=freeze_layers, adapter=adapter, mask_prompt=mask_prompt,
-        max_steps=max_steps, epochs=epochs, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
-        learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm,
-        seed=seed, save_every=save_every, resume=resume,
-    ).items() if v is not None}
+    given = {k: v for k, v in locals().items() if k in TrainConfig.model_fields and v is not None}  # flags = YAML keys
     if intermediate_layer is not None or intermediate_weight is not None:
         base = (load_config(config).intermediate_loss.model_dump() if config else {})
         layer_value = intermediate_layer if intermediate_layer in (None, "auto") else _int_option("--intermediate-layer", intermediate_layer)
@@ -204,16 +203,17 @@ def train_sft_cmd(
                                       **({"layer": layer_value} if layer_value is not None else {}),
                                       **({"weight": intermediate_weight} if intermediate_weight is not None else {})}
     cfg = load_config(config, given) if config else build_config(given, "command line")
-    from .training import train
+    from .train.loop import train
+    from .train.records import TrainMetrics
 
-    metrics = train(cfg, device=device, progress=not no_progress)
-    before, after = metrics["before"], metrics["after"]
-    print(f"trained {metrics['steps']} steps; adapter and metrics in {cfg.output}")
+    m = TrainMetrics.from_dict(train(cfg, device=device, progress=not no_progress))
+    before, after = m.before, m.after
+    print(f"trained {m.steps} steps; adapter and metrics in {cfg.output}")
     if before:
-        print(f"correct-operation lens probability at layer {metrics['layer']}: {before['lens']['mean_correct_target_prob']:.3e} -> "
-              f"{after['lens']['mean_correct_target_prob']:.3f}; top-1 {after['lens']['top1_score']['correct']}/{after['lens']['top1_score']['total']}")
-        print(f"held-out answer loss {before['answer_loss']:.3f} -> {after['answer_loss']:.3f}; "
-              f"exact match {before['answer_exact_match']:.3f} -> {after['answer_exact_match']:.3f}")
+        print(f"correct-operation lens probability at layer {after.lens.layer}: {before.lens.mean_correct_target_prob:.3e} -> "
+              f"{after.lens.mean_correct_target_prob:.3f}; top-1 {after.lens.top1_score.correct}/{after.lens.top1_score.total}")
+        print(f"held-out answer loss {before.answer_loss:.3f} -> {after.answer_loss:.3f}; "
+              f"exact match {before.answer_exact_match:.3f} -> {after.answer_exact_match:.3f}")
 
 
 @train_app.command("grpo")
@@ -227,17 +227,17 @@ def train_grpo_cmd(
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ):
-    """RL with verifiable rewards (GRPO through TRL, LoRA through peft) on the seed's "Calculate: a op b = " prompts."""
-    from .grpo import load_grpo_config, train_grpo
+    """RL with verifiable rewards (GRPO through TRL, LoRA through peft) on the guide's "Calculate: a op b = " prompts."""
+    from .train.grpo import load_grpo_config, train_grpo
+    from .train.records import TrainMetrics
 
     cfg = load_grpo_config(config, {"model": model, "output": output, "reward": reward, "max_steps": max_steps,
                                     "samples": samples, "seed": seed})
-    metrics = train_grpo(cfg, progress=not no_progress)
-    b, a = metrics["before"], metrics["after"]
-    print(f"trained {metrics['steps']} GRPO steps; adapter, grpo_log.jsonl and metrics.json in {cfg.output}")
-    print(f"greedy answers correct {b['greedy_accuracy']:.3f} -> {a['greedy_accuracy']:.3f}; correct-operation lens "
-          f"probability at layer {a['lens']['layer']}: {b['lens']['mean_correct_target_prob']:.3e} -> "
-          f"{a['lens']['mean_correct_target_prob']:.3e}")
+    m = TrainMetrics.from_dict(train_grpo(cfg, progress=not no_progress))
+    b, a = m.before, m.after
+    print(f"trained {m.steps} GRPO steps; adapter, grpo_log.jsonl and metrics.json in {cfg.output}")
+    print(f"greedy answers correct {b.greedy_accuracy:.3f} -> {a.greedy_accuracy:.3f}; correct-operation lens "
+          f"probability at layer {a.lens.layer}: {b.lens.mean_correct_target_prob:.3e} -> {a.lens.mean_correct_target_prob:.3e}")
 
 
 @app.command("run")
@@ -249,23 +249,26 @@ def run_cmd(
     force: Annotated[bool, typer.Option("--force", help="rerun phases that are done already")] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="data seed and first training seed (default: 42; baseline: its own)")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="training seeds: phase1 and phase2 run once per seed, into seed-<s>/ (default: the folder's, else 1)")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="exit 1 unless every claim of the seed holds (needs verify)")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 1 unless every claim of the guide holds (needs verify)")] = False,
     threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")] = None,
 ):
     """Run the experiment's phases as papermill-executed notebooks into one run folder; done phases are skipped."""
-    from .runner import phase_names, run
-    from .verify import failures, parse_threshold
+    from .experiment.phases import phase_names
+    from .experiment.engine import run
+    from .experiment.claims import failures, parse_threshold
+    from .experiment.layout import RunLayout
 
     limits = dict(parse_threshold(t) for t in threshold or [])
     if strict and "verify" not in phase_names(phase):
         raise WorkbenchError(f"--strict judges the claims, but phase {phase!r} does not verify: use `workbench run all` or `workbench run verify`")
     doc = run(phase, out, model=model, quick=quick, force=force, seed=seed, seeds=seeds, thresholds=limits)
     states = ", ".join(f"{name} {p['status']} ({p.get('seconds') or 0:.0f} s)" for name, p in doc["phases"].items())
-    print(f"run folder {out}: {states}; details in {out / 'run.json'}")
+    layout = RunLayout(out)
+    print(f"run folder {out}: {states}; details in {layout.run_json}")
     if "verify" in phase_names(phase):
-        claims = json.loads((out / "claims.json").read_text(encoding="utf-8"))["claims"]
+        claims = json.loads(layout.claims.read_text(encoding="utf-8"))["claims"]
         failed = failures(claims)
-        print(f"claims: {len(claims) - len(failed)} of {len(claims)} hold or are reported; report in {out / 'report.md'}")
+        print(f"claims: {len(claims) - len(failed)} of {len(claims)} hold or are reported; report in {layout.report}")
         if strict and failed:
             print("error: --strict: " + "; ".join(f"{c['id']} {c['verdict']}" for c in failed), file=sys.stderr)
             raise typer.Exit(1)
@@ -278,7 +281,7 @@ def publish_cmd(
     readme: Annotated[Path, typer.Option("--readme", help="README whose claims block is replaced")] = Path("README.md"),
 ):
     """Copy a run's report.md and figures to docs/ and put its claims table into the README."""
-    from .publish import publish
+    from .experiment.publish import publish
 
     written = publish(run_dir, docs, readme)
     print("wrote " + ", ".join(map(str, written)))
@@ -291,31 +294,10 @@ def explore_cmd(
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8866,
 ):
     """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C (or SIGTERM)."""
-    import signal
-    import subprocess
+    from .ui.explorer import serve_until_stopped
 
-    from .explore import ROOT, adopt_orphans, explorer_env, stop, stop_orphans, voila_command
-
-    env = explorer_env(model, run_dir)
     print(f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)")
-    adopt_orphans()
-    received: dict[str, int] = {}
-
-    def on_signal(signum, _frame):
-        received["code"] = 128 + signum
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started as a background job, which inherits Ctrl-C ignored
-        signal.signal(sig, on_signal)
-    proc = subprocess.Popen(voila_command(port), env=env, cwd=ROOT, start_new_session=True)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        code = received.get("code", 130)
-    finally:
-        stop(proc)  # Voila and every kernel it started, SIGTERM first
-        stop_orphans()  # a kernel Voila left behind, re-parented here
-    raise typer.Exit(code)
+    raise typer.Exit(serve_until_stopped(model, run_dir, port))
 
 
 def _int_option(flag: str, value: str) -> int:

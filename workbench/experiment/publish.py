@@ -1,7 +1,8 @@
 """Publishing a verified run: its report.md (and comparisons.md when `workbench run compare` wrote one there), with the
-PNG figures they embed, goes to docs/, and its claims table into
-the README between the ``<!-- claims:start -->`` and ``<!-- claims:end -->`` markers. Only files are copied: every
-number comes from the run."""
+PNG figures they embed, goes to docs/; its claims table goes into the README between the ``<!-- claims:start -->`` and
+``<!-- claims:end -->`` markers; and each executed notebook (the first training seed's for phases 1 and 2) goes to
+``docs/notebooks/`` as HTML with its interactive figures, so a reader sees the narrative without running anything.
+Only files are copied or converted: every number comes from the run."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import re
 import shutil
 from pathlib import Path
 
-from .errors import WorkbenchError
-from .results import atomic_write_text
-from .verify import claims_table, commits, run_command
+from ..core.errors import WorkbenchError
+from ..core.results import atomic_write_text
+from .layout import RunLayout
+from .report import claims_table, commits, run_command
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
+EXTERNAL_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>')
 
 
 def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: str | Path = "README.md") -> list[Path]:
@@ -24,7 +27,8 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     claims block. A quick run, a missing report or a README without the markers is a one-line error, checked before
     anything is written."""
     run_dir, docs, readme = Path(run_dir), Path(docs), Path(readme)
-    report, claims_path = run_dir / "report.md", run_dir / "claims.json"
+    layout = RunLayout(run_dir)
+    report, claims_path = layout.report, layout.claims
     for path in (report, claims_path):
         if not path.is_file():
             raise WorkbenchError(f"{path} not found: verify the run first with `workbench run verify --out {run_dir}`")
@@ -36,8 +40,8 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     if START not in readme_text or END not in readme_text or readme_text.index(START) > readme_text.index(END):
         raise WorkbenchError(f"{readme} has no claims block: add the lines {START} and {END} where the table goes")
     text = report.read_text(encoding="utf-8")
-    if (run_dir / "comparisons.md").is_file():  # `workbench run compare` into the same folder
-        heading, _, rest = (run_dir / "comparisons.md").read_text(encoding="utf-8").partition("\n")
+    if layout.comparisons_md.is_file():  # `workbench run compare` into the same folder
+        heading, _, rest = layout.comparisons_md.read_text(encoding="utf-8").partition("\n")
         text = text.rstrip() + "\n\n" + heading + "\n\n" + _compare_source(run_dir) + "\n" + rest
     images = IMAGE.findall(text)
     for _, rel in images:
@@ -63,12 +67,47 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     block = f"{START}\n{source}\n\n{claims_table(doc['claims'])}\n{END}"
     head, rest = readme_text.split(START, 1)
     atomic_write_text(readme, head + block + rest.split(END, 1)[1])
-    return [docs, figures, readme]
+    pages = publish_notebooks(layout, docs.parent / "notebooks")
+    return [docs, figures, readme, *pages]
+
+
+def publish_notebooks(layout: RunLayout, folder: Path) -> list[Path]:
+    """Each executed notebook of the run as ``folder/<name>.html``; plotly figures stay interactive through one
+    ``plotly.min.js`` written beside them."""
+    from plotly.offline import get_plotlyjs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write_text(folder / "plotly.min.js", get_plotlyjs())]
+    for notebook in layout.executed_notebooks():
+        written.append(atomic_write_text(folder / f"{notebook.stem}.html", notebook_html(notebook)))
+    return written
+
+
+def notebook_html(path: Path) -> str:
+    """One executed notebook as a standalone HTML page (nbconvert's lab template; plotly outputs as plotly.js divs)."""
+    import nbformat
+    import plotly.io as pio
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(path, as_version=4)
+    first = True
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            figure = output.get("data", {}).get("application/vnd.plotly.v1+json")
+            if figure is None:
+                continue
+            script = '<script src="plotly.min.js"></script>' if first else ""
+            output["data"]["text/html"] = script + pio.to_html(pio.from_json(json.dumps(figure)), include_plotlyjs=False,
+                                                             full_html=False)
+            first = False
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    return EXTERNAL_SCRIPT.sub("", body)  # require.js would hide plotly.js's global; the page needs no CDN
 
 
 def _compare_source(run_dir: Path) -> str:
     """Which command, commit and time made the run's comparisons.md (from run.json); a --quick comparison is refused."""
-    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if (run_dir / "run.json").is_file() else {}
+    run_json = RunLayout(run_dir).run_json
+    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
     side, phase = info.get("side_runs", {}).get("compare", {}), info.get("phases", {}).get("compare", {})
     if phase.get("quick"):
         raise WorkbenchError(f"the comparison in {run_dir} is a --quick run: rerun `workbench run compare --out {run_dir}` "

@@ -1,7 +1,7 @@
-"""RL with verifiable rewards: GRPO through TRL, LoRA through peft, the seed's RL baseline.
+"""RL with verifiable rewards: GRPO through TRL, LoRA through peft, the guide's RL baseline.
 
-Prompts are the seed's "Calculate: {a} {op} {b} = " over + - * (the arithmetic generator's records), the reward a
-``module:function`` (default: the seed's first-integer reward). Before and after training the model is measured
+Prompts are the guide's "Calculate: {a} {op} {b} = " over + - * (the arithmetic generator's records), the reward a
+``module:function`` (default: the guide's first-integer reward). Before and after training the model is measured
 exactly as `workbench train sft` measures it — the lens at the classifier layer on held-out "a op b = " prompts and
 the teacher-forced answer metrics — plus greedy answer accuracy, so the training methods compare on one footing.
 Each step's reward, KL, completion length and loss go to ``grpo_log.jsonl`` as TRL logs them.
@@ -19,11 +19,11 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import _explain, read_yaml
-from .data import generate_arithmetic, held_out, read_jsonl, write_jsonl
-from .errors import WorkbenchError
-from .results import atomic_write_text, check_writable, environment
+from ..core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from ..core.errors import WorkbenchError
+from ..core.results import check_writable, envelope, write_json
 
-RL_OPERATIONS = ("multiply", "add", "subtract")  # the seed's RL baseline: + - *
+RL_OPERATIONS = ("multiply", "add", "subtract")  # the guide's RL baseline: + - *
 RL_PROMPT = "Calculate: {prompt}"
 
 
@@ -35,7 +35,7 @@ class GrpoConfig(BaseModel):
     model: str = "default"
     output: str = "checkpoints/grpo"
     reward: str = "workbench.rewards:arithmetic_reward"
-    data: str | None = None  # JSONL with prompt and answer; None: generated from the seed's arithmetic (seed, samples)
+    data: str | None = None  # JSONL with prompt and answer; None: generated from the guide's arithmetic (seed, samples)
     eval_data: str | None = None  # held-out "a op b = " records; None: held out from the generator
     samples: int = Field(256, ge=1)
     eval_samples: int = Field(200, ge=1)
@@ -77,13 +77,13 @@ def load_reward(spec: str) -> Callable:
 
 
 def rl_prompts(records: list[dict]) -> list[dict]:
-    """The + - * records of the seed's generator as its RL prompts, "Calculate: a op b = ", with the answer."""
+    """The + - * records of the guide's generator as its RL prompts, "Calculate: a op b = ", with the answer."""
     return [{"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
             for r in records if r.get("operation") in RL_OPERATIONS]
 
 
 def rl_records(samples: int, seed: int) -> list[dict]:
-    """``samples`` of the seed's RL prompts from its generator (``seed``)."""
+    """``samples`` of the guide's RL prompts from its generator (``seed``)."""
     return rl_prompts(generate_arithmetic(samples * 3, seed))[:samples]
 
 
@@ -91,7 +91,7 @@ def measure(spec: str, eval_records: list[dict], adapter: Path | None = None, de
     """The same held-out measurements as `workbench train sft` (lens at the classifier layer, answer metrics), plus
     greedy answer accuracy."""
     from .evaluation import heldout_measurement
-    from .models import load_model
+    from ..core.models import load_model
 
     return heldout_measurement(load_model(spec, device=device, adapter=adapter), eval_records)
 
@@ -117,7 +117,7 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
     from trl import GRPOConfig as TrlConfig
     from trl import GRPOTrainer
 
-    from .models import load_hf
+    from ..core.models import load_hf
 
     before = before or measure(cfg.model, eval_records)
     torch.manual_seed(cfg.seed)
@@ -161,10 +161,10 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
     after = measure(cfg.model, eval_records, adapter=output if cfg.use_lora else None) if cfg.use_lora else \
         measure(str(output), eval_records)
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-    metrics = {"schema_version": 1, "kind": "train.grpo", "model": source.model_id, "steps": cfg.max_steps,
-               "eval_prompts": len(eval_records), "before": before, "after": after, "train_seconds": seconds,
-               "mean_reward_first_last": [log[0].get("reward"), log[-1].get("reward")] if log else None,
-               "config": cfg.model_dump(), "environment": environment()}
-    atomic_write_text(output / "config.json", json.dumps(cfg.model_dump(), indent=2) + "\n")
-    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    metrics = envelope("train.grpo", {"model": source.model_id, "steps": cfg.max_steps, "eval_prompts": len(eval_records),
+                                      "before": before, "after": after, "train_seconds": seconds,
+                                      "mean_reward_first_last": [log[0].get("reward"), log[-1].get("reward")] if log else None,
+                                      "config": cfg.model_dump()})
+    write_json(output / "config.json", cfg.model_dump())
+    write_json(output / "metrics.json", metrics)
     return metrics

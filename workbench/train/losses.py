@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .lens import lens_logits
-from .models import LoadedModel
+from ..core.lens import lens_logits
+from ..core.models import LoadedModel
 
 IGNORE = -100
 

@@ -12,7 +12,11 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .results import atomic_write_bytes, atomic_write_text
+from ..core import guide
+from ..core.results import atomic_write_bytes, atomic_write_text
+from ..experiment.compare import LABELS, METHODS
+from ..experiment.summary import LOSS_KEYS, ordered_operations, rolling_mean
+from ..train.records import TrainMetrics
 
 
 def probe_accuracy_figure(result: dict) -> go.Figure:
@@ -105,6 +109,12 @@ def write_figure(fig: go.Figure, path: str | Path, png: bool | None = None) -> P
     return path
 
 
+def show(fig: go.Figure, path: str | Path) -> go.Figure:
+    """Write the figure (``write_figure``) and return it, so a notebook cell ends with ``plots.show(fig, path)``."""
+    write_figure(fig, path)
+    return fig
+
+
 def chromium() -> str | None:
     """The Chromium kaleido renders PNGs with: $BROWSER_PATH, else chromium / chromium-browser / google-chrome on PATH;
     None when there is none or $WORKBENCH_PNG is 0."""
@@ -147,8 +157,6 @@ def training_loss_figure(rows: list[dict], keys: list[str] | None = None, window
                          log_y: bool = False) -> go.Figure:
     """One panel per loss in a train_log: every step (faint) and the trailing rolling mean over ``window`` steps
     (``log_y``: logarithmic y axes, for a loss that falls by orders of magnitude)."""
-    from .summary import LOSS_KEYS, rolling_mean
-
     keys = [k for k in (keys or LOSS_KEYS) if rows and all(k in r for r in rows)]
     steps = [r["step"] for r in rows]
     fig = make_subplots(rows=max(1, len(keys)), cols=1, shared_xaxes=True, vertical_spacing=0.08,
@@ -167,10 +175,9 @@ def training_loss_figure(rows: list[dict], keys: list[str] | None = None, window
 
 def operation_before_after_figure(metrics: dict, log_y: bool = True) -> go.Figure:
     """Held-out correct-target lens probability per operation, before vs after training (from metrics.json)."""
-    from .summary import ordered_operations
-
-    after = ordered_operations(metrics["after"]["lens"]["per_operation_prob"])
-    before = (metrics["before"] or {}).get("lens", {}).get("per_operation_prob", {})
+    m = TrainMetrics.from_dict(metrics)
+    after = ordered_operations(m.after.lens.per_operation_prob)
+    before = m.before.lens.per_operation_prob if m.before else {}
     ops = list(after)
     fig = go.Figure([
         go.Bar(name="before", x=ops, y=[before.get(op) for op in ops], marker_color="#7f7f7f"),
@@ -179,8 +186,8 @@ def operation_before_after_figure(metrics: dict, log_y: bool = True) -> go.Figur
     fig.update_layout(
         barmode="group", template="plotly_white", xaxis_title="operation of the held-out prompt",
         yaxis_title="p(correct target)" + (" (log scale)" if log_y else ""),
-        title=f"Logit lens at layer {metrics['layer']}: correct-target probability by operation, "
-              f"{metrics['eval_prompts']} held-out prompts — {metrics.get('model')}",
+        title=f"Logit lens at layer {m.after.lens.layer}: correct-target probability by operation, "
+              f"{m.eval_prompts} held-out prompts — {m.model}",
     )
     if log_y:
         fig.update_yaxes(type="log", exponentformat="power")
@@ -209,12 +216,13 @@ def _seed_name(seed) -> str:
 
 def verification_lens_figure(data: dict) -> go.Figure:
     """Held-out correct-operation lens probability at the classifier layer: base, after phase 1, after phase 2 (one
-    bar per training seed; log axis), with the seed's 36-81% band. ``data``: ``verify.collect``'s result."""
+    bar per training seed; log axis), with the guide's 36-81% band. ``data``: ``verify.collect``'s result."""
     fig = go.Figure([
         go.Bar(name=_seed_name(seed), x=list(STAGES), y=[d["lens_before"], d["lens_after"], d["lens_phase2"]])
         for seed, d in data["seeds"].items()
     ])
-    fig.add_hrect(y0=0.36, y1=0.81, fillcolor="green", opacity=0.1, line_width=0, annotation_text="the seed's 36-81%",
+    fig.add_hrect(y0=guide.LENS_RANGE[0], y1=guide.LENS_RANGE[1], fillcolor="green", opacity=0.1, line_width=0,
+                  annotation_text=f"the guide's {guide.FIGURES['trained_lens']}",
                   annotation_position="top left")
     fig.update_yaxes(type="log", exponentformat="power", title_text="mean p(correct operation word), log scale")
     fig.update_layout(barmode="group", template="plotly_white",
@@ -259,9 +267,7 @@ def verification_answers_figure(data: dict) -> go.Figure:
 
 def comparison_methods_figure(rows: list[dict], steps: int) -> go.Figure:
     """Held-out correct-operation lens probability per training method, one marker per seed (log axis), with the
-    seed guide's 36-81% band. ``rows``: ``compare.run_methods``'s result."""
-    from .compare import LABELS, METHODS
-
+    guide's 36-81% band. ``rows``: ``compare.run_methods``'s result."""
     names = [m for m in METHODS if any(r["method"] == m for r in rows)]
     untrained = {r["method"]: r["heldout_correct_prob"] for r in rows if r["seed"] is None}  # "none": seed-independent
     fig = go.Figure()
@@ -269,7 +275,8 @@ def comparison_methods_figure(rows: list[dict], steps: int) -> go.Figure:
         by_method = {**untrained, **{r["method"]: r["heldout_correct_prob"] for r in rows if r["seed"] == seed}}
         fig.add_trace(go.Scatter(x=[LABELS[m] for m in names], y=[by_method.get(m) for m in names], mode="markers",
                                  marker={"size": 11}, name=f"seed {seed}"))
-    fig.add_hrect(y0=0.36, y1=0.81, fillcolor="green", opacity=0.1, line_width=0, annotation_text="the seed's 36-81%")
+    fig.add_hrect(y0=guide.LENS_RANGE[0], y1=guide.LENS_RANGE[1], fillcolor="green", opacity=0.1, line_width=0,
+                  annotation_text=f"the guide's {guide.FIGURES['trained_lens']}")
     fig.update_yaxes(type="log", exponentformat="power", title_text="held-out p(correct operation word), log scale")
     fig.update_layout(title=f"Training methods, {steps} steps each: the lens at the classifier layer", template="plotly_white")
     return fig
@@ -277,8 +284,6 @@ def comparison_methods_figure(rows: list[dict], steps: int) -> go.Figure:
 
 def comparison_eight_figure(summary: dict) -> go.Figure:
     """Top-1 on the guide's eight prompts per method, mean ± std over seeds. ``summary``: ``compare.summarize``'s."""
-    from .compare import LABELS, METHODS
-
     names = [m for m in METHODS if m in summary]
     fig = go.Figure(go.Bar(x=[LABELS[m] for m in names], y=[summary[m]["eight_top1"]["mean"] for m in names],
                            error_y={"array": [summary[m]["eight_top1"]["std"] for m in names]}))

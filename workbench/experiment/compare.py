@@ -1,11 +1,11 @@
-"""The seed's comparison tables, measured: training methods and LoRA targets under one step budget and one evaluation.
+"""The guide's comparison tables, measured: training methods and LoRA targets under one step budget and one evaluation.
 
-Methods (the seed's "Training Requirements" table, plus Q/K for its "V/O vs Q/K" table):
+Methods (the guide's "Training Requirements" table, plus Q/K for its "V/O vs Q/K" table):
 
   none            no training
   lora_standard   LoRA on q,k,v,o, next-token loss on the whole sequence (prompt included)
   sft_answers     LoRA on v,o, loss on the answer tokens only (the prompt masked)
-  grpo            RL with verifiable rewards: GRPO on "Calculate: a op b = ", the seed's first-integer reward
+  grpo            RL with verifiable rewards: GRPO on "Calculate: a op b = ", the guide's first-integer reward
   dual_vo         dual reward (lens loss at the classifier layer + answer loss), LoRA on v,o
   dual_qk         the same with LoRA on q,k
 
@@ -19,12 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import mean, stdev
 
-from .config import build_config
-from .errors import WorkbenchError
+from ..train.config import build_config
+from ..core.errors import WorkbenchError
+from ..core.guide import METHOD_FIGURES
 
 METHODS = ("none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk")
-SEED_TABLE = {"none": "0%", "lora_standard": "~1%", "sft_answers": "0%", "grpo": "0%", "dual_vo": "36-81%",
-              "dual_qk": "0/8"}
 LABELS = {"none": "No training", "lora_standard": "Standard LoRA (q,k,v,o; whole sequence)",
           "sft_answers": "SFT on answers (v,o; prompt masked)", "grpo": "RL with verifiable rewards (GRPO)",
           "dual_vo": "Dual-reward V/O", "dual_qk": "Dual-reward Q/K"}
@@ -42,15 +41,15 @@ def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device:
     after-training numbers) plus the guide's eight prompts. The row keeps the full measurement under "measurement"."""
     import torch
 
-    from .evaluation import heldout_measurement
-    from .introspect import lens_readout
-    from .models import load_model
-    from .tasks import GUIDE_EIGHT_PROMPTS, OPERATIONS
+    from ..train.evaluation import heldout_measurement
+    from ..core.readouts import lens_readout
+    from ..core.models import load_model
+    from ..core.guide import EIGHT_PROMPTS, OPERATIONS
 
     lm = load_model(spec, device=device, adapter=adapter)
     full = heldout_measurement(lm, heldout, known)
     with torch.inference_mode():
-        eight = lens_readout(lm, GUIDE_EIGHT_PROMPTS, list(OPERATIONS))
+        eight = lens_readout(lm, EIGHT_PROMPTS, list(OPERATIONS))
     lens = full["lens"]
     return {"layer": lm.classifier_layer, "heldout_correct_prob": lens["mean_correct_target_prob"],
             "heldout_top1": lens["top1_score"]["correct"], "heldout_prompts": lens["prompts"],
@@ -68,16 +67,16 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
     TRL's scale of learning rate (1e-4), on the + - * records of the same training data — its own budget differs, and
     the tables say so. ``base``: the untrained model's "measurement" (method "none"), reused as GRPO's starting point.
     "none" trains nothing and does not depend on the seed."""
-    from .data import read_jsonl
+    from ..core.data import read_jsonl
 
     if method not in METHODS:
         raise WorkbenchError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     heldout = read_jsonl(heldout_data)
     if method == "none":
         return {"method": method, "seed": None, "steps": 0, **measure(spec, heldout, device=device)}
-    if method == "grpo":  # the same training records, as the seed's RL prompts ("Calculate: ...", + - * only)
-        from .data import write_jsonl
-        from .grpo import load_grpo_config, rl_prompts, train_grpo
+    if method == "grpo":  # the same training records, as the guide's RL prompts ("Calculate: ...", + - * only)
+        from ..core.data import write_jsonl
+        from ..train.grpo import load_grpo_config, rl_prompts, train_grpo
 
         rl_data = write_jsonl(out.parent / "rl_prompts.jsonl", rl_prompts(read_jsonl(train_data)))
         cfg = load_grpo_config(None, {"model": spec, "output": str(out), "max_steps": steps, "seed": seed,
@@ -94,7 +93,7 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
                             "lora_rank": rank, "eval_samples": len(heldout),
                             **{k: v for k, v in settings.items() if k != "intermediate_loss"},
                             **({"intermediate_loss": loss} if loss else {})}, source=f"method {method}")
-        from .training import train
+        from ..train.loop import train
 
         metrics = train(cfg, device=device, progress=False)
     return {"method": method, "seed": seed, "steps": steps,
@@ -110,7 +109,7 @@ def run_methods(spec: str, root: Path, train_data: Path, heldout_data: Path, see
     stopped run resumes."""
     import json
 
-    from .results import atomic_write_text, read_result
+    from ..core.results import atomic_write_text, read_result
 
     grpo = {"grpo_prompts_per_step": grpo_prompts_per_step, "grpo_generations": grpo_generations}
 
@@ -171,19 +170,19 @@ def _count(v: float) -> str:
 
 
 def methods_table(summary: dict) -> str:
-    lines = ["| method | the seed (vocab-aligned) | held-out p(correct op) at the classifier layer | guide's eight, top-1 "
+    lines = ["| method | the guide (vocab-aligned) | held-out p(correct op) at the classifier layer | guide's eight, top-1 "
              "| exact match | greedy correct |", "|---|---|---|---|---|---|"]
     for method in [m for m in METHODS if m in summary and m != "dual_qk"]:
         s = summary[method]
         eight = _cell(s["eight_top1"], _count, f"/{s['eight_total']}")
-        lines.append(f"| {LABELS[method]} | {SEED_TABLE[method]} | {_cell(s['heldout_correct_prob'], _percent)} "
+        lines.append(f"| {LABELS[method]} | {METHOD_FIGURES[method]} | {_cell(s['heldout_correct_prob'], _percent)} "
                      f"| {eight} | {_cell(s['exact_match'], _points)} "
                      f"| {_cell(s['greedy_accuracy'], _points)} |")
     return "\n".join(lines)
 
 
 def targets_table(summary: dict) -> str:
-    lines = ["| LoRA targets | the seed | guide's eight, top-1 | held-out p(correct op) | exact match |", "|---|---|---|---|---|"]
+    lines = ["| LoRA targets | the guide | guide's eight, top-1 | held-out p(correct op) | exact match |", "|---|---|---|---|---|"]
     for method, label, seed in (("dual_vo", "V/O only", "100% (8/8)"), ("dual_qk", "Q/K only", "0% (0/8)")):
         if method in summary:
             s = summary[method]
@@ -201,12 +200,12 @@ def findings(doc: dict) -> str:
         vo, qk = s["dual_vo"], s["dual_qk"]
         text.append(f"**V/O vs Q/K.** With the same {doc['steps']} dual-reward steps, V/O reads "
                     f"{vo['eight_top1']['mean']:.3g}/8 of the guide's prompts at top-1 and Q/K {qk['eight_top1']['mean']:.3g}/8 "
-                    f"(the seed: 8/8 and 0/8); held-out correct-operation probability "
+                    f"(the guide: 8/8 and 0/8); held-out correct-operation probability "
                     f"{100 * vo['heldout_correct_prob']['mean']:.3g}% vs {100 * qk['heldout_correct_prob']['mean']:.3g}%.")
     others = [m for m in ("none", "lora_standard", "sft_answers", "grpo") if m in s]
     if others:
         text.append("**Methods.** Held-out correct-operation probability: " + "; ".join(
-            f"{LABELS[m]} {100 * s[m]['heldout_correct_prob']['mean']:.3g}% (the seed: {SEED_TABLE[m]})" for m in others) + ".")
+            f"{LABELS[m]} {100 * s[m]['heldout_correct_prob']['mean']:.3g}% (the guide: {METHOD_FIGURES[m]})" for m in others) + ".")
     text.append(f"{len(doc['seeds'])} seed(s), {doc['eval_samples']} held-out prompts.")
     return " ".join(text)
 
@@ -219,7 +218,7 @@ def markdown(doc: dict, out: Path) -> str:
     """``comparisons.md``: both tables, and the figures whose PNG is in ``out``."""
     n = len(doc["seeds"])
     grpo = doc.get("grpo", {})
-    lines = [f"## The seed's comparison tables ({n} seed{'s' if n > 1 else ''}, {doc['steps']} steps per method, "
+    lines = [f"## The guide's comparison tables ({n} seed{'s' if n > 1 else ''}, {doc['steps']} steps per method, "
              f"{doc['eval_samples']} held-out prompts)", "",
              "Mean ± sample standard deviation over the training seeds. No training is measured once: the untrained "
              "model does not depend on the seed. The SFT-style methods see one example per step at learning rate 1e-3; "

@@ -5,11 +5,11 @@ Any ``module:function`` with this signature can be named in the config's ``rewar
 
 from __future__ import annotations
 
-from .evaluation import first_integer
+from ..core.generation import first_integer
 
 
 def arithmetic_reward(completions: list, answer: list[str], **_) -> list[float]:
-    """The seed's RL reward: 1.0 when the first integer in the completion equals the answer, else 0.0."""
+    """The guide's RL reward: 1.0 when the first integer in the completion equals the answer, else 0.0."""
     out = []
     for completion, expected in zip(completions, answer):
         text = completion if isinstance(completion, str) else completion[-1]["content"]  # plain or chat completions

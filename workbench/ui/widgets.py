@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .activations import capture_positions
-from .errors import WorkbenchError
-from .lens import lens_log_probs, ranks_of, resolve_targets
-from .models import LoadedModel, load_model
-from .tasks import SEED_LENS_PROMPTS, SEED_TARGETS
+from ..core.activations import capture_positions
+from ..core.errors import WorkbenchError
+from ..core.lens import lens_log_probs, ranks_of, resolve_targets
+from ..core.models import load_model, LoadedModel
+from ..core.guide import LENS_PROMPTS, TARGETS
+from ..core.results import read_result
+from ..experiment.layout import RunLayout
 
 BASE = "base model"
 BOTH = "side by side"
@@ -93,7 +95,7 @@ class LensView:
 
 
 def _prompt_lines(text: str) -> list[str]:
-    """One prompt per line; blank lines dropped, trailing spaces kept (the seed's prompts end with one)."""
+    """One prompt per line; blank lines dropped, trailing spaces kept (the guide's prompts end with one)."""
     return [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
 
 
@@ -117,10 +119,10 @@ class LayerExplorer:
             if not (path / "adapter_config.json").is_file():
                 raise WorkbenchError(f"adapter {name!r}: {str(path)!r} holds no adapter_config.json: "
                                      f"pass a folder written by `workbench train sft`")
-        prompts = list(prompts or SEED_LENS_PROMPTS)
+        prompts = list(prompts or LENS_PROMPTS)
         if not prompts or not all(p.strip() for p in prompts):
             raise WorkbenchError("no prompts: pass prompts=['7 * 8 = ', ...] (no empty ones)")
-        self.targets = list(targets or SEED_TARGETS)
+        self.targets = list(targets or TARGETS)
         self.top_k = top_k
         self.device = device or base.device
         self.spec = base.source.spec
@@ -299,15 +301,9 @@ def run_artifacts(run_dir: str | Path | None) -> tuple[dict[str, Path], dict | N
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise WorkbenchError(f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none")
-    from .verify import seed_dirs
-
-    folder = next(iter(seed_dirs(run_dir).values()))  # the first training seed's folder, or the run folder itself
-    adapters = {name: folder / sub for name, sub in (("phase 1", "phase1_adapter"), ("phase 2", "phase2_adapter"))
-                if (folder / sub / "adapter_config.json").is_file()}
-    probe_file = run_dir / "baseline_classifier.json"
-    probe = None
-    if probe_file.is_file():
-        from .results import read_result
-
-        probe = read_result(probe_file)
+    run = RunLayout(run_dir)
+    files = next(iter(run.seeds().values()))  # the first training seed's, or the run folder's own
+    adapters = {name: folder for name, folder in (("phase 1", files.phase1_adapter), ("phase 2", files.phase2_adapter))
+                if (folder / "adapter_config.json").is_file()}
+    probe = read_result(run.baseline_classifier) if run.baseline_classifier.is_file() else None
     return adapters, probe

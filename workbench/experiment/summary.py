@@ -6,10 +6,14 @@ Rows are plain dicts (one per prompt), ready for ``pandas.DataFrame(rows)``; not
 
 from __future__ import annotations
 
-from statistics import median
+from statistics import mean, median, stdev
+from typing import Callable
 
-from .errors import WorkbenchError
-from .tasks import OPERATIONS, infer_operation
+from ..core import guide
+from ..core.errors import WorkbenchError
+from ..core.guide import OPERATIONS
+from ..core.tasks import infer_operation, layer_spans
+from ..train.records import Measurement, TrainMetrics
 
 
 def _classifier_layer(result: dict, layer: int | None) -> int:
@@ -113,7 +117,7 @@ def lens_rows(result: dict) -> list[dict]:
 def lens_summary(result: dict) -> dict:
     """Headline numbers of a logit-lens result at its layer (and over layers when it has an ``all_layers`` block).
 
-    Probabilities are also given x 100 (``*_percent``), the unit of the seed's "0%" and "36-81%".
+    Probabilities are also given x 100 (``*_percent``), the unit of the guide's "0%" and "36-81%".
     """
     scored = [r for r in result["results"] if r["expected"] is not None]
     # Among the targets only: which word does the lens rank highest for each prompt (ties -> the first target)?
@@ -160,13 +164,7 @@ def lens_summary(result: dict) -> dict:
 
 def layer_ranges(layers: list[int]) -> str:
     """Sorted layer indices as compact ranges: [10, 11, 12, 29] -> "L10-L12, L29" ("" for none)."""
-    spans: list[list[int]] = []
-    for layer in sorted(set(layers)):
-        if spans and layer == spans[-1][1] + 1:
-            spans[-1][1] = layer
-        else:
-            spans.append([layer, layer])
-    return ", ".join(f"L{a}" if a == b else f"L{a}-L{b}" for a, b in spans)
+    return ", ".join(f"L{a}" if a == b else f"L{a}-L{b}" for a, b in layer_spans(layers))
 
 
 # ---------------------------------------------------------------- training runs (train_log.jsonl rows, metrics.json)
@@ -182,7 +180,7 @@ def rolling_mean(values: list[float], window: int) -> list[float]:
 
 
 def ordered_operations(values: dict) -> dict:
-    """A per-operation dict in the seed's order (multiply, add, subtract, divide), other keys after them as given."""
+    """A per-operation dict in the guide's order (multiply, add, subtract, divide), other keys after them as given."""
     known = [op for op in OPERATIONS if op in values]
     return {op: values[op] for op in known + [k for k in values if k not in OPERATIONS]}
 
@@ -197,26 +195,26 @@ def fmt_prob(p: float | None) -> str:
     return f"{p:.1%}" if p >= 0.01 else f"{p:.1e}"
 
 
-def _lens_side(side: dict | None) -> dict:
+def _lens_side(side: Measurement | None) -> dict:
     if side is None:  # a resumed run has no "before" evaluation
         return {"mean_prob": None, "top1_correct": None, "per_operation": {}, "answer_loss": None, "exact_match": None}
-    lens = side["lens"]
-    return {"mean_prob": lens["mean_correct_target_prob"], "top1_correct": lens["top1_score"]["correct"],
-            "per_operation": ordered_operations(lens["per_operation_prob"]), "answer_loss": side["answer_loss"],
-            "exact_match": side["answer_exact_match"]}
+    return {"mean_prob": side.lens.mean_correct_target_prob, "top1_correct": side.lens.top1_score.correct,
+            "per_operation": ordered_operations(side.lens.per_operation_prob), "answer_loss": side.answer_loss,
+            "exact_match": side.answer_exact_match}
 
 
 def training_summary(metrics: dict, log_rows: list[dict] | None = None, window: int = 25) -> dict:
     """Headline numbers of one training run: held-out lens and answer metrics before and after (from metrics.json),
     and, given the train_log rows, each loss's rolling mean over the first and the last ``window`` steps."""
-    before, after = _lens_side(metrics["before"]), _lens_side(metrics["after"])
+    m = TrainMetrics.from_dict(metrics)
+    before, after = _lens_side(m.before), _lens_side(m.after)
     per_op = after["per_operation"]
     out = {
-        "model": metrics.get("model"),
-        "layer": metrics["layer"],
-        "steps": metrics["steps"],
-        "eval_prompts": metrics["eval_prompts"],
-        "top1_total": metrics["after"]["lens"]["top1_score"]["total"],
+        "model": m.model,
+        "layer": m.after.lens.layer,
+        "steps": m.steps,
+        "eval_prompts": m.eval_prompts,
+        "top1_total": m.after.lens.top1_score.total,
         **{f"before_{k}": v for k, v in before.items()},
         **{f"after_{k}": v for k, v in after.items()},
         "after_weakest_operation": min(per_op, key=per_op.get) if per_op else None,
@@ -239,9 +237,10 @@ def training_summary(metrics: dict, log_rows: list[dict] | None = None, window: 
 
 def metrics_rows(metrics: dict) -> list[dict]:
     """metrics.json as a before/after table: the lens at its layer (mean, top-1, each operation) and the answers."""
-    layer = metrics["layer"]
-    before, after = _lens_side(metrics["before"]), _lens_side(metrics["after"])
-    total = metrics["after"]["lens"]["top1_score"]["total"]
+    m = TrainMetrics.from_dict(metrics)
+    layer = m.after.lens.layer
+    before, after = _lens_side(m.before), _lens_side(m.after)
+    total = m.after.lens.top1_score.total
     rows = [
         {"metric": f"mean correct-target probability (lens, L{layer})", "before": before["mean_prob"], "after": after["mean_prob"]},
         {"metric": f"top-1 is the target (lens, L{layer}, of {total})", "before": before["top1_correct"], "after": after["top1_correct"]},
@@ -287,7 +286,7 @@ def greedy_rows(before: dict, after: dict) -> list[dict]:
 
 
 def expected_prob_range(result: dict) -> dict:
-    """The lowest and highest expected-target lens probability over a logit-lens result's scored prompts (the seed's
+    """The lowest and highest expected-target lens probability over a logit-lens result's scored prompts (the guide's
     "36-81%" is such a range, x 100), with the prompts that reach them."""
     scored = [(r["target_probs"][r["expected"]], r["prompt"]) for r in result["results"] if r["expected"] is not None]
     if not scored:
@@ -299,12 +298,13 @@ def expected_prob_range(result: dict) -> dict:
 def metrics_lens_change(metrics: dict) -> dict:
     """The largest absolute before/after difference of the held-out lens numbers in metrics.json (mean correct-target
     probability and each operation's); 0.0 when the layer the lens reads could not have changed."""
-    before, after = metrics["before"]["lens"], metrics["after"]["lens"]
-    per_op = {op: abs(after["per_operation_prob"][op] - before["per_operation_prob"][op]) for op in after["per_operation_prob"]}
-    mean = abs(after["mean_correct_target_prob"] - before["mean_correct_target_prob"])
-    return {"layer": metrics["layer"], "max_abs_diff_mean_prob": mean, "max_abs_diff_per_operation": per_op,
-            "max_abs_diff": max([mean, *per_op.values()]),
-            "same_top1_correct": after["top1_score"]["correct"] == before["top1_score"]["correct"]}
+    m = TrainMetrics.from_dict(metrics)
+    before, after = m.before.lens, m.after.lens
+    per_op = {op: abs(p - before.per_operation_prob[op]) for op, p in after.per_operation_prob.items()}
+    change = abs(after.mean_correct_target_prob - before.mean_correct_target_prob)
+    return {"layer": after.layer, "max_abs_diff_mean_prob": change, "max_abs_diff_per_operation": per_op,
+            "max_abs_diff": max([change, *per_op.values()]),
+            "same_top1_correct": after.top1_score.correct == before.top1_score.correct}
 
 
 def classifier_check(readout_change: dict, metrics_change: dict, adapter_changes: list[dict], frozen: list[int],
@@ -328,3 +328,25 @@ def classifier_check(readout_change: dict, metrics_change: dict, adapter_changes
         "metrics_lens_change": metrics_change,
         "adapter_layer_changes": adapter_changes,
     }
+
+
+def spread(values: list[float], fmt: Callable[[float], str]) -> str:
+    """``v`` for one value; ``mean ± std [min, max]`` over seeds for several."""
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(mean(values))} ± {fmt(stdev(values)).lstrip('+')} [{fmt(min(values))}, {fmt(max(values))}]"
+
+
+def pct(p: float) -> str:
+    """A probability in the guide's unit (x 100), with enough digits that tiny values do not read as 0."""
+    value = 100 * p
+    if value == 0 or abs(value) >= 0.1:
+        return f"{value:.1f}%"
+    return f"{value:.1e}%"
+
+
+def classifier_layer_rule(layer: int, n_layers: int, sep: str = ", ") -> str:
+    """``", the guide's int(0.55 × 30) rule"`` when ``layer`` is the one the guide's depth rule picks, else ""."""
+    if layer != guide.classifier_layer(n_layers):
+        return ""
+    return f"{sep}the guide's int({guide.CLASSIFIER_DEPTH} × {n_layers}) rule"

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import WorkbenchError
+from ..core.errors import WorkbenchError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "06_layer_explorer.ipynb"
 
 
@@ -124,6 +124,30 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
     if proc.poll() is None or any(Path(f"/proc/{p}").exists() for p in victims):
         _signal(proc, victims, signal.SIGKILL)
     proc.wait()
+
+
+def serve_until_stopped(model: str, run_dir: str | Path | None, port: int) -> int:
+    """`workbench explore`: Voila in the foreground until it exits, Ctrl-C or SIGTERM; returns the exit status (130 or
+    143 for the signals). Handlers are installed even when the command was started as a background job (which
+    inherits Ctrl-C ignored), and the process adopts orphans, so no kernel outlives it."""
+    env = explorer_env(model, run_dir)
+    adopt_orphans()
+    received: dict[str, int] = {}
+
+    def on_signal(signum, _frame):
+        received["code"] = 128 + signum
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    proc = subprocess.Popen(voila_command(port), env=env, cwd=ROOT, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return received.get("code", 130)
+    finally:
+        stop(proc)  # Voila and every kernel it started, SIGTERM first
+        stop_orphans()  # a kernel Voila left behind, re-parented here
 
 
 @contextmanager

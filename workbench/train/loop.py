@@ -1,6 +1,6 @@
 """LoRA / full SFT with layer freezing and the dual-reward intermediate loss. A plain, visible loop.
 
-Order matters (DESIGN.md): peft goes on the HF model first, the bridge is booted over ``peft.get_base_model()``,
+Order matters (docs/gotchas.md): peft goes on the HF model first, the bridge is booted over ``peft.get_base_model()``,
 adapters are saved and loaded through the peft model.
 """
 
@@ -8,37 +8,79 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from .config import TrainConfig
-from .data import held_out, read_jsonl
-from .errors import WorkbenchError
+from .checkpoints import (checkpoint_dirs, discard, load_checkpoint, log_lines_up_to, remove_leftovers, save_checkpoint,
+                          save_final, trainable_parameters)
+from .config import THROUGH_CLASSIFIER, TrainConfig
+from ..core.data import held_out, read_jsonl
+from ..core.errors import WorkbenchError
+from ..core.guide import classifier_layer
 from .evaluation import answer_metrics, lens_metrics
-from .lens import resolve_targets
-from .models import LoadedModel, boot_bridge, attach_adapter, default_device, layer_of, load_hf
-from .results import atomic_write_text, check_writable, environment
-from .sft import encode_records, sft_batch, sft_losses
-from .tasks import parse_layers
+from ..core.lens import resolve_targets
+from ..core.models import attach_adapter, boot_bridge, default_device, layer_of, load_hf, LoadedModel
+from ..core.results import atomic_write_text, check_writable, envelope, write_json
+from .losses import encode_records, sft_batch, sft_losses
+from ..core.tasks import format_layers, parse_layers
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
     return sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
 
 
-def parse_freeze(spec: str | None, n_layers: int) -> list[int]:
+def parse_freeze(spec: str | None, n_layers: int, classifier: int) -> list[int]:
+    """``freeze_layers``: a layer spec (``0-12``, ``0,1,2``) or ``through-classifier`` (0 through ``classifier``)."""
     if spec is None or not str(spec).strip():
         return []
+    if str(spec).strip() == THROUGH_CLASSIFIER:
+        return list(range(classifier + 1))
     try:
         return parse_layers(str(spec), n_layers)
     except WorkbenchError as exc:
-        raise WorkbenchError(f"--freeze-layers: {exc}") from None
+        raise WorkbenchError(f"--freeze-layers: {exc} (or write {THROUGH_CLASSIFIER})") from None
+
+
+def resolve_layer(cfg: TrainConfig, n_layers: int) -> int | None:
+    """The layer the dual-reward lens loss trains (None without it): ``auto`` is the guide's depth rule."""
+    il = cfg.intermediate_loss
+    if not il.enabled:
+        return None
+    layer = classifier_layer(n_layers) if il.layer == "auto" else il.layer
+    if not 0 <= layer < n_layers:
+        raise WorkbenchError(f"intermediate_loss.layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
+    return layer
+
+
+def resolve_classifier_layer(cfg: TrainConfig, n_layers: int) -> int:
+    """The classifier layer of this run, which the evaluation reads and ``through-classifier`` freezes up to: the lens
+    loss's layer when there is one; else the layer the continued adapter's lens loss trained (its config.json); else
+    the guide's depth rule."""
+    layer = resolve_layer(cfg, n_layers)
+    if layer is not None:
+        return layer
+    recorded = Path(cfg.adapter or "") / "config.json"
+    if cfg.adapter and recorded.is_file():
+        trained = json.loads(recorded.read_text(encoding="utf-8")).get("intermediate_loss_layer")
+        if isinstance(trained, int) and 0 <= trained < n_layers:
+            return trained
+    return classifier_layer(n_layers)
+
+
+def as_resolved(cfg: TrainConfig, loss_layer: int | None, frozen: list[int]) -> dict:
+    """The config with ``auto`` and ``through-classifier`` replaced by what they resolved to; the values as written
+    are kept under ``as_written``."""
+    values = cfg.model_dump()
+    written = {}
+    if loss_layer is not None and values["intermediate_loss"]["layer"] != loss_layer:
+        written["intermediate_loss.layer"] = values["intermediate_loss"]["layer"]
+        values["intermediate_loss"]["layer"] = loss_layer
+    if values["freeze_layers"] == THROUGH_CLASSIFIER:
+        written["freeze_layers"] = THROUGH_CLASSIFIER
+        values["freeze_layers"] = format_layers(frozen)
+    return {**values, **({"as_written": written} if written else {})}
 
 
 def prepare_model(cfg: TrainConfig, device: str | None = None) -> LoadedModel:
@@ -47,7 +89,8 @@ def prepare_model(cfg: TrainConfig, device: str | None = None) -> LoadedModel:
     device = device or default_device()
     hf_model, tokenizer, source = load_hf(cfg.model)
     n_layers = hf_model.config.num_hidden_layers
-    frozen = parse_freeze(cfg.freeze_layers, n_layers)
+    classifier = resolve_classifier_layer(cfg, n_layers)
+    frozen = parse_freeze(cfg.freeze_layers, n_layers, classifier)
     peft_model = None
     if cfg.adapter:
         peft_model = attach_adapter(hf_model, cfg.adapter, trainable=True)
@@ -70,12 +113,8 @@ def prepare_model(cfg: TrainConfig, device: str | None = None) -> LoadedModel:
     bridge = boot_bridge(base, tokenizer, source.model_id, device)
     base.to(device)
     lm = LoadedModel(base, tokenizer, bridge, source, device, peft_model, cfg.adapter)
-    lm.info["frozen_layers"] = frozen
+    lm.info.update(frozen_layers=frozen, classifier_layer=classifier)
     return lm
-
-
-def trainable_parameters(lm: LoadedModel) -> dict[str, torch.nn.Parameter]:
-    return {n: p for n, p in lm.hf_model.named_parameters() if p.requires_grad}
 
 
 def micro_batch_indices(n: int, batch_size: int, seed: int, index: int) -> np.ndarray:
@@ -101,110 +140,22 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def resolve_layer(cfg: TrainConfig, n_layers: int) -> int | None:
-    il = cfg.intermediate_loss
-    if not il.enabled:
-        return None
-    layer = int(0.55 * n_layers) if il.layer == "auto" else il.layer
-    if not 0 <= layer < n_layers:
-        raise WorkbenchError(f"intermediate_loss.layer {layer} is out of range: this model has layers 0-{n_layers - 1}")
-    return layer
-
-
 # ---------------------------------------------------------------- checkpoints (atomic: temp dir + rename)
 
-def _checkpoint_dirs(output: Path) -> list[Path]:
-    root = output / "checkpoints"
-    return sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
 
 
-def save_checkpoint(lm: LoadedModel, optimizer, scheduler, step: int, output: Path, fingerprint: dict, keep: int = 2) -> Path:
-    root = output / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-step-", dir=root))
-    save_file({n: p.detach().cpu().contiguous() for n, p in trainable_parameters(lm).items()}, tmp / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
-               tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
-    final = root / f"step-{step:06d}"
-    if final.exists():
-        _discard(final)
-    tmp.rename(final)
-    for old in _checkpoint_dirs(output)[:-keep]:
-        _discard(old)
-    return final
 
 
-def _discard(folder: Path) -> None:
-    """Rename out of the way first (atomic), then delete: a kill mid-delete leaves a .tmp- folder, never a half step."""
-    doomed = folder.with_name(f".tmp-old-{folder.name}-{os.getpid()}")
-    folder.rename(doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _remove_leftovers(output: Path) -> None:
-    """Temp folders of a save that a kill interrupted (never read: a checkpoint only counts once renamed)."""
-    for tmp in [*output.glob(".tmp-final-*"), *(output / "checkpoints").glob(".tmp-*")]:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _log_lines_up_to(log_path: Path, step: int) -> list[str]:
-    """The train_log lines of steps 1..step; a line torn by a kill mid-write is dropped."""
-    if not log_path.exists():
-        return []
-    kept = []
-    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
-            kept.append(line)
-    return kept
 
 
-def load_checkpoint(lm: LoadedModel, optimizer, scheduler, path: Path, fingerprint: dict) -> int:
-    state = json.loads((path / "state.json").read_text())
-    if state["fingerprint"] != fingerprint:
-        diff = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
-        raise WorkbenchError(f"--resume: checkpoint {path} was made with other settings ({', '.join(diff)}): use the same config or a new --output")
-    params = trainable_parameters(lm)
-    saved = load_file(path / "trainable.safetensors")
-    if set(saved) != set(params):
-        raise WorkbenchError(f"--resume: checkpoint {path} holds other trainable parameters: use a new --output")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(saved[n])
-    extra = torch.load(path / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["torch_rng"])
-    return int(state["step"])
 
 
-def save_adapter(peft_model, folder: Path) -> None:
-    """peft's standard adapter files, with the keys peft expects. The bridge wraps the HF modules in place, so a
-    plain ``save_pretrained`` after booting would write ``._original_component.`` into every key, and peft would
-    then load nothing (it only warns)."""
-    from peft import get_peft_model_state_dict
-
-    state = get_peft_model_state_dict(peft_model)
-    clean = {k.replace("._original_component", ""): v.detach().cpu().contiguous() for k, v in state.items()}
-    peft_model.peft_config["default"].save_pretrained(str(folder))
-    save_file(clean, folder / "adapter_model.safetensors", metadata={"format": "pt"})
 
 
-def save_final(lm: LoadedModel, output: Path) -> None:
-    """The adapter in peft's standard format (adapter_config.json + adapter_model.safetensors), or the full model."""
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=output))
-    if lm.peft_model is not None:
-        save_adapter(lm.peft_model, tmp)
-    else:
-        lm.hf_model.save_pretrained(tmp)
-        lm.tokenizer.save_pretrained(tmp)
-    for f in tmp.iterdir():
-        f.replace(output / f.name)
-    tmp.rmdir()
 
 
 # ---------------------------------------------------------------- the loop
@@ -225,7 +176,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
     torch.manual_seed(cfg.seed)
     lm = prepare_model(cfg, device)
     layer = resolve_layer(cfg, lm.n_layers)
-    eval_layer = layer if layer is not None else lm.classifier_layer
+    eval_layer = lm.info["classifier_layer"]
     target_ids = {op: t.token_id for op, t in zip(cfg.intermediate_loss.targets, resolve_targets(lm, list(cfg.intermediate_loss.targets.values())))}
     examples = encode_records(lm, records, cfg.mask_prompt, target_ids=target_ids)
     steps = total_steps(cfg, len(examples))
@@ -238,25 +189,25 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
 
     start = 0
     log_path = output / "train_log.jsonl"
-    _remove_leftovers(output)
-    checkpoints = _checkpoint_dirs(output)
+    remove_leftovers(output)
+    checkpoints = checkpoint_dirs(output)
     if cfg.resume and checkpoints:
         start = load_checkpoint(lm, optimizer, scheduler, checkpoints[-1], fingerprint)
         if start > steps:
             raise WorkbenchError(f"--resume: the last checkpoint is step {start}, beyond this run's {steps} steps: "
                                  "raise --max-steps or use a new --output")
-        atomic_write_text(log_path, "".join(line + "\n" for line in _log_lines_up_to(log_path, start)))
+        atomic_write_text(log_path, "".join(line + "\n" for line in log_lines_up_to(log_path, start)))
     else:  # a fresh run: checkpoints of an earlier run in this folder must never be resumed into this one
         log_path.unlink(missing_ok=True)
         for old in checkpoints:
-            _discard(old)
+            discard(old)
     before_path = output / "metrics_before.json"  # kept so a resumed run still reports where it started
     if start > 0 and before_path.is_file():
         before = json.loads(before_path.read_text())
     else:
         before = evaluate(lm, eval_records, cfg, eval_layer)
         atomic_write_text(before_path, json.dumps(before, indent=2) + "\n")
-    resolved = {**cfg.model_dump(), "intermediate_loss_layer": layer, "eval_layer": eval_layer, "total_steps": steps,
+    resolved = {**as_resolved(cfg, layer, lm.info["frozen_layers"]), "intermediate_loss_layer": layer, "eval_layer": eval_layer, "total_steps": steps,
                 "frozen_layers": lm.info["frozen_layers"], "trainable_parameters": sum(p.numel() for p in params.values()),
                 "target_token_ids": target_ids, "tokenization": lm.describe()["tokenization"], "model_id": lm.model_id}
     atomic_write_text(output / "config.json", json.dumps(resolved, indent=2) + "\n")
@@ -293,7 +244,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
     bar.close()
     save_final(lm, output)
     after = evaluate(lm, eval_records, cfg, eval_layer)
-    metrics = {"schema_version": 1, "kind": "train.sft", "model": lm.model_id, "layer": eval_layer, "steps": steps,
-               "eval_prompts": len(eval_records), "before": before, "after": after, "config": resolved, "environment": environment()}
-    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    metrics = envelope("train.sft", {"model": lm.model_id, "layer": eval_layer, "steps": steps, "eval_prompts": len(eval_records),
+                                     "before": before, "after": after, "config": resolved})
+    write_json(output / "metrics.json", metrics)
     return metrics

@@ -77,17 +77,21 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_result(path: str | Path, kind: str, payload: dict, settings: dict) -> Path:
-    """Write one result JSON: schema version, kind, time, environment, settings and the payload."""
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **payload,
-        "settings": settings,
-        "environment": environment(),
-    }
+def envelope(kind: str, payload: dict, settings: dict | None = None) -> dict:
+    """The one shape every result file has: schema version, kind, time, the payload, the settings (when the writer
+    has any beyond the payload) and the environment."""
+    return {"schema_version": SCHEMA_VERSION, "kind": kind, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **payload, **({"settings": settings} if settings is not None else {}), "environment": environment()}
+
+
+def write_json(path: str | Path, doc: dict) -> Path:
+    """A JSON document, indented, atomically."""
     return atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_result(path: str | Path, kind: str, payload: dict, settings: dict | None = None) -> Path:
+    """Write one result JSON in the envelope (see ``envelope``)."""
+    return write_json(path, envelope(kind, payload, settings))
 
 
 def read_result(path: str | Path) -> dict:

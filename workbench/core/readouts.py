@@ -15,7 +15,7 @@ def classifier_probe(
     lm: LoadedModel, data: LabelledPrompts, test_prompts: list[str] | None = None,
     layers: list[int] | None = None, seed: int = 0, batch_size: int = 64,
 ) -> dict:
-    """Per-layer probe result dict: the seed's keys, fold stats, control task, test predictions and timings."""
+    """Per-layer probe result dict: the guide's keys, fold stats, control task, test predictions and timings."""
     layers = list(range(lm.n_layers)) if layers is None else layers
     test_prompts = test_prompts or []
     t0 = time.perf_counter()

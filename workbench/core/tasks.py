@@ -1,4 +1,4 @@
-"""Labelled prompt sets: the seed's probe and lens prompts, the ``label:p|p`` spec parser and ``@file`` lists."""
+"""Labelled prompt sets: the ``label:p|p`` spec parser and ``@file`` lists."""
 
 from __future__ import annotations
 
@@ -6,24 +6,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import guide
 from .errors import WorkbenchError
 
-OPERATIONS = ("multiply", "add", "subtract", "divide")
 OPERATOR_TO_OPERATION = {"*": "multiply", "+": "add", "-": "subtract", "/": "divide"}
 _OPERATOR_RE = re.compile(r"\d\s*([*+\-/])\s*\d")
 
-# The seed guide's probe prompts (4 per class), test prompts and logit-lens prompts.
-SEED_CLASSES = {
-    "multiply": ["7 * 8 = ", "12 * 5 = ", "3 * 9 = ", "6 * 7 = "],
-    "add": ["23 + 45 = ", "17 + 38 = ", "11 + 22 = ", "5 + 9 = "],
-    "subtract": ["50 - 23 = ", "89 - 34 = ", "77 - 11 = ", "40 - 15 = "],
-    "divide": ["48 / 6 = ", "81 / 9 = ", "36 / 4 = ", "24 / 3 = "],
-}
-SEED_TEST_PROMPTS = ["11 * 12 = ", "6 * 9 = ", "13 + 14 = ", "25 + 17 = "]
-SEED_LENS_PROMPTS = ["7 * 8 = ", "12 * 5 = ", "23 + 45 = ", "17 + 38 = "]
-SEED_TARGETS = list(OPERATIONS)
-# The guide's eight lens prompts for trained models: two per operation.
-GUIDE_EIGHT_PROMPTS = ["7 * 8 = ", "12 * 5 = ", "23 + 45 = ", "17 + 38 = ", "50 - 23 = ", "89 - 34 = ", "48 / 6 = ", "81 / 9 = "]
 
 
 def parse_prompt_list(text: str, what: str = "prompt list") -> list[str]:
@@ -109,8 +97,9 @@ def parse_classes(specs: list[str]) -> LabelledPrompts:
     return data
 
 
-def seed_classes() -> LabelledPrompts:
-    return LabelledPrompts([p for ps in SEED_CLASSES.values() for p in ps], [c for c, ps in SEED_CLASSES.items() for _ in ps])
+def guide_classes() -> LabelledPrompts:
+    """The guide's probe prompts, four per operation."""
+    return LabelledPrompts([p for ps in guide.CLASSES.values() for p in ps], [c for c, ps in guide.CLASSES.items() for _ in ps])
 
 
 def infer_operation(prompt: str) -> str | None:
@@ -137,3 +126,19 @@ def parse_layers(text: str | None, n_layers: int) -> list[int]:
             raise WorkbenchError(f"layer {hi} is out of range: this model has layers 0-{n_layers - 1}")
         layers.update(range(lo, hi + 1))
     return sorted(layers)
+
+
+def layer_spans(layers: list[int]) -> list[tuple[int, int]]:
+    """Layer indices as inclusive runs: [0, 1, 2, 3, 7] -> [(0, 3), (7, 7)]."""
+    spans: list[list[int]] = []
+    for layer in sorted(set(layers)):
+        if spans and layer == spans[-1][1] + 1:
+            spans[-1][1] = layer
+        else:
+            spans.append([layer, layer])
+    return [(a, b) for a, b in spans]
+
+
+def format_layers(layers: list[int]) -> str:
+    """Layer indices as the spec ``parse_layers`` reads: [0, 1, 2, 3, 7] -> "0-3,7" ("" for none)."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in layer_spans(layers))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from .errors import WorkbenchError
-from .lens import logit_lens
-from .models import LoadedModel, layer_of
-from .sft import encode_records, sft_batch, answer_loss
+from ..core.errors import WorkbenchError
+from ..core.generation import GREEDY_DECODING, first_integer, greedy_answers
+from ..core.lens import logit_lens
+from ..core.models import layer_of, LoadedModel
+from .losses import answer_loss, encode_records, sft_batch
 
 
 def lens_metrics(lm: LoadedModel, records: list[dict], targets: dict[str, str], layer: int, batch_size: int = 64) -> dict:
@@ -50,57 +50,17 @@ def answer_metrics(lm: LoadedModel, records: list[dict], batch_size: int = 64) -
     return {"answer_loss": sum(losses) / len(encoded), "answer_exact_match": exact / len(encoded), "prompts": len(encoded)}
 
 
-GREEDY_DECODING = ("greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or "
-                   "max_new_tokens; for answers, also once the first integer is complete")
-_INTEGER_RE = re.compile(r"-?\d+")
 
 
-def integer_complete(text: str) -> bool:
-    """True once more text cannot change ``first_integer(text)``: a character follows the first integer."""
-    match = _INTEGER_RE.search(text)
-    return match is not None and match.end() < len(text)
 
 
-@torch.inference_mode()
-def greedy_answers(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, eos_token_id: int | None = None,
-                   until_integer: bool = False) -> list[str]:
-    """Each prompt's greedy continuation (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
-    or after ``max_new_tokens`` — or, with ``until_integer``, as soon as its first integer is complete (the answer
-    ``first_integer`` reads is then the same as from the full continuation). Prompts with the same number of tokens
-    decode as one batch, so no padding is ever involved; a finished prompt leaves its batch."""
-    eos = lm.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
-    ids = [lm.token_ids(p) for p in prompts]
-    groups: dict[int, list[int]] = {}
-    for i, row in enumerate(ids):
-        groups.setdefault(len(row), []).append(i)
-    new: list[list[int]] = [[] for _ in prompts]
-    for members in groups.values():
-        seq = torch.tensor([ids[i] for i in members], device=lm.device)  # [batch, pos]: the unfinished prompts
-        for _ in range(max_new_tokens):
-            nxt = lm.bridge(seq)[:, -1].argmax(-1)
-            going = []
-            for row, (i, token) in enumerate(zip(members, nxt.tolist())):
-                if token == eos:
-                    continue
-                new[i].append(token)
-                if not (until_integer and integer_complete(lm.tokenizer.decode(new[i], skip_special_tokens=True))):
-                    going.append(row)
-            if not going:
-                break
-            members = [members[row] for row in going]
-            seq = torch.cat([seq, nxt[:, None]], dim=1)[going]
-    return [lm.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
 
 
-def first_integer(text: str) -> int | None:
-    """The first integer in a completion ("56\\n7" -> 56), as the seed's RL reward extracts it; None when there is none."""
-    match = _INTEGER_RE.search(text)
-    return int(match.group()) if match else None
 
 
 def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -> dict:
     """Greedy answers to held-out records: one row per record, correct when the first integer of the greedy
-    completion equals the response (the seed's reward rule), and the fraction correct."""
+    completion equals the response (the guide's reward rule), and the fraction correct."""
     answers = greedy_answers(lm, [r["prompt"] for r in records], max_new_tokens, until_integer=True)
     rows = []
     for r, text in zip(records, answers):
@@ -115,7 +75,7 @@ def heldout_measurement(lm: LoadedModel, records: list[dict], known: dict | None
     """What the comparisons measure on held-out prompts: the lens at the classifier layer (the four operation words),
     the teacher-forced answer metrics and greedy accuracy. ``known``: parts a trainer has just measured on the same
     prompts (its metrics.json "after"), reused instead of measured again."""
-    from .tasks import OPERATIONS
+    from ..core.guide import OPERATIONS
 
     known = known or {}
     lens = known.get("lens")

@@ -1,0 +1,68 @@
+"""The package's layers: core < train < experiment < ui < cli. A module may import from its own layer and the ones
+below it, never from one above (every import is read from the source, including those inside functions)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
+ORDER = ["core", "train", "experiment", "ui", "cli"]
+
+
+def _layer(module: str) -> str:
+    """workbench.train.loop -> train; workbench.cli / cli_reference / the package itself -> cli."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ORDER[:-1] else "cli"
+
+
+def _imports(path: Path) -> list[str]:
+    module = "workbench." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            target = ".".join(p for p in (base, node.module or "") if p) if node.level else node.module or ""
+            found += [f"{target}.{alias.name}" if not node.module else target for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+    return [name for name in found if name == "workbench" or name.startswith("workbench.")]
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_no_module_imports_a_higher_layer(path):
+    mine = _layer("workbench." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+    above = [name for name in _imports(path) if ORDER.index(_layer(name)) > ORDER.index(mine)]
+    assert not above, f"{path.relative_to(PACKAGE)} ({mine}) imports from a higher layer: {above}"
+
+
+def test_every_module_is_in_a_layer():
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "cli.py", "cli_reference.py")]
+    assert not loose, f"modules outside the four layers: {loose}"
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")} == set(ORDER[:-1])
+
+
+def test_the_rule_sees_a_violation(tmp_path):
+    """The walker itself: a core module importing the experiment layer, relatively and absolutely, is caught."""
+    bad = PACKAGE / "core" / "_probe_violation.py"
+    bad.write_text("from ..experiment import layout\nimport workbench.ui.plots\n")
+    try:
+        names = _imports(bad)
+    finally:
+        bad.unlink()
+    assert names == ["workbench.experiment", "workbench.ui.plots"]
+    assert all(ORDER.index(_layer(n)) > ORDER.index("core") for n in names)
+
+
+def test_short_api_names_resolve():
+    import workbench as wb
+
+    for name in wb._API:
+        assert getattr(wb, name) is not None, name
+    assert wb.default_classifier_layer(30) == 16 and wb.default_classifier_layer(22) == 12

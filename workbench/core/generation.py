@@ -1,0 +1,59 @@
+"""Greedy decoding through the bridge, and reading the first integer of an answer (the guide's RL reward rule)."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .models import LoadedModel
+
+
+GREEDY_DECODING = ("greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or "
+                   "max_new_tokens; for answers, also once the first integer is complete")
+
+
+_INTEGER_RE = re.compile(r"-?\d+")
+
+
+def integer_complete(text: str) -> bool:
+    """True once more text cannot change ``first_integer(text)``: a character follows the first integer."""
+    match = _INTEGER_RE.search(text)
+    return match is not None and match.end() < len(text)
+
+
+@torch.inference_mode()
+def greedy_answers(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, eos_token_id: int | None = None,
+                   until_integer: bool = False) -> list[str]:
+    """Each prompt's greedy continuation (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
+    or after ``max_new_tokens`` — or, with ``until_integer``, as soon as its first integer is complete (the answer
+    ``first_integer`` reads is then the same as from the full continuation). Prompts with the same number of tokens
+    decode as one batch, so no padding is ever involved; a finished prompt leaves its batch."""
+    eos = lm.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    ids = [lm.token_ids(p) for p in prompts]
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(ids):
+        groups.setdefault(len(row), []).append(i)
+    new: list[list[int]] = [[] for _ in prompts]
+    for members in groups.values():
+        seq = torch.tensor([ids[i] for i in members], device=lm.device)  # [batch, pos]: the unfinished prompts
+        for _ in range(max_new_tokens):
+            nxt = lm.bridge(seq)[:, -1].argmax(-1)
+            going = []
+            for row, (i, token) in enumerate(zip(members, nxt.tolist())):
+                if token == eos:
+                    continue
+                new[i].append(token)
+                if not (until_integer and integer_complete(lm.tokenizer.decode(new[i], skip_special_tokens=True))):
+                    going.append(row)
+            if not going:
+                break
+            members = [members[row] for row in going]
+            seq = torch.cat([seq, nxt[:, None]], dim=1)[going]
+    return [lm.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
+
+
+def first_integer(text: str) -> int | None:
+    """The first integer in a completion ("56\\n7" -> 56), as the guide's RL reward extracts it; None when there is none."""
+    match = _INTEGER_RE.search(text)
+    return int(match.group()) if match else None

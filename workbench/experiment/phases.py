@@ -1,0 +1,80 @@
+"""The experiment's phases: which notebooks each runs, with which parameters, configs and prerequisites.
+
+``generate`` (the arithmetic data, ``data/``), ``baseline`` (probe and lens of the base model), ``phase1`` (dual-reward
+training) and ``phase2`` (routing training), both once per training seed into ``seed-<s>/``, and ``verify`` (the
+claims: ``claims.json`` and ``report.md``). ``compare`` (the guide's comparison tables) runs only when named. The
+engine (``engine.run``) knows nothing of these phases beyond this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from ..core.errors import WorkbenchError
+from .layout import PhaseFiles, RunLayout
+
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: notebooks/ and configs/ live there
+NOTEBOOKS = ROOT / "notebooks"
+CONFIGS = ROOT / "configs"
+ALL = "all"
+QUICK_DATA = {"train_samples": 64, "eval_samples": 32}
+QUICK_TRAINING = {"max_steps": 4, **QUICK_DATA}
+QUICK_COMPARE = {"steps": 2, "train_samples": 32, "eval_samples": 8}
+DEFAULT_SEED = 42  # the training notebooks' (and the guide's generator's) default
+DATA = {"train_data": RunLayout.train_data.rel, "heldout_data": RunLayout.heldout_data.rel}
+NEEDS_DATA = ((DATA["train_data"], "generate"), (DATA["heldout_data"], "generate"))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook of a phase. ``config``: a YAML file copied into ``<run>/configs/`` and passed as ``config``;
+    ``paths``: parameters that name files inside the run folder (passed as absolute paths); ``seeds_param``: pass the
+    run's training seeds as ``seeds``; ``thresholds_param``: pass the claim thresholds as ``thresholds``."""
+
+    notebook: Path
+    parameters: Mapping = field(default_factory=dict)
+    quick: Mapping = field(default_factory=dict)
+    config: Path | None = None
+    paths: Mapping = field(default_factory=dict)
+    seeds_param: bool = False
+    thresholds_param: bool = False
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Notebooks run in order. ``needs``: (path, the phase that writes it) checked before start; the path is inside
+    the seed folder when the writer is seeded, else inside the run folder. ``seeded``: runs once per training seed,
+    into ``seed-<s>/``. ``always``: never skipped."""
+
+    steps: tuple[Step, ...]
+    needs: tuple[tuple[str, str], ...] = ()
+    seeded: bool = False
+    always: bool = False
+    in_all: bool = True  # part of `workbench run all`
+
+
+PHASES: dict[str, Phase] = {
+    "generate": Phase((Step(NOTEBOOKS / "00_generate_data.ipynb", quick=QUICK_DATA),)),
+    "baseline": Phase((Step(NOTEBOOKS / "01_baseline_probing.ipynb"), Step(NOTEBOOKS / "02_logit_lens.ipynb"))),
+    "phase1": Phase((Step(NOTEBOOKS / "03_dual_reward_training.ipynb", quick=QUICK_TRAINING,
+                          config=CONFIGS / "phase1.yaml", paths=DATA),), needs=NEEDS_DATA, seeded=True),
+    "phase2": Phase((Step(NOTEBOOKS / "04_routing_training.ipynb", quick=QUICK_TRAINING,
+                          config=CONFIGS / "phase2.yaml", paths=DATA),),
+                    needs=(*NEEDS_DATA, (f"{PhaseFiles.phase1_adapter.rel}/adapter_config.json", "phase1")), seeded=True),
+    "verify": Phase((Step(NOTEBOOKS / "05_verification.ipynb", seeds_param=True, thresholds_param=True),), always=True),
+    "compare": Phase((Step(NOTEBOOKS / "07_comparisons.ipynb", seeds_param=True, quick=QUICK_COMPARE, paths=DATA),),
+                     needs=NEEDS_DATA, in_all=False),
+}
+
+
+def phase_names(phase: str, phases: Mapping[str, Phase] = PHASES) -> list[str]:
+    """``all`` -> every phase in order; a phase name -> itself; anything else is a one-line error."""
+    if phase == ALL:
+        return [name for name, spec in phases.items() if spec.in_all]
+    if phase not in phases:
+        choices = ", ".join([ALL, *phases])
+        raise WorkbenchError(f"unknown phase {phase!r}: choose one of {choices}")
+    return [phase]
