@@ -12,11 +12,12 @@ from pathlib import Path
 VOLATILE = {"created", "updated", "finished", "started", "environment", "timings_s", "seconds", "train_seconds",
             "git_commit", "kernel"}
 BOOKKEEPING = ("run.json", "phases/")  # the runner's own records, not results
+SETS = {"target_modules"}  # peft writes a set: its order changes with the interpreter's hash seed
 
 
 def _clean(value, run: str):
     if isinstance(value, dict):
-        return {k: _clean(v, run) for k, v in value.items() if k not in VOLATILE}
+        return {k: sorted(v) if k in SETS else _clean(v, run) for k, v in value.items() if k not in VOLATILE}
     if isinstance(value, list):
         return [_clean(v, run) for v in value]
     if isinstance(value, str):
