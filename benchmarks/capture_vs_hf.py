@@ -2,7 +2,7 @@
 
 Contenders, on the same 64 arithmetic prompts ("a op b = ", drawn like the guide's generator):
 
-  capture      workbench.activations.capture_last_token(lm, prompts, batch_size=64): all 30 layers'
+  capture      workbench.core.activations.capture_last_token(lm, prompts, batch_size=64): all 30 layers'
                blocks.L.hook_resid_post at the last prompt token (includes its own tokenization)
   hf           lm.hf_model(input_ids, output_hidden_states=True) under torch.inference_mode, on the batch
                lm.tokenize(prompts) builds (the same right-padded ids)

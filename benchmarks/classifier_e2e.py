@@ -5,8 +5,8 @@ In this process, calling the same functions the CLI calls, in the CLI's order:
   import        torch, transformers, transformer_lens (the bridge), then the workbench modules the command
                 uses (cli, introspect -> activations/probes/lens, models, plots, results, tasks); timed once,
                 first thing in the process, so it is a real first import (with the OS file cache warm)
-  parse         workbench.tasks.parse_classes / parse_prompt_list on the guide's strings
-  model load    workbench.models.load_model("default") from the warm safetensors cache (HF load + bridge boot)
+  parse         workbench.core.tasks.parse_classes / parse_prompt_list on the guide's strings
+  model load    workbench.core.models.load_model("default") from the warm safetensors cache (HF load + bridge boot)
   forward       capture of all 30 residuals for 16 class + 4 test prompts (classifier_probe's timings_s)
   probe fit     per-layer logistic-regression CV, control task, test predictions (classifier_probe's timings_s)
   write         write_result (JSON) + write_figure (HTML), as the CLI does

@@ -118,7 +118,7 @@ def test_verification_judges_the_run(run):
         assert (out / f"{name}.html").is_file(), name
         assert (out / f"{name}.png").is_file() == bool(plots.chromium()), name
     if plots.chromium():
-        assert "![Answers on held-out prompts](verification_answers.png)" in report
+        assert "![Answers on held-out prompts](verification_answers.png)" in text
         assert (out / "verification_lens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -163,9 +163,12 @@ def test_rerun_skips_done_phases_and_publish_refuses_a_quick_run(copy, tmp_path)
     assert code == 2 and "--quick run" in err and not (tmp_path / "docs").exists()
 
 
-def test_compare_quick_writes_both_tables(tmp_path):
-    """`workbench run compare --quick`: every method trained 2 steps on the embedded model and measured alike."""
-    out = tmp_path / "cmp"
+def test_compare_quick_writes_both_tables(copy, tmp_path):
+    """`workbench run compare --quick` into the run folder: every method trained 2 steps on the embedded model, on the
+    run's own data/, and measured alike; without data/ it says which phase makes it."""
+    code, _, err = _cli("run", "compare", "--quick", "--out", tmp_path / "fresh")
+    assert code == 2 and "needs" in err and "`workbench run generate" in err and len(err.strip().splitlines()) == 1
+    out = copy
     code, stdout, err = _cli("run", "compare", "--quick", "--out", out)
     assert code == 0, err
     doc = _read(out / "comparisons.json")
@@ -176,4 +179,7 @@ def test_compare_quick_writes_both_tables(tmp_path):
     text = (out / "comparisons.md").read_text()
     assert doc["tables"]["methods"] in text and doc["tables"]["targets"] in text and "Dual-reward V/O" in text
     assert "**V/O vs Q/K.** With the same 2 dual-reward steps" in text
-    assert (out / "comparisons_methods.html").is_file() and "verify" not in _read(out / "run.json")["phases"]
+    assert (out / "comparisons_methods.html").is_file() and _read(out / "run.json")["phases"]["compare"]["status"] == "done"
+    heldout = (out / "data" / "heldout.jsonl").read_text().splitlines()[:8]  # the run's first 8 held-out prompts
+    assert (out / "compare" / "heldout.jsonl").read_text().splitlines() == heldout
+    assert _read(out / "run.json")["settings"]["phase"] == "all"  # the experiment's settings stay as they were

@@ -31,6 +31,12 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="seed for CV folds, control
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu | cuda (default: cuda when available)")]
 AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="peft adapter folder to apply to the model")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="prompts per forward pass")]
+# Training flags default to None: only the flags given override the YAML file's keys.
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML config; flags given here override its keys")]
+TrainModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")]
+SeedFlag = Annotated[Optional[int], typer.Option("--seed")]
+MaxStepsFlag = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="training steps (overrides --epochs)")]
+NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")]
 
 
 def _figure_path(output: Path) -> Path:
@@ -70,8 +76,8 @@ def classifier_cmd(
     check_writable(output)
     from .core import readouts as ops
     from .core.models import load_model
-    from .ui.plots import probe_accuracy_figure, write_figure
     from .core.results import write_result
+    from .ui.plots import probe_accuracy_figure, write_figure
 
     lm = load_model(model, device=device, adapter=adapter)
     chosen = parse_layers(layers, lm.n_layers)
@@ -114,8 +120,8 @@ def logit_lens_cmd(
     check_writable(output)
     from .core import readouts as ops
     from .core.models import load_model
-    from .ui.plots import lens_heatmap_figure, lens_layer_figure, write_figure
     from .core.results import write_result
+    from .ui.plots import lens_heatmap_figure, lens_layer_figure, write_figure
 
     lm = load_model(model, device=device, adapter=adapter)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
@@ -163,8 +169,8 @@ def data_generate_cmd(
 
 @train_app.command("sft")
 def train_sft_cmd(
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config; flags given here override it")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")] = None,
+    config: ConfigOpt = None,
+    model: TrainModelOpt = None,
     data: Annotated[Optional[str], typer.Option("--data", help="training JSONL")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="held-out JSONL (default: generated with another seed)")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="output folder (adapter, checkpoints, logs, metrics)")] = None,
@@ -175,7 +181,7 @@ def train_sft_cmd(
     freeze_layers: Annotated[Optional[str], typer.Option("--freeze-layers", help="0-12, 0,1,2 or through-classifier: no gradient, no optimizer state")] = None,
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="continue from a saved adapter folder")] = None,
     mask_prompt: Annotated[Optional[bool], typer.Option("--mask-prompt/--no-mask-prompt", help="loss on response tokens only")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="overrides --epochs")] = None,
+    max_steps: MaxStepsFlag = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
     gradient_accumulation_steps: Annotated[Optional[int], typer.Option("--gradient-accumulation-steps", min=1)] = None,
@@ -183,14 +189,14 @@ def train_sft_cmd(
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay")] = None,
     warmup_steps: Annotated[Optional[int], typer.Option("--warmup-steps", min=0)] = None,
     max_grad_norm: Annotated[Optional[float], typer.Option("--max-grad-norm", help="gradient clipping (default 1.0)")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    seed: SeedFlag = None,
     save_every: Annotated[Optional[int], typer.Option("--save-every", min=1, help="checkpoint every N steps")] = None,
     eval_samples: Annotated[Optional[int], typer.Option("--eval-samples", min=1, help="held-out prompts generated when --eval-data is not given")] = None,
     resume: Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="continue from the last checkpoint in --output")] = None,
     intermediate_layer: Annotated[Optional[str], typer.Option("--intermediate-layer", help="enable the dual-reward loss at this layer (or auto)")] = None,
     intermediate_weight: Annotated[Optional[float], typer.Option("--intermediate-weight", help="weight w of the classifier CE (0.4 in the guide)")] = None,
     device: DeviceOpt = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
+    no_progress: NoProgressOpt = False,
 ):
     """Supervised fine-tuning with LoRA, layer freezing and the optional dual-reward intermediate loss."""
     from .train.config import TrainConfig, build_config, load_config
@@ -218,14 +224,14 @@ def train_sft_cmd(
 
 @train_app.command("grpo")
 def train_grpo_cmd(
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file (keys: see workbench.grpo.GrpoConfig)")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="default | local HF folder | file.gguf | hub id")] = None,
+    config: ConfigOpt = None,  # keys: workbench.train.grpo.GrpoConfig
+    model: TrainModelOpt = None,
     output: Annotated[Optional[str], typer.Option("--output", help="adapter, grpo_log.jsonl, metrics.json")] = None,
-    reward: Annotated[Optional[str], typer.Option("--reward", help="module:function (default workbench.rewards:arithmetic_reward)")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps")] = None,
+    reward: Annotated[Optional[str], typer.Option("--reward", help="module:function (default workbench.train.rewards:arithmetic_reward)")] = None,
+    max_steps: MaxStepsFlag = None,
     samples: Annotated[Optional[int], typer.Option("--samples", help="generated RL prompts")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    seed: SeedFlag = None,
+    no_progress: NoProgressOpt = False,
 ):
     """RL with verifiable rewards (GRPO through TRL, LoRA through peft) on the guide's "Calculate: a op b = " prompts."""
     from .train.grpo import load_grpo_config, train_grpo
@@ -253,10 +259,10 @@ def run_cmd(
     threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")] = None,
 ):
     """Run the experiment's phases as papermill-executed notebooks into one run folder; done phases are skipped."""
-    from .experiment.phases import phase_names
-    from .experiment.engine import run
     from .experiment.claims import failures, parse_threshold
+    from .experiment.engine import run
     from .experiment.layout import RunLayout
+    from .experiment.phases import phase_names
 
     limits = dict(parse_threshold(t) for t in threshold or [])
     if strict and "verify" not in phase_names(phase):

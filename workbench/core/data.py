@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from .errors import WorkbenchError
-from .results import atomic_write_text
 from .guide import OPERATIONS
+from .results import atomic_write_text
 
 SYMBOLS = {"multiply": "*", "add": "+", "subtract": "-", "divide": "/"}
 HELD_OUT_SEED = 1234  # evaluation prompts come from another seed than the training data's 42

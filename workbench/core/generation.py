@@ -8,7 +8,6 @@ import torch
 
 from .models import LoadedModel
 
-
 GREEDY_DECODING = ("greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or "
                    "max_new_tokens; for answers, also once the first integer is complete")
 

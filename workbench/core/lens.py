@@ -10,6 +10,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
+from jaxtyping import Float, Int
+from torch import Tensor
 
 from .activations import capture_last_token
 from .errors import WorkbenchError
@@ -52,7 +54,7 @@ def resolve_targets(lm: LoadedModel, words: list[str]) -> list[TargetToken]:
     return out
 
 
-def lens_logits(lm: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+def lens_logits(lm: LoadedModel, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_vocab"]:
     """[..., d_model] residuals -> [..., d_vocab] logits exactly as the model makes its own from its last layer: final
     norm, unembedding, and the architecture's post-unembedding transform, as TransformerLens's adapter declares it
     (Granite's ``logits_scaling``, Cohere's ``logit_scale``, Gemma-style soft-capping; nothing for Llama)."""
@@ -61,12 +63,12 @@ def lens_logits(lm: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
     return transform(logits) if callable(transform) else logits
 
 
-def lens_log_probs(lm: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+def lens_log_probs(lm: LoadedModel, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_vocab"]:
     """[..., d_model] residuals -> [..., d_vocab] log-probabilities through the final norm and unembedding."""
     return torch.log_softmax(lens_logits(lm, resid).float(), dim=-1)
 
 
-def ranks_of(log_probs: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+def ranks_of(log_probs: Float[Tensor, "n d_vocab"], token_ids: Int[Tensor, " k"]) -> Int[Tensor, "n k"]:
     """1-based rank of each token id in each distribution. log_probs: [n, vocab]; token_ids: [k] -> [n, k]."""
     chosen = log_probs[:, token_ids]  # [n, k]
     return (log_probs.unsqueeze(1) > chosen.unsqueeze(-1)).sum(-1) + 1

@@ -18,8 +18,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import platformdirs  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from jaxtyping import Int  # noqa: E402
+from torch import Tensor  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel  # noqa: E402
 
 from .errors import WorkbenchError  # noqa: E402
@@ -51,8 +54,6 @@ def cache_root() -> Path:
     env = os.environ.get("WORKBENCH_CACHE")
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("workbench"))
 
 
@@ -166,7 +167,7 @@ def load_hf(spec: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedMo
 
 
 def boot_bridge(hf_model: PreTrainedModel, tokenizer, label: str, device: str):
-    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.model_bridge import TransformerBridge  # seconds to import: only booting pays for it
 
     try:
         return TransformerBridge.boot_transformers(label, hf_model=hf_model, tokenizer=tokenizer, device=device)
@@ -183,11 +184,11 @@ def default_device() -> str:
 
 @dataclass
 class TokenBatch:
-    input_ids: torch.Tensor  # [batch, seq] right-padded
-    lengths: torch.Tensor  # [batch] real tokens per row; the last prompt token is at lengths - 1
+    input_ids: Int[Tensor, "batch seq"]  # right-padded
+    lengths: Int[Tensor, " batch"]  # real tokens per row; the last prompt token is at lengths - 1
 
     @property
-    def last_index(self) -> torch.Tensor:
+    def last_index(self) -> Int[Tensor, " batch"]:
         return self.lengths - 1
 
 
@@ -263,7 +264,7 @@ class LoadedModel:
 
 def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False):
     """Load a saved peft adapter onto the HF model (before the bridge is booted). Returns the PeftModel."""
-    from peft import PeftModel
+    from peft import PeftModel  # only loading an adapter pays for importing peft
 
     path = Path(adapter_dir)
     if not (path / "adapter_config.json").is_file():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from jaxtyping import Float, Shaped
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -52,13 +53,13 @@ def n_folds(labels: list[str]) -> int:
     return min(5, min(labels.count(c) for c in set(labels)))
 
 
-def control_labels(labels: list[str], seed: int, k: int) -> np.ndarray:
+def control_labels(labels: list[str], seed: int, k: int) -> Shaped[np.ndarray, " prompt"]:
     """Random labels with the same class sizes (the k-th control permutation of this seed)."""
     return np.random.default_rng([seed, k]).permutation(np.asarray(labels))
 
 
-def probe_layer(features: np.ndarray, labels: list[str], layer: int, seed: int) -> LayerProbe:
-    """Cross-validated probe accuracy at one layer. features: [n_prompts, d_model]."""
+def probe_layer(features: Float[np.ndarray, "prompt d_model"], labels: list[str], layer: int, seed: int) -> LayerProbe:
+    """Cross-validated probe accuracy at one layer."""
     y = np.asarray(labels)
     folds = StratifiedKFold(n_splits=n_folds(labels), shuffle=True, random_state=seed)
     scores = cross_val_score(make_probe(seed), features, y, cv=folds)
@@ -71,7 +72,8 @@ def probe_layer(features: np.ndarray, labels: list[str], layer: int, seed: int) 
 
 
 def predict_tests(
-    features: np.ndarray, labels: list[str], test_features: np.ndarray, test_prompts: list[str], layer: int, seed: int
+    features: Float[np.ndarray, "prompt d_model"], labels: list[str], test_features: Float[np.ndarray, "test d_model"],
+    test_prompts: list[str], layer: int, seed: int
 ) -> list[TestPrediction]:
     """Refit the probe on all labelled prompts at this layer and predict the test prompts with class probabilities."""
     probe = make_probe(seed).fit(features, np.asarray(labels))
@@ -110,14 +112,14 @@ class ProbeResult:
 
 
 def probe_layers(
-    features: np.ndarray,
+    features: Float[np.ndarray, "prompt layer d_model"],
     labels: list[str],
     layers: list[int],
     seed: int = 0,
-    test_features: np.ndarray | None = None,
+    test_features: Float[np.ndarray, "test layer d_model"] | None = None,
     test_prompts: list[str] | None = None,
 ) -> ProbeResult:
-    """Probe every layer. features: [n_prompts, len(layers), d_model]; test_features: [n_test, len(layers), d_model]."""
+    """Probe every layer (``layer`` in the shapes runs over ``layers``)."""
     features = np.asarray(features, dtype=np.float64)
     results, tests = [], []
     with threadpool_limits(limits=PROBE_BLAS_THREADS, user_api="blas"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -45,8 +46,6 @@ def check_writable(path: str | Path) -> Path:
 
 def check_free_space(folder: str | Path, need_mb: int) -> None:
     """Fail before the work when the disk holding ``folder`` has less than ``need_mb`` MiB free."""
-    import shutil
-
     folder = Path(folder)
     probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
     free_mb = shutil.disk_usage(probe).free // 2**20
@@ -80,7 +79,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def envelope(kind: str, payload: dict, settings: dict | None = None) -> dict:
     """The one shape every result file has: schema version, kind, time, the payload, the settings (when the writer
     has any beyond the payload) and the environment."""
-    return {"schema_version": SCHEMA_VERSION, "kind": kind, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"schema_version": SCHEMA_VERSION, "kind": kind, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             **payload, **({"settings": settings} if settings is not None else {}), "environment": environment()}
 
 

@@ -16,12 +16,22 @@ match and greedy answer accuracy.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from statistics import mean, stdev
 
-from ..train.config import build_config
+import torch
+
+from ..core.data import read_jsonl, write_jsonl
 from ..core.errors import WorkbenchError
-from ..core.guide import METHOD_FIGURES
+from ..core.guide import EIGHT_PROMPTS, METHOD_FIGURES, OPERATIONS
+from ..core.models import load_model
+from ..core.readouts import lens_readout
+from ..core.results import atomic_write_text, read_result
+from ..train.config import build_config
+from ..train.evaluation import heldout_measurement
+from ..train.grpo import load_grpo_config, rl_prompts, train_grpo
+from ..train.loop import train
 
 METHODS = ("none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk")
 LABELS = {"none": "No training", "lora_standard": "Standard LoRA (q,k,v,o; whole sequence)",
@@ -39,13 +49,6 @@ def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device:
             known: dict | None = None) -> dict:
     """The one evaluation every method gets: ``evaluation.heldout_measurement`` (reusing ``known``, the trainer's own
     after-training numbers) plus the guide's eight prompts. The row keeps the full measurement under "measurement"."""
-    import torch
-
-    from ..train.evaluation import heldout_measurement
-    from ..core.readouts import lens_readout
-    from ..core.models import load_model
-    from ..core.guide import EIGHT_PROMPTS, OPERATIONS
-
     lm = load_model(spec, device=device, adapter=adapter)
     full = heldout_measurement(lm, heldout, known)
     with torch.inference_mode():
@@ -67,17 +70,12 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
     TRL's scale of learning rate (1e-4), on the + - * records of the same training data — its own budget differs, and
     the tables say so. ``base``: the untrained model's "measurement" (method "none"), reused as GRPO's starting point.
     "none" trains nothing and does not depend on the seed."""
-    from ..core.data import read_jsonl
-
     if method not in METHODS:
         raise WorkbenchError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     heldout = read_jsonl(heldout_data)
     if method == "none":
         return {"method": method, "seed": None, "steps": 0, **measure(spec, heldout, device=device)}
     if method == "grpo":  # the same training records, as the guide's RL prompts ("Calculate: ...", + - * only)
-        from ..core.data import write_jsonl
-        from ..train.grpo import load_grpo_config, rl_prompts, train_grpo
-
         rl_data = write_jsonl(out.parent / "rl_prompts.jsonl", rl_prompts(read_jsonl(train_data)))
         cfg = load_grpo_config(None, {"model": spec, "output": str(out), "max_steps": steps, "seed": seed,
                                       "lora_rank": rank, "learning_rate": grpo_learning_rate, "data": str(rl_data),
@@ -93,8 +91,6 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
                             "lora_rank": rank, "eval_samples": len(heldout),
                             **{k: v for k, v in settings.items() if k != "intermediate_loss"},
                             **({"intermediate_loss": loss} if loss else {})}, source=f"method {method}")
-        from ..train.loop import train
-
         metrics = train(cfg, device=device, progress=False)
     return {"method": method, "seed": seed, "steps": steps,
             **measure(spec, heldout, adapter=out, device=device, known=metrics["after"])}
@@ -107,10 +103,6 @@ def run_methods(spec: str, root: Path, train_data: Path, heldout_data: Path, see
     seed into ``root/<method>/seed-<s>/``. A saved ``result.json`` made with the same ``settings`` and the same values of
     what the method uses (model, steps, rank, the dual weight, GRPO's batch) is read back instead of trained again, so a
     stopped run resumes."""
-    import json
-
-    from ..core.results import atomic_write_text, read_result
-
     grpo = {"grpo_prompts_per_step": grpo_prompts_per_step, "grpo_generations": grpo_generations}
 
     def cached(method: str, seed: int | None, base: dict | None) -> dict:

@@ -16,10 +16,10 @@ import logging
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Mapping
 
 from ..core.errors import WorkbenchError
 from ..core.results import SCHEMA_VERSION, check_free_space, check_writable, environment, write_json
@@ -68,7 +68,7 @@ def git_commit(cwd: Path = ROOT) -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _read_json(path: Path) -> dict | None:
@@ -116,7 +116,7 @@ def _quiet_parameter_inference(record: logging.LogRecord) -> bool:
 
 
 def _execute(step: Step, executed: Path, params: dict, cwd: Path, kernel_name: str, timeout: int | None) -> None:
-    import papermill
+    import papermill  # a kernel client: only a phase that runs a notebook needs it
     from papermill.exceptions import PapermillExecutionError
 
     translators = logging.getLogger("papermill.translators")

@@ -12,8 +12,15 @@ from ..core.results import read_result
 from ..train.records import GreedyEval
 from .claims import VERDICTS
 from .layout import PhaseFiles, RunLayout
-from .summary import (classifier_layer_rule, expected_prob_range, fmt_prob, layer_ranges, lens_summary, probe_summary,
-                      training_summary)
+from .summary import (
+    classifier_layer_rule,
+    expected_prob_range,
+    fmt_prob,
+    layer_ranges,
+    lens_summary,
+    probe_summary,
+    training_summary,
+)
 
 
 def _within_guide(low: float, high: float) -> str:

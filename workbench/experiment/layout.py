@@ -51,40 +51,34 @@ def pattern(*files: At, prefix: str = "") -> str:
     return prefix + (rels[0] if len(rels) == 1 else f"{head}*{tail}")
 
 
+def adapter(folder: str) -> tuple[At, At, At, At]:
+    """A training output folder and what `train` writes into it: metrics.json, config.json, train_log.jsonl."""
+    return At(folder), At(f"{folder}/metrics.json"), At(f"{folder}/config.json"), At(f"{folder}/train_log.jsonl")
+
+
+def html(*stems: str) -> tuple[At, ...]:
+    """Figures, as the HTML files ``plots.write_figure`` writes (the PNG, when made, sits beside each)."""
+    return tuple(At(f"{stem}.html") for stem in stems)
+
+
 class PhaseFiles(_Files):
     """Phase 1 (dual reward, notebook 03) and phase 2 (routing, notebook 04) of one training seed."""
 
-    phase1_adapter = At("phase1_adapter")
-    phase1_metrics = At("phase1_adapter/metrics.json")
-    phase1_config = At("phase1_adapter/config.json")
-    phase1_log = At("phase1_adapter/train_log.jsonl")
-    phase1_summary = At("phase1_summary.json")
-    phase1_lens_eight_before = At("phase1_lens_eight_before.json")
-    phase1_lens_eight = At("phase1_lens_eight.json")
-    phase1_classifier = At("phase1_classifier.json")
-    phase1_train = At("phase1_train.jsonl")  # data made here when the notebook runs without the run's data/
-    phase1_heldout = At("phase1_heldout.jsonl")
-    phase1_losses_figure = At("phase1_losses.html")
-    phase1_by_operation_figure = At("phase1_lens_by_operation.html")
-    phase1_eight_layer_figure = At("phase1_lens_eight_layer.html")
-    phase1_eight_heatmap_figure = At("phase1_lens_eight_heatmap.html")
-    phase1_classifier_figure = At("phase1_classifier.html")
+    phase1_adapter, phase1_metrics, phase1_config, phase1_log = adapter("phase1_adapter")
+    phase1_summary, phase1_classifier = At("phase1_summary.json"), At("phase1_classifier.json")
+    phase1_lens_eight_before, phase1_lens_eight = At("phase1_lens_eight_before.json"), At("phase1_lens_eight.json")
+    phase1_train, phase1_heldout = At("phase1_train.jsonl"), At("phase1_heldout.jsonl")  # data made without data/
+    (phase1_losses_figure, phase1_by_operation_figure, phase1_eight_layer_figure, phase1_eight_heatmap_figure,
+     phase1_classifier_figure) = html("phase1_losses", "phase1_lens_by_operation", "phase1_lens_eight_layer",
+                                      "phase1_lens_eight_heatmap", "phase1_classifier")
 
-    phase2_adapter = At("phase2_adapter")
-    phase2_metrics = At("phase2_adapter/metrics.json")
-    phase2_config = At("phase2_adapter/config.json")
-    phase2_log = At("phase2_adapter/train_log.jsonl")
-    phase2_summary = At("phase2_summary.json")
-    phase2_lens_before = At("phase2_lens_before.json")
-    phase2_lens_after = At("phase2_lens_after.json")
-    phase2_greedy_before = At("phase2_greedy_before.json")
-    phase2_greedy_after = At("phase2_greedy_after.json")
-    phase2_check = At("phase2_classifier_check.json")
-    phase2_train = At("phase2_train.jsonl")
-    phase2_heldout = At("phase2_heldout.jsonl")
-    phase2_losses_figure = At("phase2_losses.html")
-    phase2_changes_figure = At("phase2_adapter_changes.html")
-    phase2_by_operation_figure = At("phase2_lens_by_operation.html")
+    phase2_adapter, phase2_metrics, phase2_config, phase2_log = adapter("phase2_adapter")
+    phase2_summary, phase2_check = At("phase2_summary.json"), At("phase2_classifier_check.json")
+    phase2_lens_before, phase2_lens_after = At("phase2_lens_before.json"), At("phase2_lens_after.json")
+    phase2_greedy_before, phase2_greedy_after = At("phase2_greedy_before.json"), At("phase2_greedy_after.json")
+    phase2_train, phase2_heldout = At("phase2_train.jsonl"), At("phase2_heldout.jsonl")
+    phase2_losses_figure, phase2_changes_figure, phase2_by_operation_figure = html(
+        "phase2_losses", "phase2_adapter_changes", "phase2_lens_by_operation")
 
     def data(self, phase: int) -> tuple[Path, Path]:
         """Where a training notebook run without the run's data/ writes the data it generates."""
@@ -94,36 +88,20 @@ class PhaseFiles(_Files):
 class RunLayout(_Files):
     """A run folder (see the module doc)."""
 
-    data_dir = At("data")
-    train_data = At("data/train.jsonl")
-    heldout_data = At("data/heldout.jsonl")
+    data_dir, train_data, heldout_data = At("data"), At("data/train.jsonl"), At("data/heldout.jsonl")
     generate = At("data/generate.json")
-
-    baseline_classifier = At("baseline_classifier.json")
-    baseline_classifier_figure = At("baseline_classifier.html")
-    baseline_lens = At("baseline_logit_lens.json")
+    baseline_classifier, baseline_lens = At("baseline_classifier.json"), At("baseline_logit_lens.json")
     baseline_lens_eight = At("baseline_logit_lens_eight.json")
-    baseline_lens_figure = At("baseline_logit_lens_layer.html")
-    baseline_heatmap_figure = At("baseline_logit_lens_heatmap.html")
-    baseline_heatmap_log10_figure = At("baseline_logit_lens_heatmap_log10.html")
-    baseline_eight_heatmap_figure = At("baseline_logit_lens_eight_heatmap_log10.html")
-
-    claims = At("claims.json")
-    report = At("report.md")
-    verification_lens_figure = At("verification_lens.html")
-    verification_probe_figure = At("verification_probe.html")
-    verification_answers_figure = At("verification_answers.html")
-
-    compare_dir = At("compare")
-    comparisons = At("comparisons.json")
-    comparisons_md = At("comparisons.md")
-    comparisons_methods_figure = At("comparisons_methods.html")
-    comparisons_eight_figure = At("comparisons_eight.html")
-
-    run_json = At("run.json")
-    run_log = At("run.log")
-    configs = At("configs")
-    markers = At("phases")
+    (baseline_classifier_figure, baseline_lens_figure, baseline_heatmap_figure, baseline_heatmap_log10_figure,
+     baseline_eight_heatmap_figure) = html("baseline_classifier", "baseline_logit_lens_layer",
+                                           "baseline_logit_lens_heatmap", "baseline_logit_lens_heatmap_log10",
+                                           "baseline_logit_lens_eight_heatmap_log10")
+    claims, report = At("claims.json"), At("report.md")
+    verification_lens_figure, verification_probe_figure, verification_answers_figure = html(
+        "verification_lens", "verification_probe", "verification_answers")
+    compare_dir, comparisons, comparisons_md = At("compare"), At("comparisons.json"), At("comparisons.md")
+    comparisons_methods_figure, comparisons_eight_figure = html("comparisons_methods", "comparisons_eight")
+    run_json, run_log, configs, markers = At("run.json"), At("run.log"), At("configs"), At("phases")
 
     def marker(self, key: str) -> Path:
         """The marker of a finished phase (``phase1.seed-42``)."""

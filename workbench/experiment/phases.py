@@ -8,13 +8,12 @@ engine (``engine.run``) knows nothing of these phases beyond this table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from ..core.errors import WorkbenchError
 from .layout import PhaseFiles, RunLayout
-
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: notebooks/ and configs/ live there
 NOTEBOOKS = ROOT / "notebooks"

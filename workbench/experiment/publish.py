@@ -12,6 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
+from plotly.offline import get_plotlyjs
+
 from ..core.errors import WorkbenchError
 from ..core.results import atomic_write_text
 from .layout import RunLayout
@@ -74,8 +76,6 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
 def publish_notebooks(layout: RunLayout, folder: Path) -> list[Path]:
     """Each executed notebook of the run as ``folder/<name>.html``; plotly figures stay interactive through one
     ``plotly.min.js`` written beside them."""
-    from plotly.offline import get_plotlyjs
-
     folder.mkdir(parents=True, exist_ok=True)
     written = [atomic_write_text(folder / "plotly.min.js", get_plotlyjs())]
     for notebook in layout.executed_notebooks():
@@ -87,7 +87,7 @@ def notebook_html(path: Path) -> str:
     """One executed notebook as a standalone HTML page (nbconvert's lab template; plotly outputs as plotly.js divs)."""
     import nbformat
     import plotly.io as pio
-    from nbconvert import HTMLExporter
+    from nbconvert import HTMLExporter  # a second's import that only publishing needs
 
     nb = nbformat.read(path, as_version=4)
     first = True

@@ -6,8 +6,8 @@ Rows are plain dicts (one per prompt), ready for ``pandas.DataFrame(rows)``; not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from statistics import mean, median, stdev
-from typing import Callable
 
 from ..core import guide
 from ..core.errors import WorkbenchError

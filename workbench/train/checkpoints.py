@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from peft import get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import WorkbenchError
@@ -92,8 +93,6 @@ def save_adapter(peft_model, folder: Path) -> None:
     """peft's standard adapter files, with the keys peft expects. The bridge wraps the HF modules in place, so a
     plain ``save_pretrained`` after booting would write ``._original_component.`` into every key, and peft would
     then load nothing (it only warns)."""
-    from peft import get_peft_model_state_dict
-
     state = get_peft_model_state_dict(peft_model)
     clean = {k.replace("._original_component", ""): v.detach().cpu().contiguous() for k, v in state.items()}
     peft_model.peft_config["default"].save_pretrained(str(folder))

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..core.errors import WorkbenchError
 
-
 THROUGH_CLASSIFIER = "through-classifier"
 
 

@@ -9,8 +9,9 @@ from safetensors.torch import load_file
 
 from ..core.errors import WorkbenchError
 from ..core.generation import GREEDY_DECODING, first_integer, greedy_answers
+from ..core.guide import OPERATIONS
 from ..core.lens import logit_lens
-from ..core.models import layer_of, LoadedModel
+from ..core.models import LoadedModel, layer_of
 from .losses import answer_loss, encode_records, sft_batch
 
 
@@ -75,8 +76,6 @@ def heldout_measurement(lm: LoadedModel, records: list[dict], known: dict | None
     """What the comparisons measure on held-out prompts: the lens at the classifier layer (the four operation words),
     the teacher-forced answer metrics and greedy accuracy. ``known``: parts a trainer has just measured on the same
     prompts (its metrics.json "after"), reused instead of measured again."""
-    from ..core.guide import OPERATIONS
-
     known = known or {}
     lens = known.get("lens")
     if lens is not None and (lens["layer"] != lm.classifier_layer or lens["prompts"] != len(records)):

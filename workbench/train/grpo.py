@@ -13,15 +13,15 @@ import importlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import _explain, read_yaml
 from ..core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
 from ..core.errors import WorkbenchError
 from ..core.results import check_writable, envelope, write_json
+from .config import _explain, read_yaml
 
 RL_OPERATIONS = ("multiply", "add", "subtract")  # the guide's RL baseline: + - *
 RL_PROMPT = "Calculate: {prompt}"
@@ -34,7 +34,7 @@ class GrpoConfig(BaseModel):
 
     model: str = "default"
     output: str = "checkpoints/grpo"
-    reward: str = "workbench.rewards:arithmetic_reward"
+    reward: str = "workbench.train.rewards:arithmetic_reward"
     data: str | None = None  # JSONL with prompt and answer; None: generated from the guide's arithmetic (seed, samples)
     eval_data: str | None = None  # held-out "a op b = " records; None: held out from the generator
     samples: int = Field(256, ge=1)
@@ -66,7 +66,7 @@ def load_reward(spec: str) -> Callable:
     """``package.module:function`` -> the function."""
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
-        raise WorkbenchError(f"reward {spec!r} is not module:function: e.g. workbench.rewards:arithmetic_reward")
+        raise WorkbenchError(f"reward {spec!r} is not module:function: e.g. workbench.train.rewards:arithmetic_reward")
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
@@ -90,8 +90,8 @@ def rl_records(samples: int, seed: int) -> list[dict]:
 def measure(spec: str, eval_records: list[dict], adapter: Path | None = None, device: str = "cpu") -> dict:
     """The same held-out measurements as `workbench train sft` (lens at the classifier layer, answer metrics), plus
     greedy answer accuracy."""
+    from ..core.models import load_model  # after train_grpo has set HF_HUB_OFFLINE: transformers reads it on import
     from .evaluation import heldout_measurement
-    from ..core.models import load_model
 
     return heldout_measurement(load_model(spec, device=device, adapter=adapter), eval_records)
 
@@ -110,6 +110,8 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
     eval_records = read_jsonl(cfg.eval_data) if cfg.eval_data else held_out(seen, cfg.eval_samples)
     write_jsonl(output / "grpo_prompts.jsonl", records)
 
+    # TRL, datasets and transformers' trainer take seconds to import and look up the hub unless HF_HUB_OFFLINE is set
+    # first (above): only a GRPO run pays for them.
     import torch
     from datasets import Dataset
     from peft import LoraConfig

@@ -13,19 +13,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from peft import LoraConfig, get_peft_model
+from tqdm.auto import tqdm
 
-from .checkpoints import (checkpoint_dirs, discard, load_checkpoint, log_lines_up_to, remove_leftovers, save_checkpoint,
-                          save_final, trainable_parameters)
-from .config import THROUGH_CLASSIFIER, TrainConfig
 from ..core.data import held_out, read_jsonl
 from ..core.errors import WorkbenchError
 from ..core.guide import classifier_layer
-from .evaluation import answer_metrics, lens_metrics
 from ..core.lens import resolve_targets
-from ..core.models import attach_adapter, boot_bridge, default_device, layer_of, load_hf, LoadedModel
+from ..core.models import LoadedModel, attach_adapter, boot_bridge, default_device, layer_of, load_hf
 from ..core.results import atomic_write_text, check_writable, envelope, write_json
-from .losses import encode_records, sft_batch, sft_losses
 from ..core.tasks import format_layers, parse_layers
+from .checkpoints import (
+    checkpoint_dirs,
+    discard,
+    load_checkpoint,
+    log_lines_up_to,
+    remove_leftovers,
+    save_checkpoint,
+    save_final,
+    trainable_parameters,
+)
+from .config import THROUGH_CLASSIFIER, TrainConfig
+from .evaluation import answer_metrics, lens_metrics
+from .losses import encode_records, sft_batch, sft_losses
+
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
     return sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
@@ -95,8 +106,6 @@ def prepare_model(cfg: TrainConfig, device: str | None = None) -> LoadedModel:
     if cfg.adapter:
         peft_model = attach_adapter(hf_model, cfg.adapter, trainable=True)
     elif cfg.use_lora:
-        from peft import LoraConfig, get_peft_model
-
         valid = linear_module_names(hf_model)
         unknown = [t for t in cfg.target_modules if t not in valid]
         if unknown or not cfg.target_modules:
@@ -211,8 +220,6 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
                 "frozen_layers": lm.info["frozen_layers"], "trainable_parameters": sum(p.numel() for p in params.values()),
                 "target_token_ids": target_ids, "tokenization": lm.describe()["tokenization"], "model_id": lm.model_id}
     atomic_write_text(output / "config.json", json.dumps(resolved, indent=2) + "\n")
-
-    from tqdm.auto import tqdm
 
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step")
     pad = lm.tokenizer.pad_token_id or 0

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
 
 from ..core.lens import lens_logits
 from ..core.models import LoadedModel
@@ -42,11 +44,11 @@ def encode_records(lm: LoadedModel, records: list[dict], mask_prompt: bool, add_
 
 @dataclass
 class SFTBatch:
-    input_ids: torch.Tensor  # [batch, seq] right-padded
-    labels: torch.Tensor  # [batch, seq] IGNORE on padding / masked prompt
-    lengths: torch.Tensor  # [batch]
-    last_prompt: torch.Tensor  # [batch] index of the last prompt token
-    targets: torch.Tensor  # [batch] classifier target token ids (IGNORE when none)
+    input_ids: Int[Tensor, "batch seq"]  # right-padded
+    labels: Int[Tensor, "batch seq"]  # IGNORE on padding / masked prompt
+    lengths: Int[Tensor, " batch"]
+    last_prompt: Int[Tensor, " batch"]  # index of the last prompt token
+    targets: Int[Tensor, " batch"]  # classifier target token ids (IGNORE when none)
 
 
 def sft_batch(examples: list[Encoded], pad_id: int, device: str) -> SFTBatch:
@@ -63,21 +65,22 @@ def sft_batch(examples: list[Encoded], pad_id: int, device: str) -> SFTBatch:
     )
 
 
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token CE: logits at position t predict labels at t+1. logits [b, s, V], labels [b, s]."""
+def answer_loss(logits: Float[Tensor, "batch seq d_vocab"], labels: Int[Tensor, "batch seq"]) -> Float[Tensor, ""]:
+    """Next-token CE: logits at position t predict labels at t+1."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 
-def classifier_loss(lm: LoadedModel, resid: torch.Tensor, last_prompt: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """CE of the logit lens at the last prompt token against each example's target token. resid [b, s, d]."""
+def classifier_loss(lm: LoadedModel, resid: Float[Tensor, "batch seq d_model"], last_prompt: Int[Tensor, " batch"],
+                    targets: Int[Tensor, " batch"]) -> Float[Tensor, ""]:
+    """CE of the logit lens at the last prompt token against each example's target token."""
     if not bool((targets != IGNORE).any()):
         return resid.sum() * 0.0  # no example in this batch has a classifier target
     rows = torch.arange(resid.shape[0], device=resid.device)
-    logits = lens_logits(lm, resid[rows, last_prompt])  # [b, V]
+    logits = lens_logits(lm, resid[rows, last_prompt])  # [batch, d_vocab]
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
 
 
-def sft_losses(lm: LoadedModel, batch: SFTBatch, layer: int | None = None, weight: float = 0.0) -> dict[str, torch.Tensor]:
+def sft_losses(lm: LoadedModel, batch: SFTBatch, layer: int | None = None, weight: float = 0.0) -> dict[str, Float[Tensor, ""]]:
     """One forward through the bridge. With a layer and weight > 0, the dual-reward total
     w * classifier CE + (1 - w) * answer CE, the classifier term read from a hook so gradients flow."""
     if layer is None or weight <= 0:

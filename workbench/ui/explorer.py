@@ -6,6 +6,7 @@ its port accepts a connection, and stopped — with every kernel it started — 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -13,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ..core.errors import WorkbenchError
 
@@ -65,8 +66,6 @@ def adopt_orphans() -> bool:
     """Linux: make this process a child subreaper, so that a kernel Voila leaves behind when it exits is re-parented
     here (and ``stop_orphans`` finds it) instead of to init. False where that is not available."""
     try:
-        import ctypes
-
         return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         return False

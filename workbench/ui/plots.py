@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from ..core import guide
@@ -100,8 +101,6 @@ def write_figure(fig: go.Figure, path: str | Path, png: bool | None = None) -> P
     path = Path(path)
     bundle = path.parent / "plotly.min.js"
     if not bundle.is_file():
-        from plotly.offline import get_plotlyjs
-
         atomic_write_text(bundle, get_plotlyjs())
     atomic_write_text(path, fig.to_html(include_plotlyjs="directory", full_html=True))
     if png or (png is None and chromium()):
@@ -135,7 +134,7 @@ def write_png(fig: go.Figure, path: str | Path, width: int = 1100) -> Path:
     browser = chromium()
     if browser is None:
         raise RuntimeError("no Chromium found for PNG export: install chromium (apt) or set BROWSER_PATH")
-    import kaleido
+    import kaleido  # only when a PNG is asked for: it drives a headless Chromium
 
     if not _PNG_SERVER:
         os.environ.setdefault("BROWSER_PATH", browser)

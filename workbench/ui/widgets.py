@@ -14,13 +14,15 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import ipywidgets as w
+import plotly.graph_objects as go
 import torch
 
 from ..core.activations import capture_positions
 from ..core.errors import WorkbenchError
-from ..core.lens import lens_log_probs, ranks_of, resolve_targets
-from ..core.models import load_model, LoadedModel
 from ..core.guide import LENS_PROMPTS, TARGETS
+from ..core.lens import lens_log_probs, ranks_of, resolve_targets
+from ..core.models import LoadedModel, load_model
 from ..core.results import read_result
 from ..experiment.layout import RunLayout
 
@@ -110,9 +112,6 @@ class LayerExplorer:
     def __init__(self, model: LoadedModel | str = "default", prompts: list[str] | None = None,
                  targets: list[str] | None = None, adapters: dict[str, str | Path] | None = None,
                  probe: dict | None = None, layer: int | None = None, top_k: int = 10, device: str | None = None):
-        import ipywidgets as w
-        import plotly.graph_objects as go
-
         base = model if isinstance(model, LoadedModel) else load_model(model, device=device)
         self.adapters = {name: Path(path) for name, path in (adapters or {}).items()}
         for name, path in self.adapters.items():
@@ -267,8 +266,6 @@ class LayerExplorer:
                 with fig.batch_update():
                     fig.layout.shapes[0].x0 = layer
                     fig.layout.shapes[0].x1 = layer
-        import ipywidgets as w
-
         self.tables.children = [w.HTML(self._table(v, r)) for v, r in self.current.items()]  # before the label,
         token = self.position_pick.label.split(": ", 1)[-1] if self.position_pick.label else ""  # which tests wait on
         self.top_token.value = "<br>".join(

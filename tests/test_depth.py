@@ -1,0 +1,70 @@
+"""Any depth: `workbench run all --quick --model DIR` on tiny random Llamas with the guide's depths (16, 22 and 40
+layers) trains phase 1's lens loss, freezes phase 2, checks the classifier and writes claims and report, all at the
+classifier layer int(0.55 n) that the loaded model gives: 8, 12 and 22 (never SmolLM2's 16)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import build_tiny_llama, build_tiny_tokenizer
+
+from workbench.core.guide import classifier_layer
+
+pytestmark = [pytest.mark.integration, pytest.mark.notebook]
+DEPTHS = (16, 22, 40)
+
+
+@pytest.fixture(scope="module")
+def depth_runs(tmp_path_factory):
+    """One quick run per depth, two at a time (each is one notebook kernel at a time; the machine has 2 cores)."""
+    root = tmp_path_factory.mktemp("depth")
+    env = {**os.environ, "WORKBENCH_PNG": "0"}  # HTML figures only: PNG export is not what this test is about
+    procs = {}
+    for n in DEPTHS:
+        model = root / f"llama-{n}"
+        tokenizer = build_tiny_tokenizer()
+        build_tiny_llama(len(tokenizer), n_layers=n).save_pretrained(model)
+        tokenizer.save_pretrained(model)
+        procs[n] = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", "all", "--quick", "--model", str(model),
+                                     "--out", str(root / f"run-{n}")], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+    done = {n: (proc.communicate(timeout=1200), proc.returncode) for n, proc in procs.items()}
+    for n, ((_, err), code) in done.items():
+        assert code == 0, f"{n} layers: {err[-2000:]}"
+    return {n: root / f"run-{n}" for n in DEPTHS}
+
+
+def _json(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("n_layers", DEPTHS)
+def test_every_phase_works_at_the_classifier_layer_of_the_model(depth_runs, n_layers):
+    run, layer = depth_runs[n_layers], classifier_layer(n_layers)
+    assert layer in (8, 12, 22) and layer != 16
+    assert _json(run / "baseline_classifier.json")["classifier_layer_default"] == layer
+    assert _json(run / "baseline_logit_lens.json")["layer"] == layer
+
+    phase1 = _json(run / "seed-42" / "phase1_adapter" / "config.json")
+    assert phase1["intermediate_loss_layer"] == phase1["intermediate_loss"]["layer"] == phase1["eval_layer"] == layer
+    assert phase1["as_written"] == {"intermediate_loss.layer": "auto"}
+    assert _json(run / "seed-42" / "phase1_adapter" / "metrics.json")["after"]["lens"]["layer"] == layer
+
+    phase2 = _json(run / "seed-42" / "phase2_adapter" / "config.json")
+    assert phase2["frozen_layers"] == list(range(layer + 1)) and phase2["freeze_layers"] == f"0-{layer}"
+    assert phase2["as_written"] == {"freeze_layers": "through-classifier"} and phase2["eval_layer"] == layer
+    check = _json(run / "seed-42" / "phase2_classifier_check.json")
+    assert check["layer"] == layer and check["frozen_layers"] == list(range(layer + 1)) and check["unchanged"]
+    assert check["moved_layers"] and min(check["moved_layers"]) > layer  # later layers trained, frozen ones not
+
+    claims = {c["id"]: c for c in _json(run / "claims.json")["claims"]}
+    assert f"at L{layer} " in claims["base_probe_classifier_layer"]["measured"]
+    assert f"at L{layer} " in claims["phase2_unchanged"]["measured"]
+    assert f"(layers L0-L{layer} frozen)" in claims["phase2_unchanged"]["measured"]
+    assert claims["phase2_unchanged"]["verdict"] == "holds"
+    report = (run / "report.md").read_text(encoding="utf-8")
+    assert f"(layers L0-L{layer} frozen)" in report and f"at L{layer} (control" in report
