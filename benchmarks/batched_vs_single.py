@@ -43,7 +43,9 @@ def main() -> None:
     print(_bench.machine_line(lm.device))
     widths = sorted({len(lm.token_ids(p)) for p in prompts})
     print(f"{len(prompts)} prompts ({widths[0]}-{widths[-1]} tokens each), {lm.n_layers} layers, e.g. {prompts[:3]}")
-    print(f"sanity: max |batched - single| = {max_diff:.2e} ({rel_diff:.1e} of max |residual|; float rounding of other GEMM shapes)")
+    print(
+        f"sanity: max |batched - single| = {max_diff:.2e} ({rel_diff:.1e} of max |residual|; float rounding of other GEMM shapes)"
+    )
     print(f"{reps} interleaved rounds after 1 warm-up round; {_bench.load_average()}")
     print()
 
@@ -55,8 +57,10 @@ def main() -> None:
     print()
     print(f"speed-up single/batched (median/median) = {speedup:.2f}x   target >= {TARGET}x")
     print(f"speed-up single/batched (median of per-round ratios) = {_bench.median(paired):.2f}x")
-    print(f"per prompt: batched {1e3 * _bench.median(times['batched']) / len(prompts):.1f} ms, "
-          f"single {1e3 * per_prompt_single:.1f} ms")
+    print(
+        f"per prompt: batched {1e3 * _bench.median(times['batched']) / len(prompts):.1f} ms, "
+        f"single {1e3 * per_prompt_single:.1f} ms"
+    )
     ok = speedup >= TARGET
     _bench.finish(
         f"SUMMARY batched_vs_single: {_bench.verdict('single/batched', speedup, f'>= {TARGET}', ok)}; "

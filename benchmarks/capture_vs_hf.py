@@ -57,8 +57,10 @@ def main() -> None:
     max_diff = (feats[:, : n_layers - 1] - ref).abs().max().item()
 
     print(_bench.machine_line(lm.device))
-    print(f"batch: {len(prompts)} prompts x {batch.input_ids.shape[1]} tokens (right-padded), {n_layers} layers, "
-          f"e.g. {prompts[:3]}")
+    print(
+        f"batch: {len(prompts)} prompts x {batch.input_ids.shape[1]} tokens (right-padded), {n_layers} layers, "
+        f"e.g. {prompts[:3]}"
+    )
     print(f"sanity: max |capture - HF hidden_states[L+1]| over layers 0-{n_layers - 2} = {max_diff:.2e}")
     print(f"{reps} interleaved rounds after 1 warm-up round; {_bench.load_average()}")
     print()

@@ -21,8 +21,6 @@ fails only if the CLI run itself fails).
 
 from __future__ import annotations
 
-import _bench  # noqa: I001  (sets HF_HUB_* before anything imports huggingface_hub)
-
 import os
 import shutil
 import subprocess
@@ -30,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _bench  # noqa: I001  (sets HF_HUB_* before anything imports huggingface_hub)
 
 # The guide's command (CLASSIFIER_EXPERIMENTS_GUIDE.md, "1. Hidden-state classifier").
 CLASSES = [
@@ -60,11 +60,11 @@ def time_imports() -> dict[str, float]:
     steps["import transformer_lens"] = time.perf_counter() - t
     t = time.perf_counter()
     import workbench.cli  # noqa: F401
-    import workbench.core.readouts  # noqa: F401
     import workbench.core.models  # noqa: F401
-    import workbench.ui.plots  # noqa: F401
+    import workbench.core.readouts  # noqa: F401
     import workbench.core.results  # noqa: F401
     import workbench.core.tasks  # noqa: F401
+    import workbench.ui.plots  # noqa: F401
 
     steps["import workbench (+ sklearn, plotly, typer)"] = time.perf_counter() - t
     return steps
@@ -86,9 +86,9 @@ def main() -> None:
 
     from workbench.core import readouts as ops
     from workbench.core.models import embedded_cache_dir, load_model
-    from workbench.ui.plots import probe_accuracy_figure, write_figure
     from workbench.core.results import write_result
     from workbench.core.tasks import parse_classes, parse_prompt_list
+    from workbench.ui.plots import probe_accuracy_figure, write_figure
 
     workdir = Path(tempfile.mkdtemp(prefix="wb-bench-e2e-"))
     try:
@@ -136,8 +136,10 @@ def main() -> None:
 
     device = one_round.device
     print(_bench.machine_line(device))
-    print(f"model cache: {embedded_cache_dir()} ({'warm' if cache_was_warm else 'filled before timing'}); "
-          f"{len(rounds)} in-process round(s); {_bench.load_average()}")
+    print(
+        f"model cache: {embedded_cache_dir()} ({'warm' if cache_was_warm else 'filled before timing'}); "
+        f"{len(rounds)} in-process round(s); {_bench.load_average()}"
+    )
     print(f"probe result: best layer {one_round.best[0]}, accuracy {one_round.best[1]:.3f}")
     print()
 
@@ -159,11 +161,15 @@ def main() -> None:
         print(proc.stderr[-2000:])
         _bench.finish("SUMMARY classifier_e2e: the CLI run failed", False, True)
     rest = cli_total - inproc_total
-    print(f"real CLI as a subprocess (once): {cli_total:.3f} s  = in-process pieces {inproc_total:.3f} s "
-          f"+ interpreter start, CLI parsing and the rest {rest:+.3f} s ({rest / cli_total:+.1%})")
-    print(f"CLI shares: import {import_total / cli_total:.1%}, model load {first['model load'] / cli_total:.1%}, "
-          f"forward {first['forward'] / cli_total:.1%}, probe fit {first['probe fit'] / cli_total:.1%}, "
-          f"write {first['write'] / cli_total:.1%}, rest {rest / cli_total:.1%} (pieces from in-process round 1)")
+    print(
+        f"real CLI as a subprocess (once): {cli_total:.3f} s  = in-process pieces {inproc_total:.3f} s "
+        f"+ interpreter start, CLI parsing and the rest {rest:+.3f} s ({rest / cli_total:+.1%})"
+    )
+    print(
+        f"CLI shares: import {import_total / cli_total:.1%}, model load {first['model load'] / cli_total:.1%}, "
+        f"forward {first['forward'] / cli_total:.1%}, probe fit {first['probe fit'] / cli_total:.1%}, "
+        f"write {first['write'] / cli_total:.1%}, rest {rest / cli_total:.1%} (pieces from in-process round 1)"
+    )
     biggest = max([("import", import_total)] + [(p, first[p]) for p in PIECES], key=lambda kv: kv[1])
     _bench.finish(
         f"SUMMARY classifier_e2e: CLI {cli_total:.2f}s end to end; in-process import {import_total:.2f}s, "

@@ -52,13 +52,16 @@ def main() -> None:
         ex.prompt_box.value = next(fresh)
 
     passes = ex.views["base model"].forward_passes
-    times = _bench.interleaved({"slider": slider, "recompute": recompute, "new prompt": new_prompt}, reps=reps,
-                               warmup=2, timed=timed)
+    times = _bench.interleaved(
+        {"slider": slider, "recompute": recompute, "new prompt": new_prompt}, reps=reps, warmup=2, timed=timed
+    )
     slider_passes = ex.views["base model"].forward_passes - passes - (reps + 2)  # new-prompt rounds run one each
 
     print(_bench.machine_line(lm.device))
-    print(f"prompt {prompt!r}, layers {lm.classifier_layer}/{lm.classifier_layer + 1} alternating, {reps} interleaved "
-          f"rounds after 2 warm-up rounds; forward passes caused by slider moves: {slider_passes}; {_bench.load_average()}")
+    print(
+        f"prompt {prompt!r}, layers {lm.classifier_layer}/{lm.classifier_layer + 1} alternating, {reps} interleaved "
+        f"rounds after 2 warm-up rounds; forward passes caused by slider moves: {slider_passes}; {_bench.load_average()}"
+    )
     print()
     _bench.print_times(times)
     slider_ms = 1000 * _bench.median(times["slider"])

@@ -34,26 +34,42 @@ def main() -> None:
         lm = load_model("default", device=args.device, adapter=adapter)
         full, short = greedy_answers(lm, prompts, 8), greedy_answers(lm, prompts, 8, until_integer=True)
         same.append(sum(first_integer(a) == first_integer(b) for a, b in zip(full, short)))
-        print(f"{'adapter ' + adapter if adapter else 'base model'}: same first integer for {same[-1]}/{len(prompts)} "
-              f"prompts; mean characters decoded {sum(map(len, full)) / len(full):.1f} (full) vs "
-              f"{sum(map(len, short)) / len(short):.1f} (to_integer)")
+        print(
+            f"{'adapter ' + adapter if adapter else 'base model'}: same first integer for {same[-1]}/{len(prompts)} "
+            f"prompts; mean characters decoded {sum(map(len, full)) / len(full):.1f} (full) vs "
+            f"{sum(map(len, short)) / len(short):.1f} (to_integer)"
+        )
     lm = load_model("default", device=args.device)
     timed = _bench.make_timer(lm.device)
-    times = _bench.interleaved({"full": lambda: greedy_answers(lm, prompts, 8),
-                                "to_integer": lambda: greedy_answers(lm, prompts, 8, until_integer=True)},
-                               reps=reps, warmup=1, timed=timed)
+    times = _bench.interleaved(
+        {
+            "full": lambda: greedy_answers(lm, prompts, 8),
+            "to_integer": lambda: greedy_answers(lm, prompts, 8, until_integer=True),
+        },
+        reps=reps,
+        warmup=1,
+        timed=timed,
+    )
     print(_bench.machine_line(lm.device))
-    print(f"{len(prompts)} prompts, 8 new tokens, {reps} interleaved rounds after 1 warm-up round; {_bench.load_average()}")
+    print(
+        f"{len(prompts)} prompts, 8 new tokens, {reps} interleaved rounds after 1 warm-up round; {_bench.load_average()}"
+    )
     print()
     _bench.print_times(times)
     ratio = _bench.median(times["full"]) / _bench.median(times["to_integer"])
     per_round = _bench.median(_bench.paired_ratios(times["full"], times["to_integer"]))
     print()
-    print(f"full / to_integer (median/median) = {ratio:.2f} (median of per-round ratios {per_round:.2f})   "
-          f"target >= {TARGET_RATIO}")
+    print(
+        f"full / to_integer (median/median) = {ratio:.2f} (median of per-round ratios {per_round:.2f})   "
+        f"target >= {TARGET_RATIO}"
+    )
     ok = ratio >= TARGET_RATIO and all(n == len(prompts) for n in same)
-    _bench.finish(f"SUMMARY greedy_decoding: {_bench.verdict('full/to_integer', ratio, f'>= {TARGET_RATIO}', ratio >= TARGET_RATIO)}; "
-                  f"same answers {same} of {len(prompts)}; {reps} reps, device {lm.device}", ok, args.check)
+    _bench.finish(
+        f"SUMMARY greedy_decoding: {_bench.verdict('full/to_integer', ratio, f'>= {TARGET_RATIO}', ratio >= TARGET_RATIO)}; "
+        f"same answers {same} of {len(prompts)}; {reps} reps, device {lm.device}",
+        ok,
+        args.check,
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import _bench
 
 SCRIPT_PHASE1 = """
 import sys
-from workbench.train.config import build_config
-from workbench.train.loop import train
+from workbench.training.config import build_config
+from workbench.training.loop import train
 train(build_config({"model": "default", "data": sys.argv[1], "output": sys.argv[2], "max_steps": int(sys.argv[3]),
                     "batch_size": 1, "learning_rate": 1e-3, "eval_samples": 32,
                     "intermediate_loss": {"enabled": True, "layer": 16, "weight": 0.4}}), progress=False)
@@ -32,11 +32,11 @@ def main() -> None:
     args = _bench.parser(__doc__.splitlines()[0], reps=10, quick_reps=4).parse_args()
     import torch
 
-    from workbench.train.config import build_config
     from workbench.core.data import generate_arithmetic, write_jsonl
     from workbench.core.models import default_device
-    from workbench.train.losses import answer_loss, encode_records, sft_batch, sft_losses
-    from workbench.train.loop import prepare_model, trainable_parameters
+    from workbench.training.config import build_config
+    from workbench.training.loop import prepare_model, trainable_parameters
+    from workbench.training.losses import answer_loss, encode_records, sft_batch, sft_losses
 
     device = args.device or default_device()
     timed = _bench.make_timer(device)
@@ -57,7 +57,9 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
 
     contenders = {
-        "A plain peft SFT": lambda: step(answer_loss(phase1.peft_model(input_ids=batch.input_ids).logits, batch.labels), opt1),
+        "A plain peft SFT": lambda: step(
+            answer_loss(phase1.peft_model(input_ids=batch.input_ids).logits, batch.labels), opt1
+        ),
         "B dual-reward": lambda: step(sft_losses(phase1, batch, 16, 0.4)["loss"], opt1),
         "C routing (0-16 frozen)": lambda: step(sft_losses(phase2, masked)["loss"], opt2),
     }
@@ -81,7 +83,9 @@ def main() -> None:
         log = [json.loads(x) for x in (Path(tmp) / "out" / "train_log.jsonl").read_text().splitlines()]
     print(f"peak resident memory of a {steps}-step phase-1 run (model load, training, evaluation): {peak_mb:.0f} MB")
     print(f"median seconds per phase-1 step in that run: {_bench.median([r['seconds'] for r in log]):.3f}")
-    _bench.finish(f"summary: B/A {b_over_a:.3f}, C/B {c_over_b:.3f}, phase-1 peak RSS {peak_mb:.0f} MB", ok1 and ok2, args.check)
+    _bench.finish(
+        f"summary: B/A {b_over_a:.3f}, C/B {c_over_b:.3f}, phase-1 peak RSS {peak_mb:.0f} MB", ok1 and ok2, args.check
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,17 @@ def build_tiny_llama(vocab_size: int, n_layers: int = 4, seed: int = 0):
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True,
-        pad_token_id=1, bos_token_id=2, eos_token_id=3,
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
     )
     return LlamaForCausalLM(config).eval()
 
@@ -84,10 +92,8 @@ def data_file(tmp_path_factory):
 def quick_run(tmp_path_factory):
     """`workbench run all --quick --seeds 2` on the embedded model, once per session: every phase's notebook executed
     into one run folder. Returns (folder, exit status, stdout, stderr)."""
-    import subprocess
-    import sys
+    from helpers import run_cli
 
     out = tmp_path_factory.mktemp("quick") / "run"
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "run", "all", "--quick", "--seeds", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=1500)
+    proc = run_cli("run", "all", "--quick", "--seeds", "2", "--out", out, timeout=1500)
     return out, proc.returncode, proc.stdout, proc.stderr

@@ -19,8 +19,15 @@ from workbench.ui.widgets import LensView
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 CHROMIUM = os.environ.get("BROWSER_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("WORKBENCH_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 TARGETS = ["multiply", "add", "subtract", "divide"]
 PROMPT = "12 * 5 = "
 
@@ -85,8 +92,12 @@ def _shown(page) -> str:
 def _wait_for(page, text: str, timeout: float = 60.0) -> float:
     """Seconds until the top-token line contains ``text``."""
     start = time.perf_counter()
-    page.wait_for_function("t => document.querySelector('.wb-top-token').innerText.includes(t)", arg=text,
-                           timeout=timeout * 1000, polling=10)
+    page.wait_for_function(
+        "t => document.querySelector('.wb-top-token').innerText.includes(t)",
+        arg=text,
+        timeout=timeout * 1000,
+        polling=10,
+    )
     return time.perf_counter() - start
 
 
@@ -118,14 +129,23 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
         latencies.append(_wait_for(page, f"layer {layer} ·"))
         got = lens.at(PROMPT, layer)
         assert f"top token {got['top'][0]['token']!r}" in _shown(page), (layer, _shown(page))
-        page.wait_for_function("t => document.querySelector('.wb-tables').innerText.includes(t)",
-                               arg=f"{got['targets']['multiply']['prob']:.2e}", timeout=30_000)
+        page.wait_for_function(
+            "t => document.querySelector('.wb-tables').innerText.includes(t)",
+            arg=f"{got['targets']['multiply']['prob']:.2e}",
+            timeout=30_000,
+        )
     assert _figure(page)["x0"] == start_layer + 5
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "layer_explorer.png"), full_page=True)
-    (ARTIFACTS / "layer_explorer_latency.json").write_text(json.dumps(
-        {"slider_to_view_ms": [round(1000 * s, 1) for s in latencies],
-         "median_ms": round(1000 * statistics.median(latencies), 1)}, indent=2))
+    (ARTIFACTS / "layer_explorer_latency.json").write_text(
+        json.dumps(
+            {
+                "slider_to_view_ms": [round(1000 * s, 1) for s in latencies],
+                "median_ms": round(1000 * statistics.median(latencies), 1),
+            },
+            indent=2,
+        )
+    )
     assert (ARTIFACTS / "layer_explorer.png").stat().st_size > 10_000
 
 
@@ -142,9 +162,14 @@ def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
 
     port = free_port()
     # started the way a shell starts a background job (`cmd &`, CI scripts): with SIGINT ignored, which exec keeps
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "explore", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "explore", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -163,8 +188,10 @@ def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
             out, _ = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:  # say what is still running: the command itself, or what holds its output
             left = {pid: _cmdline(pid) for pid in _alive(children + _descendants(proc.pid))}
-            pytest.fail(f"workbench explore {'exited ' + str(proc.returncode) if proc.poll() is not None else 'still runs'} "
-                        f"60 s after Ctrl-C; still alive from its tree: {left}")
+            pytest.fail(
+                f"workbench explore {'exited ' + str(proc.returncode) if proc.poll() is not None else 'still runs'} "
+                f"60 s after Ctrl-C; still alive from its tree: {left}"
+            )
         assert proc.returncode == 130 and "http://127.0.0.1:" in out
         deadline = time.monotonic() + 15
         while _alive(children) and time.monotonic() < deadline:

@@ -2,15 +2,20 @@ from pathlib import Path
 
 import pytest
 
-from workbench.train.config import build_config, load_config
 from workbench.core.errors import WorkbenchError
+from workbench.training.config import build_config, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_seed_configs_load_verbatim():
     p1 = load_config(CONFIGS / "dual_reward_phase1.yaml")
-    assert (p1.model, p1.max_steps, p1.batch_size, p1.learning_rate) == ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", 500, 1, 0.001)
+    assert (p1.model, p1.max_steps, p1.batch_size, p1.learning_rate) == (
+        "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+        500,
+        1,
+        0.001,
+    )
     assert p1.target_modules == ["v_proj", "o_proj"] and p1.lora_rank == 16
     assert p1.intermediate_loss.enabled and p1.intermediate_loss.layer == 12 and p1.intermediate_loss.weight == 0.4
     p2 = load_config(CONFIGS / "routing_phase2.yaml")
@@ -20,22 +25,6 @@ def test_seed_configs_load_verbatim():
 def test_flags_override_the_file():
     cfg = load_config(CONFIGS / "dual_reward_phase1.yaml", {"model": "default", "max_steps": 7})
     assert cfg.model == "default" and cfg.max_steps == 7 and cfg.learning_rate == 0.001
-
-
-@pytest.mark.parametrize("text,match", [
-    ("learning_rte: 0.1\n", "unknown key 'learning_rte'; did you mean 'learning_rate'"),
-    ("intermediate_loss:\n  wieght: 0.3\n", "unknown key 'intermediate_loss.wieght'; did you mean 'weight'"),
-    ("max_steps: many\n", "key 'max_steps'"),
-    ("intermediate_loss:\n  weight: 2\n", "intermediate_loss.weight"),
-    ("model: x\n\tmax_steps: 3\n", "line 2: invalid YAML.*tabs"),
-    ("- a\n- b\n", "mapping"),
-])
-def test_bad_yaml_is_one_line_naming_file_and_key(tmp_path, text, match):
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    with pytest.raises(WorkbenchError, match=match) as err:
-        load_config(path)
-    assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_yaml_is_read_safely(tmp_path):

@@ -29,9 +29,24 @@ def depth_runs(tmp_path_factory):
         tokenizer = build_tiny_tokenizer()
         build_tiny_llama(len(tokenizer), n_layers=n).save_pretrained(model)
         tokenizer.save_pretrained(model)
-        procs[n] = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", "all", "--quick", "--model", str(model),
-                                     "--out", str(root / f"run-{n}")], env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+        procs[n] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "workbench.cli",
+                "run",
+                "all",
+                "--quick",
+                "--model",
+                str(model),
+                "--out",
+                str(root / f"run-{n}"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     done = {n: (proc.communicate(timeout=1200), proc.returncode) for n, proc in procs.items()}
     for n, ((_, err), code) in done.items():
         assert code == 0, f"{n} layers: {err[-2000:]}"

@@ -4,20 +4,20 @@ adapters (everything but timestamps, timings and the output paths themselves).""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
+import pytest
 import torch
+from helpers import run_cli
 from safetensors.torch import load_file
 
 from workbench.core.data import generate_arithmetic, write_jsonl
 
+pytestmark = pytest.mark.slow  # six fresh CLI processes
 VOLATILE = {"created", "timings_s", "seconds", "output", "settings"}
 
 
 def _cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    proc = run_cli(*args, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -36,20 +36,64 @@ def test_two_fresh_processes_give_identical_results(tiny_dir, tmp_path):
     write_jsonl(tmp_path / "eval.jsonl", generate_arithmetic(8, 3))
     classes = ["--classes", "multiply:7 * 8 = |12 * 5 = |3 * 9 = ", "--classes", "add:23 + 45 = |17 + 38 = |11 + 22 = "]
     for run in ("a", "b"):
-        _cli("introspect", "classifier", "-m", tiny_dir, *classes, "--test", "6 * 9 = ", "--seed", 5,
-             "--output", tmp_path / run / "probe.json")
-        _cli("introspect", "logit-lens", "-m", tiny_dir, "--prompts", "7 * 8 = |23 + 45 = ", "--targets", "multiply",
-             "--targets", "add", "--all-layers", "--output", tmp_path / run / "lens.json")
-        _cli("train", "sft", "--model", tiny_dir, "--data", data, "--eval-data", tmp_path / "eval.jsonl",
-             "--output", tmp_path / run / "adapter", "--max-steps", 6, "--batch-size", 4, "--seed", 3,
-             "--intermediate-layer", 2, "--no-progress")
+        _cli(
+            "introspect",
+            "classifier",
+            "-m",
+            tiny_dir,
+            *classes,
+            "--test",
+            "6 * 9 = ",
+            "--seed",
+            5,
+            "--output",
+            tmp_path / run / "probe.json",
+        )
+        _cli(
+            "introspect",
+            "logit-lens",
+            "-m",
+            tiny_dir,
+            "--prompts",
+            "7 * 8 = |23 + 45 = ",
+            "--targets",
+            "multiply",
+            "--targets",
+            "add",
+            "--all-layers",
+            "--output",
+            tmp_path / run / "lens.json",
+        )
+        _cli(
+            "train",
+            "sft",
+            "--model",
+            tiny_dir,
+            "--data",
+            data,
+            "--eval-data",
+            tmp_path / "eval.jsonl",
+            "--output",
+            tmp_path / run / "adapter",
+            "--max-steps",
+            6,
+            "--batch-size",
+            4,
+            "--seed",
+            3,
+            "--intermediate-layer",
+            2,
+            "--no-progress",
+        )
     for name in ("probe.json", "lens.json"):
         a, b = (json.loads((tmp_path / run / name).read_text()) for run in ("a", "b"))
         assert _stable(a) == _stable(b), name
     probe = json.loads((tmp_path / "a" / "probe.json").read_text())
     assert len(probe["layer_results"]) == 4 and probe["seed"] == 5  # a real result, not an empty one
-    logs = [[json.loads(line) for line in (tmp_path / run / "adapter" / "train_log.jsonl").read_text().splitlines()]
-            for run in ("a", "b")]
+    logs = [
+        [json.loads(line) for line in (tmp_path / run / "adapter" / "train_log.jsonl").read_text().splitlines()]
+        for run in ("a", "b")
+    ]
     assert [_stable(r) for r in logs[0]] == [_stable(r) for r in logs[1]] and len(logs[0]) == 6
     assert len({r["loss"] for r in logs[0]}) > 1  # the losses move, and move the same way
     x, y = (load_file(tmp_path / run / "adapter" / "adapter_model.safetensors") for run in ("a", "b"))

@@ -73,6 +73,8 @@ def test_links_point_inside_the_repository(page):
         if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):
             continue  # http(s) and other schemes, anchors
         path = (page.parent / target.split("#")[0]).resolve()
-        assert path.is_relative_to(ROOT) and path.exists(), f"{page.name} links to {target}, which is not in the repository"
+        assert path.is_relative_to(ROOT) and path.exists(), (
+            f"{page.name} links to {target}, which is not in the repository"
+        )
     for outside in ("../" + "shared", "DESIGN" + ".md", str(ROOT)):  # split, so that this file does not match itself
         assert outside not in text, f"{page.name} mentions {outside}, which is outside the repository"

@@ -17,20 +17,22 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from workbench.train.config import build_config
-from workbench.train.loop import train
+from workbench.training.config import build_config
+from workbench.training.loop import train
 
+pytestmark = pytest.mark.slow  # training processes killed and resumed: tens of seconds each
 STEPS, SAVE_EVERY = 12, 2
 # Runs train() in a child process and SIGKILLs it at one chosen moment (the child kills itself, so the moment is exact).
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import json, os, signal, sys
     from pathlib import Path
     import torch
-    from workbench.train import checkpoints, loop
-    from workbench.train.config import build_config
+    from workbench.training import checkpoints, loop
+    from workbench.training.config import build_config
 
     cfg, fault = json.loads(sys.argv[1]), sys.argv[2]
     kind, n = fault.split(":") if fault != "none" else ("none", "0")
@@ -73,19 +75,29 @@ DRIVER = textwrap.dedent('''
                 return text
         loop.json = TornJson()
     loop.train(build_config(cfg), device="cpu", progress=False)
-''')
-
+""")
 
 
 def _cfg(tiny_dir, data_file, out: Path, **kw) -> dict:
-    return {"model": str(tiny_dir), "data": str(data_file), "eval_data": str(data_file.with_name("eval.jsonl")),
-            "output": str(out), "max_steps": STEPS, "save_every": SAVE_EVERY, "batch_size": 4, "learning_rate": 5e-3,
-            "seed": 0, "intermediate_loss": {"enabled": True}, **kw}
+    return {
+        "model": str(tiny_dir),
+        "data": str(data_file),
+        "eval_data": str(data_file.with_name("eval.jsonl")),
+        "output": str(out),
+        "max_steps": STEPS,
+        "save_every": SAVE_EVERY,
+        "batch_size": 4,
+        "learning_rate": 5e-3,
+        "seed": 0,
+        "intermediate_loss": {"enabled": True},
+        **kw,
+    }
 
 
 def _child(cfg: dict, fault: str) -> int:
-    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cfg), fault], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(cfg), fault], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr[-2000:]
     return proc.returncode
 
@@ -126,7 +138,10 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tiny_
     assert _same_adapter(straight, out), faults
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, STEPS + 1))
-    assert json.loads((out / "metrics.json").read_text())["after"] == json.loads((straight / "metrics.json").read_text())["after"]
+    assert (
+        json.loads((out / "metrics.json").read_text())["after"]
+        == json.loads((straight / "metrics.json").read_text())["after"]
+    )
     assert not list(out.glob(".tmp-*")) and not list((out / "checkpoints").glob(".tmp-*"))
 
 
@@ -138,11 +153,21 @@ def test_sigkill_at_a_wall_clock_moment(tiny_dir, data_file, tmp_path):
     cfg = _cfg(tiny_dir, data_file, out, max_steps=40, save_every=3)
     rng = random.Random(7)
     for attempt in range(2):  # two kills from outside at random times once training runs, then a resume to finish
-        proc = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps({**cfg, "resume": attempt > 0}), "none"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, json.dumps({**cfg, "resume": attempt > 0}), "none"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         log, started, deadline = out / "train_log.jsonl", time.time(), time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:  # until this process has written its log
-            if log.exists() and log.stat().st_mtime >= started and log.read_text().strip():
+        # until this process has written its log and a checkpoint exists (a loaded machine trains slowly: without the
+        # second condition both kills could land before step 3's checkpoint, and the last run would have none to resume)
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (
+                log.exists()
+                and log.stat().st_mtime >= started
+                and log.read_text().strip()
+                and any((out / "checkpoints").glob("step-*"))
+            ):
                 break
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.5))
@@ -155,11 +180,11 @@ def test_sigkill_at_a_wall_clock_moment(tiny_dir, data_file, tmp_path):
 
 
 PARAMS = 'output_dir = "."\nlabel = "x"\nsleep = 0.0\n'
-BODY = '''import json, pathlib, time
+BODY = """import json, pathlib, time
 time.sleep(sleep)
 out = pathlib.Path(output_dir)
 (out / f"{label}.json").write_text(json.dumps({"label": label, "value": sum(i * i for i in range(1000))}))
-'''
+"""
 
 
 def test_a_runner_killed_mid_phase_resumes_to_the_same_results(tmp_path):

@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.cli import main
-from workbench.train.config import load_config, TrainConfig
 from workbench.core.data import read_jsonl
 from workbench.core.errors import WorkbenchError
+from workbench.core.guide import THRESHOLDS
 from workbench.core.tasks import parse_classes, parse_layers, parse_prompt_list
 from workbench.experiment.claims import parse_threshold
+from workbench.training.config import TrainConfig, load_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # The characters the syntaxes care about, plus whitespace, unicode and control characters.
@@ -74,8 +75,10 @@ def test_prompt_files(tmp_path_factory, lines):
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(list("0123456789-, ") + ["all", "x", "10", "-1"]), max_size=10).map("".join),
-       st.integers(1, 40))
+@given(
+    st.lists(st.sampled_from(list("0123456789-, ") + ["all", "x", "10", "-1"]), max_size=10).map("".join),
+    st.integers(1, 40),
+)
 def test_layer_and_freeze_ranges(text, n_layers):
     try:
         layers = parse_layers(text, n_layers)
@@ -91,9 +94,12 @@ def test_layer_and_freeze_ranges(text, n_layers):
 KEYS = st.sampled_from(list(TrainConfig.model_fields) + ["learning_rte", "lora", "intermediate_loss", "freeze"])
 VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-5, 2000), st.floats(allow_nan=True), TEXT),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)), max_leaves=6)
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=6,
+)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.dictionaries(KEYS, VALUES, max_size=6))
 def test_yaml_configs(tmp_path_factory, values):
@@ -104,7 +110,8 @@ def test_yaml_configs(tmp_path_factory, values):
     except WorkbenchError as exc:
         assert "c.yaml" in _one_line(exc)
         return
-    assert isinstance(cfg, TrainConfig) and cfg.max_steps is None or cfg.max_steps >= 1
+    assert set(values) <= set(TrainConfig.model_fields)  # a misspelt key is never accepted silently
+    assert cfg.max_steps is None or cfg.max_steps >= 1
 
 
 @FUZZ
@@ -119,9 +126,14 @@ def test_yaml_text(tmp_path_factory, text):
 
 
 RECORD = st.fixed_dictionaries({"prompt": TEXT, "response": TEXT})
-LINE = st.one_of(RECORD.map(json.dumps), RECORD.map(lambda r: json.dumps(r, ensure_ascii=False)),  # raw U+2028 too
-                 TEXT.filter(lambda t: "\n" not in t and "\r" not in t),
-                 st.just("[1, 2]"), st.just('{"prompt": 3}'), st.just(""))
+LINE = st.one_of(
+    RECORD.map(json.dumps),
+    RECORD.map(lambda r: json.dumps(r, ensure_ascii=False)),  # raw U+2028 too
+    TEXT.filter(lambda t: "\n" not in t and "\r" not in t),
+    st.just("[1, 2]"),
+    st.just('{"prompt": 3}'),
+    st.just(""),
+)
 
 
 @FUZZ
@@ -142,22 +154,36 @@ def test_jsonl_data(tmp_path_factory, lines):
                 doc = json.loads(bad)
             except json.JSONDecodeError:
                 return
-            assert not (isinstance(doc, dict) and all(isinstance(doc.get(k), str) and doc[k] for k in ("prompt", "response")))
+            assert not (
+                isinstance(doc, dict) and all(isinstance(doc.get(k), str) and doc[k] for k in ("prompt", "response"))
+            )
         return
-    assert records and all(isinstance(r["prompt"], str) and r["prompt"] and r["response"] for r in records)
+    assert records == [json.loads(line) for line in lines if line.strip()]  # every non-blank line, as written
+    assert all(r["prompt"] and r["response"] for r in records)
+
+
+# NAME=VALUE around the real names too, so that the parse also succeeds
+OVERRIDE = st.tuples(
+    st.sampled_from(["", " ", "\t"]),
+    st.sampled_from(list(THRESHOLDS)),
+    st.sampled_from(["=", " = ", "=\t"]),
+    st.one_of(st.floats(allow_nan=False).map(str), st.integers(-5, 100).map(str), TEXT),
+).map("".join)
 
 
 @FUZZ
-@given(TEXT)
+@given(st.one_of(TEXT, OVERRIDE))
 def test_threshold_overrides(text):
     try:
         name, value = parse_threshold(text)
     except WorkbenchError as exc:
         _one_line(exc)
         return
-    assert "=" in text and isinstance(value, float)
+    written, _, number = text.partition("=")
+    assert name == written.strip() and name in THRESHOLDS and value == float(number)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(TEXT, min_size=1, max_size=3), TEXT)
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path_factory, capsys, specs, layers):

@@ -79,5 +79,8 @@ def test_the_comparison_sees_a_changed_number():
     doc = {"a": [0.1, 0.2], "b": {"c": 1}}
     assert differences(doc, doc) == []
     assert differences(doc, {"a": [0.1, 0.2 + 1e-6], "b": {"c": 1}}) == [".a[1]: 0.2 then, 0.200001 now"]
-    assert sorted(differences(doc, {"a": [0.1], "b": {"d": 1}})) == [".a: 2 items then, 1 now", ".b.c: missing now",
-                                                                     ".b.d: new"]
+    assert sorted(differences(doc, {"a": [0.1], "b": {"d": 1}})) == [
+        ".a: 2 items then, 1 now",
+        ".b.c: missing now",
+        ".b.d: new",
+    ]

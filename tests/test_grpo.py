@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import assert_one_line_error, cli
 from safetensors.torch import load_file
 
-from test_cli import assert_one_line_error, cli
-from workbench.core.errors import WorkbenchError
-from workbench.train.grpo import load_grpo_config, load_reward, rl_records, train_grpo
-from workbench.train.rewards import arithmetic_reward
+from workbench.core.data import held_out
+from workbench.core.models import load_model
+from workbench.core.readouts import lens_readout
+from workbench.training.grpo import load_grpo_config, rl_records, train_grpo
+from workbench.training.rewards import arithmetic_reward
 
 pytest.importorskip("trl")
+OPERATIONS = ["multiply", "add", "subtract", "divide"]
 
 
 def test_the_seeds_reward_reads_the_first_integer():
@@ -33,27 +36,41 @@ def test_rl_prompts_are_the_seeds():
 def test_config_and_reward_errors(tmp_path, capsys):
     bad = tmp_path / "g.yaml"
     bad.write_text("num_generation: 4\n")
-    with pytest.raises(WorkbenchError, match="unknown key 'num_generation'; did you mean 'num_generations'"):
-        load_grpo_config(bad)
-    with pytest.raises(WorkbenchError, match="not module:function"):
-        load_reward("workbench.rewards")
-    with pytest.raises(WorkbenchError, match="cannot be loaded"):
-        load_reward("workbench.rewards:nope")
     code, _, err = cli(capsys, "train", "grpo", "--config", str(bad))
-    assert_one_line_error(code, err, "num_generations")
+    assert_one_line_error(code, err, str(bad), "unknown key 'num_generation'; did you mean 'num_generations'")
+    code, _, err = cli(capsys, "train", "grpo", "--reward", "workbench.rewards", "--output", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "'workbench.rewards' is not module:function")
     code, _, err = cli(capsys, "train", "grpo", "--reward", "no.such.module:f", "--output", str(tmp_path / "o"))
-    assert_one_line_error(code, err, "no.such.module:f")
+    assert_one_line_error(code, err, "'no.such.module:f' cannot be loaded")
+    code, _, err = cli(
+        capsys, "train", "grpo", "--reward", "workbench.training.rewards:nope", "--output", str(tmp_path / "o")
+    )
+    assert_one_line_error(code, err, "'workbench.training.rewards:nope' cannot be loaded")
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_grpo_trains_lora_and_logs_reward_kl_and_length(tiny_dir, tmp_path, monkeypatch):
     module = tmp_path / "lengthy.py"  # reward with variance: longer completions score higher
     module.write_text("def longer(completions, **_):\n    return [float(len(c)) / 10 for c in completions]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "grpo"
-    cfg = load_grpo_config(None, {"model": str(tiny_dir), "output": str(out), "reward": "lengthy:longer", "max_steps": 3,
-                                  "samples": 16, "eval_samples": 8, "prompts_per_step": 2, "num_generations": 4,
-                                  "lora_rank": 4, "learning_rate": 5e-3, "temperature": 1.5})
+    cfg = load_grpo_config(
+        None,
+        {
+            "model": str(tiny_dir),
+            "output": str(out),
+            "reward": "lengthy:longer",
+            "max_steps": 3,
+            "samples": 16,
+            "eval_samples": 8,
+            "prompts_per_step": 2,
+            "num_generations": 4,
+            "lora_rank": 4,
+            "learning_rate": 5e-3,
+            "temperature": 1.5,
+        },
+    )
     metrics = train_grpo(cfg)
     log = [json.loads(line) for line in (out / "grpo_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
@@ -65,6 +82,11 @@ def test_grpo_trains_lora_and_logs_reward_kl_and_length(tiny_dir, tmp_path, monk
     assert any("lora_B" in k and v.abs().max() > 0 for k, v in weights.items())  # B starts at zero: it was trained
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
     assert metrics["kind"] == "train.grpo" and metrics["eval_prompts"] == 8
-    for side in ("before", "after"):
-        assert 0 <= metrics[side]["greedy_accuracy"] <= 1 and metrics[side]["lens"]["prompts"] == 8
-    assert all(r["prompt"].startswith("Calculate: ") for r in map(json.loads, (out / "grpo_prompts.jsonl").read_text().splitlines()))
+    assert metrics["before"]["lens"]["prompts"] == metrics["after"]["lens"]["prompts"] == 8
+    prompts = [json.loads(line)["prompt"] for line in (out / "grpo_prompts.jsonl").read_text().splitlines()]
+    assert len(prompts) == 16 and all(p.startswith("Calculate: ") for p in prompts)
+    # the saved adapter, read by the logit lens (not the trainer's evaluation code), gives the numbers in metrics.json
+    heldout = [r["prompt"] for r in held_out([{"prompt": p.removeprefix("Calculate: ")} for p in prompts], 8)]
+    for side, adapter in (("before", None), ("after", out)):
+        lens = lens_readout(load_model(str(tiny_dir), device="cpu", adapter=adapter), heldout, OPERATIONS)
+        assert lens["mean_expected_prob"] == pytest.approx(metrics[side]["lens"]["mean_correct_target_prob"], rel=1e-5)

@@ -1,16 +1,15 @@
 """The embedded SmolLM2-135M through every real path: GGUF, safetensors cache, bridge, the guide's two commands."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers import run_cli
 
 from workbench.core import models
 from workbench.core.activations import capture_last_token
-from workbench.core.lens import lens_log_probs
 from workbench.core.guide import CLASSES, LENS_PROMPTS, TEST_PROMPTS
+from workbench.core.lens import lens_log_probs
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +60,12 @@ def test_padded_batch_equals_one_prompt_at_a_time(smol):
     assert (p_batched - p_single).abs().max().item() < 1e-4
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, timeout=600)
-
-
 def test_seed_classifier_command(tmp_path):
     out = tmp_path / "results" / "classifier.json"
     classes = [a for k, v in CLASSES.items() for a in ("--classes", f"{k}:{'|'.join(v)}")]
-    proc = _cli("introspect", "classifier", "-m", "default", *classes, "--test", "|".join(TEST_PROMPTS), "--output", str(out))
+    proc = run_cli(
+        "introspect", "classifier", "-m", "default", *classes, "--test", "|".join(TEST_PROMPTS), "--output", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and doc["num_layers"] == 30
@@ -84,17 +81,33 @@ def test_seed_classifier_command(tmp_path):
 
 def test_seed_logit_lens_command(tmp_path):
     out = tmp_path / "results" / "logit_lens.json"
-    proc = _cli("introspect", "logit-lens", "-m", "default", "--prompts", "|".join(LENS_PROMPTS),
-                "--targets", "multiply", "--targets", "add", "--targets", "subtract", "--targets", "divide",
-                "--all-layers", "--output", str(out))
+    proc = run_cli(
+        "introspect",
+        "logit-lens",
+        "-m",
+        "default",
+        "--prompts",
+        "|".join(LENS_PROMPTS),
+        "--targets",
+        "multiply",
+        "--targets",
+        "add",
+        "--targets",
+        "subtract",
+        "--targets",
+        "divide",
+        "--all-layers",
+        "--output",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: target 'subtract' is 2 tokens" in proc.stderr
     doc = json.loads(out.read_text())
     assert doc["layer"] == 16 and doc["num_layers"] == 30 and len(doc["results"]) == 4
     assert doc["target_token_ids"]["subtract"] == smol_token("sub")
+    assert [r["expected"] for r in doc["results"]] == ["multiply", "multiply", "add", "add"]  # from the operators
     for row in doc["results"]:
         assert set(row["target_probs"]) == {"multiply", "add", "subtract", "divide"}
-        assert row["expected"] in ("multiply", "add")
     # the guide's claim for the base model: no vocabulary-aligned classifier (target probability ~ 0%)
     assert doc["mean_expected_prob"] < 0.01 and doc["score"]["correct"] == 0
     assert len(doc["all_layers"]["layers"]) == 30

@@ -1,4 +1,4 @@
-"""The package's layers: core < train < experiment < ui < cli. A module may import from its own layer and the ones
+"""The package's layers: core < training < experiment < ui < cli. A module may import from its own layer and the ones
 below it, never from one above (every import is read from the source, including those inside functions)."""
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import workbench
+
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
-ORDER = ["core", "train", "experiment", "ui", "cli"]
+ORDER = ["core", "training", "experiment", "ui", "cli"]
 
 
 def _layer(module: str) -> str:
-    """workbench.train.loop -> train; workbench.cli / cli_reference / the package itself -> cli."""
+    """workbench.training.loop -> training; workbench.cli / cli_reference / the package itself -> cli."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] in ORDER[:-1] else "cli"
 
@@ -60,9 +62,32 @@ def test_the_rule_sees_a_violation(tmp_path):
     assert all(ORDER.index(_layer(n)) > ORDER.index("core") for n in names)
 
 
-def test_short_api_names_resolve():
+SHORT_NAMES = sorted(workbench._API)
+
+
+@pytest.mark.parametrize("name", SHORT_NAMES)
+def test_short_api_names_resolve(name):
     import workbench as wb
 
-    for name in wb._API:
-        assert getattr(wb, name) is not None, name
+    wb.load_config, wb.RunLayout  # noqa: B018  loads the subpackages: none of them may shadow a short name
+    assert callable(getattr(wb, name)) and name in dir(wb), name  # every short name is a function or class
+
+
+def test_short_api_rule_and_unknown_names():
+    import workbench as wb
+
     assert wb.default_classifier_layer(30) == 16 and wb.default_classifier_layer(22) == 12
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        wb.no_such_name  # noqa: B018
+
+
+def _exists(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_every_import_of_the_package_names_a_module_that_exists(path):
+    """Lazy imports inside functions too (a renamed module would otherwise fail only when that command runs)."""
+    missing = [n for n in _imports(path) if not _exists(n) and not _exists(n.rsplit(".", 1)[0])]
+    assert not missing, f"{path.relative_to(PACKAGE)} imports what does not exist: {missing}"

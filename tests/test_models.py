@@ -27,17 +27,6 @@ def test_resolve_kinds(tiny_dir, tmp_path):
     assert resolve(str(gguf)).kind == "gguf"
 
 
-@pytest.mark.parametrize("spec", ["", "not-a-model", "./missing_dir", "a/b/c", "/nope/x.gguf"])
-def test_unknown_model_is_one_clear_error(spec):
-    with pytest.raises(WorkbenchError, match="model|GGUF|-m default"):
-        resolve(spec)
-
-
-def test_dir_without_config_is_rejected(tmp_path):
-    with pytest.raises(WorkbenchError, match="config.json"):
-        resolve(str(tmp_path))
-
-
 def test_local_dir_loads_and_bridge_logits_equal_hf(tiny_lm):
     assert tiny_lm.n_layers == 4 and tiny_lm.classifier_layer == 2 and tiny_lm.source.kind == "local"
     batch = tiny_lm.tokenize(["7 * 8 = ", "12 + 5 = "])
@@ -55,9 +44,8 @@ def test_tokenize_right_pads_and_records_lengths(tiny_lm):
     assert batch.input_ids[0, 6].item() == tiny_lm.tokenizer.pad_token_id
 
 
-def test_too_long_and_empty_prompts_are_rejected(tiny_lm):
-    with pytest.raises(WorkbenchError, match="context"):
-        tiny_lm.tokenize(["1" * 100])
+def test_a_prompt_without_tokens_is_rejected(tiny_lm):
+    """(Too long a prompt is a CLI case in test_robustness; an empty one never gets past the CLI's prompt parser.)"""
     with pytest.raises(WorkbenchError, match="no tokens"):
         tiny_lm.tokenize([""])
 
@@ -87,8 +75,3 @@ def test_hub_id_missing_offline_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(WorkbenchError, match="-m default"):
         load_model("nobody/no-such-model", device="cpu")
-
-
-def test_missing_adapter_is_one_clear_error(tiny_dir, tmp_path):
-    with pytest.raises(WorkbenchError, match="adapter_config.json"):
-        load_model(str(tiny_dir), device="cpu", adapter=tmp_path / "nope")

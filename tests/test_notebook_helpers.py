@@ -3,27 +3,36 @@ the lens figures, and the single-threaded BLAS of the probe fits. No model neede
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from workbench.ui import plots
 from workbench.core import probes
-from workbench.experiment import summary
 from workbench.core.errors import WorkbenchError
 from workbench.core.readouts import classifier_probe, lens_readout
 from workbench.core.tasks import LabelledPrompts
+from workbench.experiment import summary
+from workbench.ui import plots
 
 
 def _probe_result() -> dict:
-    layer = lambda i, acc, ctl: {"layer": i, "accuracy": acc, "std": 0.0, "fold_accuracies": [acc], "control_accuracy": ctl,
-                                 "selectivity": acc - ctl}
+    layer = lambda i, acc, ctl: {
+        "layer": i,
+        "accuracy": acc,
+        "std": 0.0,
+        "fold_accuracies": [acc],
+        "control_accuracy": ctl,
+        "selectivity": acc - ctl,
+    }
     probs = lambda winner: {c: (0.7 if c == winner else 0.1) for c in ("multiply", "add", "subtract", "divide")}
     return {
-        "model": "m", "num_layers": 4, "classifier_layer_default": 2, "classes": ["multiply", "add", "subtract", "divide"],
-        "folds": 4, "best_layer": 1, "best_accuracy": 1.0,
+        "model": "m",
+        "num_layers": 4,
+        "classifier_layer_default": 2,
+        "classes": ["multiply", "add", "subtract", "divide"],
+        "folds": 4,
+        "best_layer": 1,
+        "best_accuracy": 1.0,
         "layer_results": [layer(0, 0.5, 0.25), layer(1, 1.0, 0.5), layer(2, 1.0, 0.25), layer(3, 0.75, 0.25)],
         "test_predictions": [
             {"prompt": "6 * 9 = ", "layer": 2, "predicted": "multiply", "probabilities": probs("multiply")},
@@ -58,21 +67,43 @@ def test_probe_test_rows_at_one_layer():
 
 def _lens_result() -> dict:
     def row(prompt, expected, probs, ranks, top=" "):
-        return {"prompt": prompt, "expected": expected, "top_token": top, "top_token_id": 1, "top_prob": 0.9,
-                "top_k": [], "target_probs": dict(zip(("multiply", "add"), probs)),
-                "target_ranks": dict(zip(("multiply", "add"), ranks)), "correct": False}
+        return {
+            "prompt": prompt,
+            "expected": expected,
+            "top_token": top,
+            "top_token_id": 1,
+            "top_prob": 0.9,
+            "top_k": [],
+            "target_probs": dict(zip(("multiply", "add"), probs)),
+            "target_ranks": dict(zip(("multiply", "add"), ranks)),
+            "correct": False,
+        }
+
     return {
-        "model": "m", "layer": 1, "num_layers": 2,
-        "targets": [{"word": "multiply", "token_id": 5, "token": "multiply", "n_subtokens": 1},
-                    {"word": "add", "token_id": 6, "token": "ad", "n_subtokens": 2}],
+        "model": "m",
+        "layer": 1,
+        "num_layers": 2,
+        "targets": [
+            {"word": "multiply", "token_id": 5, "token": "multiply", "n_subtokens": 1},
+            {"word": "add", "token_id": 6, "token": "ad", "n_subtokens": 2},
+        ],
         "target_token_ids": {"multiply": 5, "add": 6},
-        "results": [row("2 * 3 = ", "multiply", (1e-12, 1e-6), (900, 40)), row("2 + 3 = ", "add", (1e-9, 1e-3), (500, 7)),
-                    row("hi", None, (0.0, 0.0), (1000, 1000), top="x")],
+        "results": [
+            row("2 * 3 = ", "multiply", (1e-12, 1e-6), (900, 40)),
+            row("2 + 3 = ", "add", (1e-9, 1e-3), (500, 7)),
+            row("hi", None, (0.0, 0.0), (1000, 1000), top="x"),
+        ],
         "score": {"correct": 0, "total": 2, "fraction": 0.0},
         "mean_expected_prob": (1e-12 + 1e-3) / 2,
-        "all_layers": {"layers": [0, 1], "target_probs": {"multiply": [[1e-20, 1e-20, 0.0], [1e-12, 1e-9, 0.0]],
-                                                          "add": [[1e-2, 1e-30, 0.0], [1e-6, 1e-3, 0.0]]},
-                       "target_ranks": {}, "mean_expected_prob": [(1e-20 + 1e-30) / 2, (1e-12 + 1e-3) / 2]},
+        "all_layers": {
+            "layers": [0, 1],
+            "target_probs": {
+                "multiply": [[1e-20, 1e-20, 0.0], [1e-12, 1e-9, 0.0]],
+                "add": [[1e-2, 1e-30, 0.0], [1e-6, 1e-3, 0.0]],
+            },
+            "target_ranks": {},
+            "mean_expected_prob": [(1e-20 + 1e-30) / 2, (1e-12 + 1e-3) / 2],
+        },
     }
 
 
@@ -133,4 +164,7 @@ def test_summaries_accept_real_result_dicts(tiny_lm):
     lens = lens_readout(tiny_lm, ["7 * 8 = ", "7 + 8 = "], ["multiply", "add"], all_layers=True)
     ls = summary.lens_summary(lens)
     assert ls["layer"] == tiny_lm.classifier_layer and ls["all_layers"] == tiny_lm.n_layers
-    assert len(summary.lens_rows(lens)) == 2 and not math.isnan(ls["mean_expected_prob"])
+    assert len(summary.lens_rows(lens)) == 2 and ls["score_total"] == 2
+    assert (
+        sum(ls["best_target_counts"].values()) == 2
+    )  # the real dict's target ids and probabilities name the same words

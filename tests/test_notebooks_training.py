@@ -47,8 +47,14 @@ def test_dual_reward_then_routing_notebooks(quick_run):
     assert m1["before"]["lens"]["prompts"] == 32 and m1["after"]["lens"]["layer"] == 16
     resolved1 = _json(phase1 / "config.json")
     assert resolved1["intermediate_loss_layer"] == 16 and resolved1["intermediate_loss"]["weight"] == 0.4
-    assert resolved1["intermediate_loss"]["layer"] == 16 and resolved1["as_written"] == {"intermediate_loss.layer": "auto"}
-    assert resolved1["learning_rate"] == 1e-3 and resolved1["lora_targets"] == "v_proj,o_proj" and resolved1["frozen_layers"] == []
+    assert resolved1["intermediate_loss"]["layer"] == 16 and resolved1["as_written"] == {
+        "intermediate_loss.layer": "auto"
+    }
+    assert (
+        resolved1["learning_rate"] == 1e-3
+        and resolved1["lora_targets"] == "v_proj,o_proj"
+        and resolved1["frozen_layers"] == []
+    )
     log1 = [json.loads(line) for line in (phase1 / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log1] == [1, 2, 3, 4] and all("classifier_loss" in r for r in log1)
     eight = _json(out / "phase1_lens_eight.json")
@@ -85,7 +91,9 @@ def test_dual_reward_then_routing_notebooks(quick_run):
     for op, p in before["per_operation_prob"].items():
         assert after["per_operation_prob"][op] == pytest.approx(p, abs=1e-5)
     assert after["top1_score"] == before["top1_score"]
-    assert before["mean_correct_target_prob"] == pytest.approx(m1["after"]["lens"]["mean_correct_target_prob"], abs=1e-5)
+    assert before["mean_correct_target_prob"] == pytest.approx(
+        m1["after"]["lens"]["mean_correct_target_prob"], abs=1e-5
+    )
     lens_before, lens_after = _json(out / "phase2_lens_before.json"), _json(out / "phase2_lens_after.json")
     assert [r["prompt"] for r in lens_before["results"]] == [r["prompt"] for r in lens_after["results"]]
     assert len(lens_before["results"]) == 32

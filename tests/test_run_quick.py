@@ -7,16 +7,16 @@ published.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import closing_markdown, run_cli
 
-from workbench.ui import plots
 from workbench.core.guide import THRESHOLDS
 from workbench.experiment import report
+from workbench.ui import plots
 
 pytestmark = [pytest.mark.integration, pytest.mark.notebook]
 SEEDS = (42, 43)
@@ -27,15 +27,8 @@ def _read(path: Path) -> dict:
 
 
 def _cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    proc = run_cli(*args)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def _closing_markdown(nb) -> str:
-    texts = [o["data"]["text/markdown"] for o in nb.cells[-1].outputs if "text/markdown" in o.get("data", {})]
-    assert texts, "the closing cell must display its findings as Markdown"
-    return texts[-1]
 
 
 @pytest.fixture
@@ -48,7 +41,13 @@ def run(quick_run):
 def test_every_phase_ran_into_one_folder(run):
     out, stdout = run
     doc = _read(out / "run.json")
-    keys = ["generate", "baseline", *(f"phase1.seed-{s}" for s in SEEDS), *(f"phase2.seed-{s}" for s in SEEDS), "verify"]
+    keys = [
+        "generate",
+        "baseline",
+        *(f"phase1.seed-{s}" for s in SEEDS),
+        *(f"phase2.seed-{s}" for s in SEEDS),
+        "verify",
+    ]
     assert list(doc["phases"]) == keys and all(p["status"] == "done" for p in doc["phases"].values())
     assert doc["settings"]["seeds"] == list(SEEDS) and doc["settings"]["quick"] is True and doc["quick"] is True
     assert all(p["git_commit"] == doc["git_commit"] for p in doc["phases"].values())
@@ -57,9 +56,15 @@ def test_every_phase_ran_into_one_folder(run):
     log = (out / "run.log").read_text()
     assert all(f"phase {key}: done in" in log for key in keys)
     assert "claims: " in stdout and "report.md" in stdout
-    for name in ("00_generate_data.ipynb", "01_baseline_probing.ipynb", "02_logit_lens.ipynb", "05_verification.ipynb",
-                 *(f"seed-{s}/{nb}" for s in SEEDS for nb in ("03_dual_reward_training.ipynb", "04_routing_training.ipynb")),
-                 "configs/phase1.yaml", "configs/phase2.yaml"):
+    for name in (
+        "00_generate_data.ipynb",
+        "01_baseline_probing.ipynb",
+        "02_logit_lens.ipynb",
+        "05_verification.ipynb",
+        *(f"seed-{s}/{nb}" for s in SEEDS for nb in ("03_dual_reward_training.ipynb", "04_routing_training.ipynb")),
+        "configs/phase1.yaml",
+        "configs/phase2.yaml",
+    ):
         assert (out / name).is_file(), name
 
 
@@ -68,13 +73,19 @@ def test_generate_notebook_writes_the_shared_data(run):
     train = (out / "data" / "train.jsonl").read_text().splitlines()
     heldout = [json.loads(line) for line in (out / "data" / "heldout.jsonl").read_text().splitlines()]
     assert len(train) == 64 and len(heldout) == 32
-    assert json.loads(train[0]) == {"prompt": "2 * 48 = ", "response": "96", "operation": "multiply",
-                                     "classification_target": "multiply"}
+    assert json.loads(train[0]) == {
+        "prompt": "2 * 48 = ",
+        "response": "96",
+        "operation": "multiply",
+        "classification_target": "multiply",
+    }
     assert not {json.loads(line)["prompt"] for line in train} & {r["prompt"] for r in heldout}
     g = _read(out / "data" / "generate.json")
     assert g["heldout_in_train"] == 0 and g["last_prompt_tokens"] == {" ": 64}
     assert all(n == 0 for c in g["violations"].values() for n in c.values())
-    assert "Every record follows the generator's rules" in _closing_markdown(nbformat.read(out / "00_generate_data.ipynb", 4))
+    assert "Every record follows the generator's rules" in closing_markdown(
+        nbformat.read(out / "00_generate_data.ipynb", 4)
+    )
     for s in SEEDS:  # every seed trained on, and was measured on, these files
         m = _read(out / f"seed-{s}" / "phase1_adapter" / "metrics.json")
         assert m["config"]["data"] == str(out / "data" / "train.jsonl") and m["config"]["seed"] == s
@@ -95,8 +106,17 @@ def test_verification_judges_the_run(run):
     out, _ = run
     doc = _read(out / "claims.json")
     claims = {c["id"]: c for c in doc["claims"]}
-    assert list(claims) == ["base_probe_all_layers", "base_probe_classifier_layer", "base_lens", "phase1_lens",
-                            "phase1_eight", "phase1_probe", "phase2_unchanged", "phase2_answers", "answers"]
+    assert list(claims) == [
+        "base_probe_all_layers",
+        "base_probe_classifier_layer",
+        "base_lens",
+        "phase1_lens",
+        "phase1_eight",
+        "phase1_probe",
+        "phase2_unchanged",
+        "phase2_answers",
+        "answers",
+    ]
     assert doc["seeds"] == list(SEEDS) and doc["thresholds"] == THRESHOLDS
     # what verification reports equals what the phases wrote
     for i, s in enumerate(SEEDS):
@@ -110,10 +130,16 @@ def test_verification_judges_the_run(run):
     assert "[" in claims["phase1_lens"]["measured"] and "holds for 0/2 seeds" in claims["phase1_lens"]["measured"]
     text = (out / "report.md").read_text()
     assert report.claims_table(doc["claims"]) in text and "--quick" in text
-    found = _closing_markdown(nbformat.read(out / "05_verification.ipynb", 4))
+    found = closing_markdown(nbformat.read(out / "05_verification.ipynb", 4))
     assert "Verification" in found and "2 training seeds" in found
-    figures = ["verification_lens", "verification_probe", "verification_answers", "baseline_classifier",
-               "seed-42/phase1_losses", "seed-43/phase2_adapter_changes"]
+    figures = [
+        "verification_lens",
+        "verification_probe",
+        "verification_answers",
+        "baseline_classifier",
+        "seed-42/phase1_losses",
+        "seed-43/phase2_adapter_changes",
+    ]
     for name in figures:
         assert (out / f"{name}.html").is_file(), name
         assert (out / f"{name}.png").is_file() == bool(plots.chromium()), name
@@ -179,7 +205,40 @@ def test_compare_quick_writes_both_tables(copy, tmp_path):
     text = (out / "comparisons.md").read_text()
     assert doc["tables"]["methods"] in text and doc["tables"]["targets"] in text and "Dual-reward V/O" in text
     assert "**V/O vs Q/K.** With the same 2 dual-reward steps" in text
-    assert (out / "comparisons_methods.html").is_file() and _read(out / "run.json")["phases"]["compare"]["status"] == "done"
+    assert (out / "comparisons_methods.html").is_file() and _read(out / "run.json")["phases"]["compare"][
+        "status"
+    ] == "done"
     heldout = (out / "data" / "heldout.jsonl").read_text().splitlines()[:8]  # the run's first 8 held-out prompts
     assert (out / "compare" / "heldout.jsonl").read_text().splitlines() == heldout
     assert _read(out / "run.json")["settings"]["phase"] == "all"  # the experiment's settings stay as they were
+
+
+def test_executed_notebooks_become_html_pages_with_their_figures(run, tmp_path):
+    """What `workbench publish` writes into docs/notebooks/: one page per executed notebook (the first seed's 03 and
+    04), each plotly figure drawn by the plotly.js beside it, nothing fetched from elsewhere."""
+    from workbench.experiment.layout import RunLayout
+    from workbench.experiment.publish import publish_notebooks
+
+    out, _ = run
+    written = publish_notebooks(RunLayout(out), tmp_path / "notebooks")
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        [
+            "plotly.min.js",
+            "00_generate_data.html",
+            "01_baseline_probing.html",
+            "02_logit_lens.html",
+            "03_dual_reward_training.html",
+            "04_routing_training.html",
+            "05_verification.html",
+        ]
+    )
+    page = (tmp_path / "notebooks" / "03_dual_reward_training.html").read_text(encoding="utf-8")
+    figures = sum(
+        "application/vnd.plotly.v1+json" in o.get("data", {})
+        for c in nbformat.read(out / "seed-42" / "03_dual_reward_training.ipynb", 4).cells
+        for o in c.get("outputs", [])
+    )
+    assert figures == 5 and page.count("Plotly.newPlot(") == figures and page.count('src="plotly.min.js"') == 1
+    assert not re.findall(r'<script[^>]*src="https?://', page)
+    assert "Dual-reward training." in page  # the closing findings, rendered

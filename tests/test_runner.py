@@ -7,20 +7,21 @@ tests/test_run_quick.py runs the real phases.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import assert_one_line_error, cli
 
-from workbench.experiment import engine
 from workbench.core.errors import WorkbenchError
+from workbench.experiment import engine
 from workbench.experiment.phases import PHASES, Phase, Step, phase_names
 
 pytest.importorskip("papermill")
 
-PARAMS = 'model = "default"\noutput_dir = "."\nseed = 0\nmax_steps = 100\nconfig = "none.yaml"\nfail = False\nlabel = "x"\n'
+PARAMS = (
+    'model = "default"\noutput_dir = "."\nseed = 0\nmax_steps = 100\nconfig = "none.yaml"\nfail = False\nlabel = "x"\n'
+)
 BODY = """import json, pathlib
 out = pathlib.Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
@@ -40,8 +41,13 @@ def _notebook(path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(PARAMS)
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# tiny"), params, nbformat.v4.new_code_cell(BODY),
-                nbformat.v4.new_code_cell(FAIL), nbformat.v4.new_code_cell('print("after")')]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# tiny"),
+        params,
+        nbformat.v4.new_code_cell(BODY),
+        nbformat.v4.new_code_cell(FAIL),
+        nbformat.v4.new_code_cell('print("after")'),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
     return path
@@ -54,10 +60,16 @@ def phases(tmp_path):
     config = src / "tiny.yaml"
     config.write_text("max_steps: 3\n")
     return {
-        "first": Phase((Step(_notebook(src / "a.ipynb"), parameters={"label": "a"}),
-                        Step(_notebook(src / "b.ipynb"), parameters={"label": "b"}))),
-        "second": Phase((Step(_notebook(src / "c.ipynb"), parameters={"label": "c"}, quick={"max_steps": 4},
-                              config=config),), needs=(("a.json", "first"),)),
+        "first": Phase(
+            (
+                Step(_notebook(src / "a.ipynb"), parameters={"label": "a"}),
+                Step(_notebook(src / "b.ipynb"), parameters={"label": "b"}),
+            )
+        ),
+        "second": Phase(
+            (Step(_notebook(src / "c.ipynb"), parameters={"label": "c"}, quick={"max_steps": 4}, config=config),),
+            needs=(("a.json", "first"),),
+        ),
     }
 
 
@@ -71,12 +83,20 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_parameters_reach_notebooks_as_values_and_run_json(tmp_path, phases):
     out = tmp_path / "run"
-    doc, lines = _run("all", out, phases, model="some model's \"dir\"", quick=True, seed=7)
+    doc, lines = _run("all", out, phases, model='some model\'s "dir"', quick=True, seed=7)
     a, c = _read(out / "a.json"), _read(out / "c.json")
-    assert a == {"model": "some model's \"dir\"", "output_dir": str(out), "seed": 7, "max_steps": 100,
-                 "config": "none.yaml", "config_text": None, "label": "a"}
+    assert a == {
+        "model": 'some model\'s "dir"',
+        "output_dir": str(out),
+        "seed": 7,
+        "max_steps": 100,
+        "config": "none.yaml",
+        "config_text": None,
+        "label": "a",
+    }
     assert c["max_steps"] == 4 and c["seed"] == 7  # --quick sizes only where the step defines them
     assert c["config"] == str(out / "configs" / "tiny.yaml") and c["config_text"] == "max_steps: 3\n"
     for name in ("a", "b", "c"):
@@ -85,9 +105,16 @@ def test_parameters_reach_notebooks_as_values_and_run_json(tmp_path, phases):
         assert len(injected) == 1
     on_disk = _read(out / "run.json")
     assert on_disk == doc
-    assert doc["kind"] == "run" and doc["model"] == "some model's \"dir\""
-    assert doc["settings"] == {"phase": "all", "quick": True, "force": False, "seed": 7, "seeds": [7], "thresholds": {},
-                               "kernel": "python3"}
+    assert doc["kind"] == "run" and doc["model"] == 'some model\'s "dir"'
+    assert doc["settings"] == {
+        "phase": "all",
+        "quick": True,
+        "force": False,
+        "seed": 7,
+        "seeds": [7],
+        "thresholds": {},
+        "kernel": "python3",
+    }
     assert list(doc["phases"]) == ["first", "second"]
     for name, notebooks in (("first", ["a.ipynb", "b.ipynb"]), ("second", ["c.ipynb"])):
         entry = doc["phases"][name]
@@ -100,6 +127,7 @@ def test_parameters_reach_notebooks_as_values_and_run_json(tmp_path, phases):
     assert any("first: done in" in line for line in lines)
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_done_phase_is_skipped_and_force_reruns(tmp_path, phases):
     out = tmp_path / "run"
     _run("first", out, phases)
@@ -111,6 +139,7 @@ def test_done_phase_is_skipped_and_force_reruns(tmp_path, phases):
     assert (out / "a.count").read_text() == "2" and (out / "b.count").read_text() == "2"
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_changed_parameters_are_an_error_not_a_silent_skip(tmp_path, phases):
     out = tmp_path / "run"
     _run("first", out, phases)
@@ -126,11 +155,13 @@ def test_missing_prerequisite_names_the_phase_to_run(tmp_path, phases):
     assert not (out / "c.count").exists() and not (out / "run.json").exists()
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_failing_cell_is_one_line_keeps_notebook_and_resume_starts_there(tmp_path, phases):
     out = tmp_path / "run"
     failing = dict(phases)
-    failing["first"] = Phase((phases["first"].steps[0],
-                              Step(phases["first"].steps[1].notebook, parameters={"label": "b", "fail": True})))
+    failing["first"] = Phase(
+        (phases["first"].steps[0], Step(phases["first"].steps[1].notebook, parameters={"label": "b", "fail": True}))
+    )
     with pytest.raises(WorkbenchError) as exc:
         _run("all", out, failing)
     message = str(exc.value)
@@ -148,6 +179,7 @@ def test_failing_cell_is_one_line_keeps_notebook_and_resume_starts_there(tmp_pat
     assert (out / "c.count").read_text() == "1"
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_rerunning_a_phase_redoes_the_phases_that_need_it(tmp_path, phases):
     out = tmp_path / "run"
     _run("all", out, phases)
@@ -174,15 +206,22 @@ def seeded(tmp_path):
     src.mkdir()
     return {
         "prep": Phase((Step(_notebook(src / "a.ipynb"), parameters={"label": "a"}),)),
-        "train": Phase((Step(_notebook(src / "c.ipynb"), parameters={"label": "c"}, paths={"data": "a.json"}),),
-                       needs=(("a.json", "prep"),), seeded=True),
-        "after": Phase((Step(_notebook(src / "e.ipynb"), parameters={"label": "e"}),), needs=(("c.json", "train"),),
-                       seeded=True),
-        "check": Phase((Step(_notebook(src / "d.ipynb"), parameters={"label": "d"}, seeds_param=True,
-                                        thresholds_param=True),), always=True),
+        "train": Phase(
+            (Step(_notebook(src / "c.ipynb"), parameters={"label": "c"}, paths={"data": "a.json"}),),
+            needs=(("a.json", "prep"),),
+            seeded=True,
+        ),
+        "after": Phase(
+            (Step(_notebook(src / "e.ipynb"), parameters={"label": "e"}),), needs=(("c.json", "train"),), seeded=True
+        ),
+        "check": Phase(
+            (Step(_notebook(src / "d.ipynb"), parameters={"label": "d"}, seeds_param=True, thresholds_param=True),),
+            always=True,
+        ),
     }
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_seeded_phases_run_once_per_seed_into_seed_folders(tmp_path, seeded):
     out = tmp_path / "run"
     doc, lines = _run("all", out, seeded, seed=7, seeds=2, thresholds={"eight_min_score": 6.0})
@@ -204,7 +243,10 @@ def test_seeded_phases_run_once_per_seed_into_seed_folders(tmp_path, seeded):
     doc, _ = _run("check", out, seeded)  # no seeds given: the folder's own
     assert _read(out / "d.json")["seeds"] == [7, 8] and doc["settings"]["seeds"] == [7, 8]
     doc, _ = _run("train", out, seeded, seed=8, seeds=1, force=True)  # a seed's rerun drops that seed's dependents only
-    assert not (out / "phases" / "after.seed-8.done.json").exists() and (out / "phases" / "after.seed-7.done.json").exists()
+    assert (
+        not (out / "phases" / "after.seed-8.done.json").exists()
+        and (out / "phases" / "after.seed-7.done.json").exists()
+    )
     assert doc["phases"]["after.seed-8"]["status"] == "stale" and doc["phases"]["after.seed-7"]["status"] == "done"
     assert doc["settings"]["seeds"] == [8]
     _run("prep", out, seeded, seed=7, force=True)  # an unseeded rerun drops every seed's dependents
@@ -214,10 +256,17 @@ def test_seeded_phases_run_once_per_seed_into_seed_folders(tmp_path, seeded):
     assert (out / "seed-7" / "c.count").read_text() == "2"
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_quick_marks_the_run_until_its_phases_are_redone_in_full(tmp_path, seeded):
     out = tmp_path / "run"
-    quick_phases = dict(seeded, train=Phase((Step(seeded["train"].steps[0].notebook, parameters={"label": "c"},
-                                                   quick={"max_steps": 4}),), needs=seeded["train"].needs, seeded=True))
+    quick_phases = dict(
+        seeded,
+        train=Phase(
+            (Step(seeded["train"].steps[0].notebook, parameters={"label": "c"}, quick={"max_steps": 4}),),
+            needs=seeded["train"].needs,
+            seeded=True,
+        ),
+    )
     doc, _ = _run("all", out, quick_phases, quick=True, seeds=2)
     assert doc["quick"] is True and doc["phases"]["prep"]["quick"] is False  # prep has no quick sizes
     doc, _ = _run("check", out, quick_phases)  # verifying without --quick keeps the quick mark
@@ -226,6 +275,7 @@ def test_quick_marks_the_run_until_its_phases_are_redone_in_full(tmp_path, seede
     assert doc["quick"] is False and doc["phases"]["train.seed-42"]["quick"] is True  # old seed, not counted
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_a_moved_run_folder_resumes_and_a_lost_output_asks_for_force(tmp_path, seeded):
     out = tmp_path / "run"
     _run("all", out, seeded)
@@ -238,10 +288,23 @@ def test_a_moved_run_folder_resumes_and_a_lost_output_asks_for_force(tmp_path, s
         _run("after", moved, seeded, force=True)
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_a_side_run_keeps_the_experiments_settings(tmp_path, seeded):
     out = tmp_path / "run"
-    side = dict(seeded, side=Phase((Step(seeded["check"].steps[0].notebook, parameters={"label": "s"}, seeds_param=True,
-                                          quick={"max_steps": 1}),), in_all=False))
+    side = dict(
+        seeded,
+        side=Phase(
+            (
+                Step(
+                    seeded["check"].steps[0].notebook,
+                    parameters={"label": "s"},
+                    seeds_param=True,
+                    quick={"max_steps": 1},
+                ),
+            ),
+            in_all=False,
+        ),
+    )
     doc, _ = _run("all", out, side, seeds=2, model="m1")
     assert "side" not in doc["phases"] and doc["settings"]["seeds"] == [42, 43]  # not part of `all`
     doc, _ = _run("side", out, side, seed=7, seeds=3, quick=True, model="m2")
@@ -250,6 +313,7 @@ def test_a_side_run_keeps_the_experiments_settings(tmp_path, seeded):
     assert doc["side_runs"]["side"]["model"] == "m2" and doc["side_runs"]["side"]["settings"]["seeds"] == [7, 8, 9]
 
 
+@pytest.mark.slow  # runs notebooks in Jupyter kernels
 def test_seeded_prerequisites_are_per_seed(tmp_path, seeded):
     out = tmp_path / "run"
     _run("all", out, seeded, seeds=1)  # default first training seed: 42
@@ -260,31 +324,17 @@ def test_seeded_prerequisites_are_per_seed(tmp_path, seeded):
         _run("all", out, seeded, seeds=0)
 
 
-def _cli(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def _one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0]
-
-
-def test_cli_bad_input_is_one_line(tmp_path):
-    code, _, err = _cli("run", "bogus", "--out", str(tmp_path / "run"))
-    _one_line_error(code, err, "unknown phase 'bogus'", "baseline", "phase2")
-    code, _, err = _cli("run", "phase2", "--out", str(tmp_path / "run"))
-    _one_line_error(code, err, "data/train.jsonl", "workbench run generate")
-    code, _, err = _cli("run", "phase1", "--strict", "--out", str(tmp_path / "run"))
-    _one_line_error(code, err, "--strict", "workbench run verify")
-    code, _, err = _cli("run", "verify", "--threshold", "eight=3", "--out", str(tmp_path / "run"))
-    _one_line_error(code, err, "unknown threshold 'eight'", "eight_min_score")
-    code, _, err = _cli("run", "all", "--seeds", "0", "--out", str(tmp_path / "run"))
-    _one_line_error(code, err, "--seeds 0")
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    code, _, err = cli(capsys, "run", "bogus", "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "unknown phase 'bogus'", "baseline", "phase2")
+    code, _, err = cli(capsys, "run", "phase2", "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "data/train.jsonl", "workbench run generate")
+    code, _, err = cli(capsys, "run", "phase1", "--strict", "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "--strict", "workbench run verify")
+    code, _, err = cli(capsys, "run", "verify", "--threshold", "eight=3", "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "unknown threshold 'eight'", "eight_min_score")
+    code, _, err = cli(capsys, "run", "all", "--seeds", "0", "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "--seeds 0")
     assert not (tmp_path / "run").exists()
-    code, _, err = _cli("run", "baseline", "--max-steps", "3")
-    _one_line_error(code, err, "--max-steps")
+    code, _, err = cli(capsys, "run", "baseline", "--max-steps", "3")
+    assert_one_line_error(code, err, "--max-steps")

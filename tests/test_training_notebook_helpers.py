@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from workbench.ui import plots
-from workbench.experiment import summary
 from workbench.core.errors import WorkbenchError
-from workbench.train.evaluation import adapter_layer_changes, greedy_eval
 from workbench.core.generation import first_integer, greedy_answers, integer_complete
+from workbench.experiment import summary
+from workbench.training.evaluation import adapter_layer_changes, greedy_eval
+from workbench.ui import plots
 
 PROMPTS = ["7 * 8 = ", "12 * 5 = ", "1 + 2 = ", "48 / 6 = "]  # two token lengths, so two decoding groups
 
@@ -28,9 +28,15 @@ def test_greedy_answers_equal_hf_generate(tiny_lm, tiny_dir):
     got = greedy_answers(tiny_lm, PROMPTS, max_new_tokens=5)
     for prompt, text in zip(PROMPTS, got):
         ids = torch.tensor([tiny_lm.token_ids(prompt)])
-        gen = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
-                          eos_token_id=tiny_lm.tokenizer.eos_token_id, pad_token_id=tiny_lm.tokenizer.pad_token_id)
-        new = [t for t in gen[0, ids.shape[1]:].tolist() if t != tiny_lm.tokenizer.eos_token_id]
+        gen = hf.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=5,
+            do_sample=False,
+            eos_token_id=tiny_lm.tokenizer.eos_token_id,
+            pad_token_id=tiny_lm.tokenizer.pad_token_id,
+        )
+        new = [t for t in gen[0, ids.shape[1] :].tolist() if t != tiny_lm.tokenizer.eos_token_id]
         assert text == tiny_lm.tokenizer.decode(new, skip_special_tokens=True)
     assert greedy_answers(tiny_lm, PROMPTS[::-1], max_new_tokens=5) == got[::-1]  # order-independent batching
 
@@ -43,7 +49,9 @@ def test_greedy_answers_stop_at_eos(tiny_lm):
         second = int(tiny_lm.bridge(torch.tensor([ids + [first]]))[0, -1].argmax())
     assert greedy_answers(tiny_lm, ["7 * 8 = "], max_new_tokens=3, eos_token_id=first) == [""]
     if second != first:
-        assert greedy_answers(tiny_lm, ["7 * 8 = "], max_new_tokens=3, eos_token_id=second) == [tiny_lm.tokenizer.decode([first])]
+        assert greedy_answers(tiny_lm, ["7 * 8 = "], max_new_tokens=3, eos_token_id=second) == [
+            tiny_lm.tokenizer.decode([first])
+        ]
     assert full.startswith(tiny_lm.tokenizer.decode([first]))
 
 
@@ -71,10 +79,12 @@ def test_greedy_until_integer_stops_once_the_answer_is_fixed(tiny_lm):
     tok = tiny_lm.tokenizer
     piece = {c: tok.convert_tokens_to_ids(c) for c in "0123456789.-x"}
     eos = tok.eos_token_id
-    scripts = {"7 * 8 = ": [piece[c] for c in "56.xxxxx"], "1 + 2 = ": [piece[c] for c in "x3xxxxxx"],
-               "9 - 12 = ": [piece["-"], piece["3"], eos, *[piece["x"]] * 5],
-               "12 * 5 = ": [piece[c] for c in "6000000x"]}
-    assert all(t is not None and t != tok.unk_token_id for t in piece.values())
+    scripts = {
+        "7 * 8 = ": [piece[c] for c in "56.xxxxx"],
+        "1 + 2 = ": [piece[c] for c in "x3xxxxxx"],
+        "9 - 12 = ": [piece["-"], piece["3"], eos, *[piece["x"]] * 5],
+        "12 * 5 = ": [piece[c] for c in "6000000x"],
+    }
     prompts = list(scripts)
     fake = dataclasses.replace(tiny_lm, bridge=ScriptedBridge(tiny_lm, scripts))
     full = greedy_answers(fake, prompts, max_new_tokens=8)
@@ -89,12 +99,14 @@ def test_greedy_until_integer_stops_once_the_answer_is_fixed(tiny_lm):
 
 def test_first_integer_and_greedy_eval(tiny_lm, monkeypatch):
     assert first_integer("56\n7") == 56 and first_integer(" -3 apples") == -3 and first_integer("none") is None
-    import workbench.train.evaluation as ev
+    import workbench.training.evaluation as ev
 
     monkeypatch.setattr(ev, "greedy_answers", lambda lm, prompts, n, until_integer: ["56", " 60 or so", "x"])
-    records = [{"prompt": "7 * 8 = ", "response": "56", "operation": "multiply"},
-               {"prompt": "12 * 5 = ", "response": "60", "operation": "multiply"},
-               {"prompt": "1 + 2 = ", "response": "3", "operation": "add"}]
+    records = [
+        {"prompt": "7 * 8 = ", "response": "56", "operation": "multiply"},
+        {"prompt": "12 * 5 = ", "response": "60", "operation": "multiply"},
+        {"prompt": "1 + 2 = ", "response": "3", "operation": "add"},
+    ]
     result = greedy_eval(tiny_lm, records, max_new_tokens=4)
     assert [r["correct"] for r in result["rows"]] == [True, True, False]
     assert [r["answer"] for r in result["rows"]] == [56, 60, None]
@@ -107,8 +119,12 @@ def test_first_integer_and_greedy_eval(tiny_lm, monkeypatch):
 def test_adapter_layer_changes(tmp_path):
     def adapter(folder, shift):
         folder.mkdir()
-        tensors = {f"base_model.model.model.layers.{i}.self_attn.v_proj.lora_A.weight": torch.full((2, 3), float(i >= 1) * shift + i)
-                   for i in range(3)}
+        tensors = {
+            f"base_model.model.model.layers.{i}.self_attn.v_proj.lora_A.weight": torch.full(
+                (2, 3), float(i >= 1) * shift + i
+            )
+            for i in range(3)
+        }
         save_file(tensors, folder / "adapter_model.safetensors")
         return folder
 
@@ -136,18 +152,37 @@ def test_rolling_mean():
 
 
 def _side(mean, correct, per_op, loss, exact):
-    return {"lens": {"layer": 2, "prompts": 4, "mean_correct_target_prob": mean,
-                     "top1_score": {"correct": correct, "total": 4, "fraction": correct / 4}, "per_operation_prob": per_op},
-            "answer_loss": loss, "answer_exact_match": exact, "prompts": 4}
+    return {
+        "lens": {
+            "layer": 2,
+            "prompts": 4,
+            "mean_correct_target_prob": mean,
+            "top1_score": {"correct": correct, "total": 4, "fraction": correct / 4},
+            "per_operation_prob": per_op,
+        },
+        "answer_loss": loss,
+        "answer_exact_match": exact,
+        "prompts": 4,
+    }
 
 
 def _metrics():
-    return {"kind": "train.sft", "model": "m", "layer": 2, "steps": 4, "eval_prompts": 4, "config": {},
-            "before": _side(1e-9, 0, {"multiply": 1e-9, "add": 2e-9}, 3.0, 0.0),
-            "after": _side(0.5, 3, {"add": 0.2, "multiply": 0.8}, 1.0, 0.25)}  # held-out order; shown in the guide's
+    return {
+        "kind": "train.sft",
+        "model": "m",
+        "layer": 2,
+        "steps": 4,
+        "eval_prompts": 4,
+        "config": {},
+        "before": _side(1e-9, 0, {"multiply": 1e-9, "add": 2e-9}, 3.0, 0.0),
+        "after": _side(0.5, 3, {"add": 0.2, "multiply": 0.8}, 1.0, 0.25),
+    }  # held-out order; shown in the guide's
 
 
-LOG = [{"step": i + 1, "loss": 10.0 - i, "answer_loss": 3.0, "classifier_loss": 20.0 - 2 * i, "seconds": 0.5} for i in range(4)]
+LOG = [
+    {"step": i + 1, "loss": 10.0 - i, "answer_loss": 3.0, "classifier_loss": 20.0 - 2 * i, "seconds": 0.5}
+    for i in range(4)
+]
 
 
 def test_training_summary():
@@ -157,24 +192,42 @@ def test_training_summary():
     assert (s["before_top1_correct"], s["after_top1_correct"]) == (0, 3)
     assert s["after_weakest_operation"] == "add" and s["after_strongest_operation"] == "multiply"
     assert (s["before_answer_loss"], s["after_answer_loss"], s["after_exact_match"]) == (3.0, 1.0, 0.25)
-    assert s["loss_start"] == 9.5 and s["loss_end"] == 7.5 and s["classifier_loss_start"] == 19.0 and s["classifier_loss_end"] == 15.0
+    assert (
+        s["loss_start"] == 9.5
+        and s["loss_end"] == 7.5
+        and s["classifier_loss_start"] == 19.0
+        and s["classifier_loss_end"] == 15.0
+    )
     assert s["answer_loss_start"] == s["answer_loss_end"] == 3.0 and s["train_seconds"] == 2.0 and s["window"] == 2
     phase2 = summary.training_summary(_metrics(), [{k: v for k, v in r.items() if k != "classifier_loss"} for r in LOG])
     assert "classifier_loss_start" not in phase2 and phase2["window"] == 4 and phase2["loss_end"] == 8.5
     resumed = summary.training_summary({**_metrics(), "before": None})
-    assert resumed["before_mean_prob"] is None and resumed["before_mean_percent"] is None and "loss_start" not in resumed
+    assert (
+        resumed["before_mean_prob"] is None and resumed["before_mean_percent"] is None and "loss_start" not in resumed
+    )
 
 
 def test_metrics_rows():
     rows = summary.metrics_rows(_metrics())
-    assert [r["metric"] for r in rows][:2] == ["mean correct-target probability (lens, L2)", "top-1 is the target (lens, L2, of 4)"]
+    assert [r["metric"] for r in rows][:2] == [
+        "mean correct-target probability (lens, L2)",
+        "top-1 is the target (lens, L2, of 4)",
+    ]
     assert rows[2] == {"metric": "p(multiply) on multiply prompts (lens, L2)", "before": 1e-9, "after": 0.8}
     assert rows[-1] == {"metric": "answer exact match (teacher-forced argmax)", "before": 0.0, "after": 0.25}
 
 
 def _lens(probs, top_ids=(1, 1), layer=2):
-    rows = [{"prompt": p, "expected": e, "top_prob": 0.5, "top_token_id": t, "target_probs": dict(zip(("multiply", "add"), pr))}
-            for p, e, pr, t in zip(("2 * 3 = ", "hi"), ("multiply", None), probs, top_ids)]
+    rows = [
+        {
+            "prompt": p,
+            "expected": e,
+            "top_prob": 0.5,
+            "top_token_id": t,
+            "target_probs": dict(zip(("multiply", "add"), pr)),
+        }
+        for p, e, pr, t in zip(("2 * 3 = ", "hi"), ("multiply", None), probs, top_ids)
+    ]
     return {"layer": layer, "results": rows, "mean_expected_prob": probs[0][0]}
 
 
@@ -194,8 +247,16 @@ def test_lens_change():
 def test_greedy_rows():
     row = lambda p, g, c: {"prompt": p, "response": "6", "greedy": g, "correct": c}
     before, after = {"rows": [row("2 * 3 = ", "12", False)]}, {"rows": [row("2 * 3 = ", "6", True)]}
-    assert summary.greedy_rows(before, after) == [{"prompt": "2 * 3 = ", "answer": "6", "before": "'12'", "before correct": False,
-                                                   "after": "'6'", "after correct": True}]
+    assert summary.greedy_rows(before, after) == [
+        {
+            "prompt": "2 * 3 = ",
+            "answer": "6",
+            "before": "'12'",
+            "before correct": False,
+            "after": "'6'",
+            "after correct": True,
+        }
+    ]
     with pytest.raises(WorkbenchError, match="different prompts"):
         summary.greedy_rows(before, {"rows": []})
 
@@ -224,10 +285,15 @@ def test_operation_before_after_figure():
 
 
 def test_expected_prob_range():
-    r = summary.expected_prob_range({"results": [
-        {"prompt": "2 * 3 = ", "expected": "multiply", "target_probs": {"multiply": 0.4, "add": 0.1}},
-        {"prompt": "2 + 3 = ", "expected": "add", "target_probs": {"multiply": 0.9, "add": 0.7}},
-        {"prompt": "hi", "expected": None, "target_probs": {"multiply": 0.0, "add": 0.99}}]})
+    r = summary.expected_prob_range(
+        {
+            "results": [
+                {"prompt": "2 * 3 = ", "expected": "multiply", "target_probs": {"multiply": 0.4, "add": 0.1}},
+                {"prompt": "2 + 3 = ", "expected": "add", "target_probs": {"multiply": 0.9, "add": 0.7}},
+                {"prompt": "hi", "expected": None, "target_probs": {"multiply": 0.0, "add": 0.99}},
+            ]
+        }
+    )
     assert (r["min"], r["max"], r["min_prompt"], r["max_prompt"], r["n"]) == (0.4, 0.7, "2 * 3 = ", "2 + 3 = ", 2)
     with pytest.raises(WorkbenchError, match="no prompt"):
         summary.expected_prob_range({"results": [{"prompt": "hi", "expected": None, "target_probs": {}}]})
@@ -242,9 +308,18 @@ def test_metrics_lens_change():
 
 
 def test_ordered_operations_and_fmt_prob():
-    assert list(summary.ordered_operations({"divide": 1, "other": 2, "add": 3, "multiply": 4})) == ["multiply", "add", "divide", "other"]
+    assert list(summary.ordered_operations({"divide": 1, "other": 2, "add": 3, "multiply": 4})) == [
+        "multiply",
+        "add",
+        "divide",
+        "other",
+    ]
     assert list(summary.training_summary(_metrics())["after_per_operation"]) == ["multiply", "add"]
-    assert summary.fmt_prob(0.4234) == "42.3%" and summary.fmt_prob(0.01) == "1.0%" and summary.fmt_prob(3.21e-9) == "3.2e-09"
+    assert (
+        summary.fmt_prob(0.4234) == "42.3%"
+        and summary.fmt_prob(0.01) == "1.0%"
+        and summary.fmt_prob(3.21e-9) == "3.2e-09"
+    )
     assert summary.fmt_prob(0.99943) == "99.94%" and summary.fmt_prob(0.989) == "98.9%"
     assert summary.fmt_prob(0.0) == "0.0e+00" and summary.fmt_prob(None) == "n/a"
 
@@ -252,11 +327,19 @@ def test_ordered_operations_and_fmt_prob():
 def test_classifier_check():
     lens = summary.lens_change(_lens([(0.5, 0.1), (0.2, 0.3)]), _lens([(0.5, 0.1), (0.2, 0.3)]))
     same = summary.metrics_lens_change({**_metrics(), "after": _metrics()["before"]})
-    weights = [{"layer": 0, "tensors": 4, "max_abs_change": 0.0}, {"layer": 1, "tensors": 4, "max_abs_change": 0.0},
-               {"layer": 2, "tensors": 4, "max_abs_change": 0.01}]
+    weights = [
+        {"layer": 0, "tensors": 4, "max_abs_change": 0.0},
+        {"layer": 1, "tensors": 4, "max_abs_change": 0.0},
+        {"layer": 2, "tensors": 4, "max_abs_change": 0.01},
+    ]
     ok = summary.classifier_check(lens, same, weights, frozen=[0, 1])
     assert ok["unchanged"] is True and ok["max_abs_diff"] == 0.0 and ok["frozen_layers_moved"] == []
-    assert ok["still_layers"] == [0, 1] and ok["moved_layers"] == [2] and ok["max_weight_change"] == 0.01 and ok["layer"] == 2
+    assert (
+        ok["still_layers"] == [0, 1]
+        and ok["moved_layers"] == [2]
+        and ok["max_weight_change"] == 0.01
+        and ok["layer"] == 2
+    )
     assert summary.classifier_check(lens, same, weights, frozen=[0, 1, 2])["frozen_layers_moved"] == [2]
     assert summary.classifier_check(lens, same, weights, frozen=[0, 1, 2])["unchanged"] is False
     drift = {**lens, "max_abs_diff_target_prob": 2e-5}

@@ -1,7 +1,7 @@
 """workbench: probes, the logit lens and dual-reward LoRA for vocabulary-aligned classifiers in language models.
 
 Four layers, each importing only from the ones before it (tests/test_layers.py): ``core`` (models, activations, lens,
-probes), ``train`` (config, losses, loop, GRPO), ``experiment`` (run layout, phases, engine, claims, report) and ``ui``
+probes), ``training`` (config, losses, loop, GRPO), ``experiment`` (run layout, phases, engine, claims, report) and ``ui``
 (plots, widgets, the explorer server); the CLI sits on top. The names below are the short API (``import workbench as
 wb; wb.load_model(...)``); they load lazily so that `workbench --help` does not pay for importing torch.
 """
@@ -28,9 +28,9 @@ _API = {  # name -> (module, attribute)
     "read_result": ("core.results", "read_result"),
     "generate_arithmetic": ("core.data", "generate_arithmetic"),
     "read_jsonl": ("core.data", "read_jsonl"),
-    "load_config": ("train.config", "load_config"),
-    "build_config": ("train.config", "build_config"),
-    "train": ("train.loop", "train"),
+    "load_config": ("training.config", "load_config"),
+    "build_config": ("training.config", "build_config"),
+    "train": ("training.loop", "train"),
     "RunLayout": ("experiment.layout", "RunLayout"),
 }
 

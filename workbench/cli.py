@@ -17,6 +17,12 @@ from typer.exceptions import TyperException
 
 from .core.errors import WorkbenchError
 
+
+def flag(kind: type, *names: str, **options):
+    """An optional flag's annotation: None (not given) unless the user passes it, so a YAML file's value stays."""
+    return Annotated[Optional[kind], typer.Option(*names, **options)]
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 introspect = typer.Typer(no_args_is_help=True, help="Probe and read a model's hidden states.")
 app.add_typer(introspect, name="introspect")
@@ -26,16 +32,18 @@ train_app = typer.Typer(no_args_is_help=True, help="Train LoRA adapters (SFT, du
 app.add_typer(train_app, name="train")
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")]
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="result JSON path (a .html figure is written beside it)")]
+OutputOpt = Annotated[
+    Path, typer.Option("--output", "-o", help="result JSON path (a .html figure is written beside it)")
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed for CV folds, control labels and probes")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu | cuda (default: cuda when available)")]
-AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="peft adapter folder to apply to the model")]
+DeviceOpt = flag(str, "--device", help="cpu | cuda (default: cuda when available)")
+AdapterOpt = flag(Path, "--adapter", help="peft adapter folder to apply to the model")
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="prompts per forward pass")]
 # Training flags default to None: only the flags given override the YAML file's keys.
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML config; flags given here override its keys")]
-TrainModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="default | local HF dir | file.gguf | hub id")]
-SeedFlag = Annotated[Optional[int], typer.Option("--seed")]
-MaxStepsFlag = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="training steps (overrides --epochs)")]
+ConfigOpt = flag(Path, "--config", help="YAML config; flags given here override its keys")
+TrainModelOpt = flag(str, "--model", "-m", help="default | local HF dir | file.gguf | hub id")
+SeedFlag = flag(int, "--seed")
+MaxStepsFlag = flag(int, "--max-steps", min=1, help="training steps (overrides --epochs)")
 NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")]
 
 
@@ -57,10 +65,13 @@ def _echo_warning(message, category, filename, lineno, file=None, line=None):
 
 @introspect.command("classifier")
 def classifier_cmd(
-    classes: Annotated[list[str], typer.Option("--classes", help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list)')],
+    classes: Annotated[
+        list[str],
+        typer.Option("--classes", help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list)'),
+    ],
     output: OutputOpt,
     model: ModelOpt = "default",
-    test: Annotated[Optional[str], typer.Option("--test", help='"p1|p2" or @file.txt: prompts to classify')] = None,
+    test: flag(str, "--test", help='"p1|p2" or @file.txt: prompts to classify') = None,
     layers: Annotated[str, typer.Option("--layers", help="all | 3,5 | 2-8")] = "all",
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 64,
@@ -82,13 +93,16 @@ def classifier_cmd(
     lm = load_model(model, device=device, adapter=adapter)
     chosen = parse_layers(layers, lm.n_layers)
     result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
-    settings = {"model": model, "layers": layers, "seed": seed, "batch_size": batch_size, "adapter": str(adapter) if adapter else None}
+    adapter_path = str(adapter) if adapter else None
+    settings = dict(model=model, layers=layers, seed=seed, batch_size=batch_size, adapter=adapter_path)
     write_result(output, "introspect.classifier", result, settings)
     write_figure(probe_accuracy_figure(result), _figure_path(output))
 
     print(f"{'layer':>5}  {'accuracy':>8}  {'std':>6}  {'control':>7}  {'selectivity':>11}")
     for r in result["layer_results"]:
-        print(f"{r['layer']:>5}  {r['accuracy']:>8.3f}  {r['std']:>6.3f}  {r['control_accuracy']:>7.3f}  {r['selectivity']:>11.3f}")
+        print(
+            f"{r['layer']:>5}  {r['accuracy']:>8.3f}  {r['std']:>6.3f}  {r['control_accuracy']:>7.3f}  {r['selectivity']:>11.3f}"
+        )
     print(f"best layer {result['best_layer']}: accuracy {result['best_accuracy']:.3f} ({result['folds']}-fold CV)")
     if tests:
         at = result["best_layer"]
@@ -104,9 +118,11 @@ def logit_lens_cmd(
     targets: Annotated[list[str], typer.Option("--targets", help="target word (repeat per target)")],
     output: OutputOpt,
     model: ModelOpt = "default",
-    layer: Annotated[Optional[int], typer.Option("--layer", help="lens layer (default: int(0.55 * n_layers))")] = None,
-    all_layers: Annotated[bool, typer.Option("--all-layers", help="also record each target's probability and rank at every layer")] = False,
-    expected: Annotated[Optional[str], typer.Option("--expected", help='expected target per prompt, "w1|w2" (default: from the operator)')] = None,
+    layer: flag(int, "--layer", help="lens layer (default: int(0.55 * n_layers))") = None,
+    all_layers: Annotated[
+        bool, typer.Option("--all-layers", help="also record each target's probability and rank at every layer")
+    ] = False,
+    expected: flag(str, "--expected", help='expected target per prompt, "w1|w2" (default: from the operator)') = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
     adapter: AdapterOpt = None,
@@ -125,8 +141,15 @@ def logit_lens_cmd(
 
     lm = load_model(model, device=device, adapter=adapter)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
-    settings = {"model": model, "layer": layer, "all_layers": all_layers, "expected": expected_list,
-                "batch_size": batch_size, "adapter": str(adapter) if adapter else None}
+    adapter_path = str(adapter) if adapter else None
+    settings = dict(
+        model=model,
+        layer=layer,
+        all_layers=all_layers,
+        expected=expected_list,
+        batch_size=batch_size,
+        adapter=adapter_path,
+    )
     write_result(output, "introspect.logit_lens", result, settings)
     figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
     write_figure(figure, _figure_path(output))
@@ -139,17 +162,23 @@ def logit_lens_cmd(
         print(f"{r['prompt']!r:<16} {r['top_token']!r:<12} {r['top_prob']:>6.3f}  {probs}")
     s = result["score"]
     if s["total"]:
-        print(f"score: {s['correct']}/{s['total']} prompts have the expected target as top-1 token; "
-              f"mean expected-target probability {result['mean_expected_prob']:.2e}")
+        print(
+            f"score: {s['correct']}/{s['total']} prompts have the expected target as top-1 token; "
+            f"mean expected-target probability {result['mean_expected_prob']:.2e}"
+        )
     print(f"wrote {output} and {_figure_path(output)}")
 
 
 @data_app.command("generate")
 def data_generate_cmd(
-    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")] = Path("data/arithmetic_sft.jsonl"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")] = Path(
+        "data/arithmetic_sft.jsonl"
+    ),
     samples: Annotated[int, typer.Option("--samples", min=1, help="number of records")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="generator seed (the guide's default is 42)")] = 42,
-    held_out_output: Annotated[Optional[Path], typer.Option("--held-out", help="also write held-out records (another seed, no prompt shared)")] = None,
+    held_out_output: flag(
+        Path, "--held-out", help="also write held-out records (another seed, no prompt shared)"
+    ) = None,
     held_out_samples: Annotated[int, typer.Option("--held-out-samples", min=1)] = 200,
 ):
     """Arithmetic SFT records {prompt, response, operation, classification_target}, as the guide's generator made them."""
@@ -171,92 +200,129 @@ def data_generate_cmd(
 def train_sft_cmd(
     config: ConfigOpt = None,
     model: TrainModelOpt = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="training JSONL")] = None,
-    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="held-out JSONL (default: generated with another seed)")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="output folder (adapter, checkpoints, logs, metrics)")] = None,
-    use_lora: Annotated[Optional[bool], typer.Option("--use-lora/--no-lora", help="LoRA via peft (default) or full fine-tuning")] = None,
-    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="module names, e.g. v_proj,o_proj")] = None,
-    lora_rank: Annotated[Optional[int], typer.Option("--lora-rank", min=1)] = None,
-    lora_alpha: Annotated[Optional[float], typer.Option("--lora-alpha", help="default 2 * rank")] = None,
-    freeze_layers: Annotated[Optional[str], typer.Option("--freeze-layers", help="0-12, 0,1,2 or through-classifier: no gradient, no optimizer state")] = None,
-    adapter: Annotated[Optional[str], typer.Option("--adapter", help="continue from a saved adapter folder")] = None,
-    mask_prompt: Annotated[Optional[bool], typer.Option("--mask-prompt/--no-mask-prompt", help="loss on response tokens only")] = None,
+    data: flag(str, "--data", help="training JSONL") = None,
+    eval_data: flag(str, "--eval-data", help="held-out JSONL (default: generated with another seed)") = None,
+    output: flag(str, "--output", "-o", help="output folder (adapter, checkpoints, logs, metrics)") = None,
+    use_lora: flag(bool, "--use-lora/--no-lora", help="LoRA via peft (default) or full fine-tuning") = None,
+    lora_targets: flag(str, "--lora-targets", help="module names, e.g. v_proj,o_proj") = None,
+    lora_rank: flag(int, "--lora-rank", min=1) = None,
+    lora_alpha: flag(float, "--lora-alpha", help="default 2 * rank") = None,
+    freeze_layers: flag(
+        str, "--freeze-layers", help="0-12, 0,1,2 or through-classifier: no gradient, no optimizer state"
+    ) = None,
+    adapter: flag(str, "--adapter", help="continue from a saved adapter folder") = None,
+    mask_prompt: flag(bool, "--mask-prompt/--no-mask-prompt", help="loss on response tokens only") = None,
     max_steps: MaxStepsFlag = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
-    gradient_accumulation_steps: Annotated[Optional[int], typer.Option("--gradient-accumulation-steps", min=1)] = None,
-    learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", "--lr")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay")] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option("--warmup-steps", min=0)] = None,
-    max_grad_norm: Annotated[Optional[float], typer.Option("--max-grad-norm", help="gradient clipping (default 1.0)")] = None,
+    epochs: flag(int, "--epochs", min=1) = None,
+    batch_size: flag(int, "--batch-size", min=1) = None,
+    gradient_accumulation_steps: flag(int, "--gradient-accumulation-steps", min=1) = None,
+    learning_rate: flag(float, "--learning-rate", "--lr") = None,
+    weight_decay: flag(float, "--weight-decay") = None,
+    warmup_steps: flag(int, "--warmup-steps", min=0) = None,
+    max_grad_norm: flag(float, "--max-grad-norm", help="gradient clipping (default 1.0)") = None,
     seed: SeedFlag = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", min=1, help="checkpoint every N steps")] = None,
-    eval_samples: Annotated[Optional[int], typer.Option("--eval-samples", min=1, help="held-out prompts generated when --eval-data is not given")] = None,
-    resume: Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="continue from the last checkpoint in --output")] = None,
-    intermediate_layer: Annotated[Optional[str], typer.Option("--intermediate-layer", help="enable the dual-reward loss at this layer (or auto)")] = None,
-    intermediate_weight: Annotated[Optional[float], typer.Option("--intermediate-weight", help="weight w of the classifier CE (0.4 in the guide)")] = None,
+    save_every: flag(int, "--save-every", min=1, help="checkpoint every N steps") = None,
+    eval_samples: flag(
+        int, "--eval-samples", min=1, help="held-out prompts generated when --eval-data is not given"
+    ) = None,
+    resume: flag(bool, "--resume/--no-resume", help="continue from the last checkpoint in --output") = None,
+    intermediate_layer: flag(
+        str, "--intermediate-layer", help="enable the dual-reward loss at this layer (or auto)"
+    ) = None,
+    intermediate_weight: flag(
+        float, "--intermediate-weight", help="weight w of the classifier CE (0.4 in the guide)"
+    ) = None,
     device: DeviceOpt = None,
     no_progress: NoProgressOpt = False,
 ):
     """Supervised fine-tuning with LoRA, layer freezing and the optional dual-reward intermediate loss."""
-    from .train.config import TrainConfig, build_config, load_config
+    from .training.config import TrainConfig, build_config, load_config
 
     given = {k: v for k, v in locals().items() if k in TrainConfig.model_fields and v is not None}  # flags = YAML keys
     if intermediate_layer is not None or intermediate_weight is not None:
-        base = (load_config(config).intermediate_loss.model_dump() if config else {})
-        layer_value = intermediate_layer if intermediate_layer in (None, "auto") else _int_option("--intermediate-layer", intermediate_layer)
-        given["intermediate_loss"] = {**base, "enabled": True,
-                                      **({"layer": layer_value} if layer_value is not None else {}),
-                                      **({"weight": intermediate_weight} if intermediate_weight is not None else {})}
+        base = load_config(config).intermediate_loss.model_dump() if config else {}
+        layer_value = (
+            intermediate_layer
+            if intermediate_layer in (None, "auto")
+            else _int_option("--intermediate-layer", intermediate_layer)
+        )
+        given["intermediate_loss"] = {
+            **base,
+            "enabled": True,
+            **({"layer": layer_value} if layer_value is not None else {}),
+            **({"weight": intermediate_weight} if intermediate_weight is not None else {}),
+        }
     cfg = load_config(config, given) if config else build_config(given, "command line")
-    from .train.loop import train
-    from .train.records import TrainMetrics
+    from .training.loop import train
+    from .training.records import TrainMetrics
 
     m = TrainMetrics.from_dict(train(cfg, device=device, progress=not no_progress))
     before, after = m.before, m.after
     print(f"trained {m.steps} steps; adapter and metrics in {cfg.output}")
     if before:
-        print(f"correct-operation lens probability at layer {after.lens.layer}: {before.lens.mean_correct_target_prob:.3e} -> "
-              f"{after.lens.mean_correct_target_prob:.3f}; top-1 {after.lens.top1_score.correct}/{after.lens.top1_score.total}")
-        print(f"held-out answer loss {before.answer_loss:.3f} -> {after.answer_loss:.3f}; "
-              f"exact match {before.answer_exact_match:.3f} -> {after.answer_exact_match:.3f}")
+        print(
+            f"correct-operation lens probability at layer {after.lens.layer}: {before.lens.mean_correct_target_prob:.3e} -> "
+            f"{after.lens.mean_correct_target_prob:.3f}; top-1 {after.lens.top1_score.correct}/{after.lens.top1_score.total}"
+        )
+        print(
+            f"held-out answer loss {before.answer_loss:.3f} -> {after.answer_loss:.3f}; "
+            f"exact match {before.answer_exact_match:.3f} -> {after.answer_exact_match:.3f}"
+        )
 
 
 @train_app.command("grpo")
 def train_grpo_cmd(
-    config: ConfigOpt = None,  # keys: workbench.train.grpo.GrpoConfig
+    config: ConfigOpt = None,  # keys: workbench.training.grpo.GrpoConfig
     model: TrainModelOpt = None,
-    output: Annotated[Optional[str], typer.Option("--output", help="adapter, grpo_log.jsonl, metrics.json")] = None,
-    reward: Annotated[Optional[str], typer.Option("--reward", help="module:function (default workbench.train.rewards:arithmetic_reward)")] = None,
+    output: flag(str, "--output", help="adapter, grpo_log.jsonl, metrics.json") = None,
+    reward: flag(str, "--reward", help="module:function (default workbench.training.rewards:arithmetic_reward)") = None,
     max_steps: MaxStepsFlag = None,
-    samples: Annotated[Optional[int], typer.Option("--samples", help="generated RL prompts")] = None,
+    samples: flag(int, "--samples", help="generated RL prompts") = None,
     seed: SeedFlag = None,
     no_progress: NoProgressOpt = False,
 ):
     """RL with verifiable rewards (GRPO through TRL, LoRA through peft) on the guide's "Calculate: a op b = " prompts."""
-    from .train.grpo import load_grpo_config, train_grpo
-    from .train.records import TrainMetrics
+    from .training.grpo import load_grpo_config, train_grpo
+    from .training.records import TrainMetrics
 
-    cfg = load_grpo_config(config, {"model": model, "output": output, "reward": reward, "max_steps": max_steps,
-                                    "samples": samples, "seed": seed})
+    cfg = load_grpo_config(
+        config,
+        {"model": model, "output": output, "reward": reward, "max_steps": max_steps, "samples": samples, "seed": seed},
+    )
     m = TrainMetrics.from_dict(train_grpo(cfg, progress=not no_progress))
     b, a = m.before, m.after
     print(f"trained {m.steps} GRPO steps; adapter, grpo_log.jsonl and metrics.json in {cfg.output}")
-    print(f"greedy answers correct {b.greedy_accuracy:.3f} -> {a.greedy_accuracy:.3f}; correct-operation lens "
-          f"probability at layer {a.lens.layer}: {b.lens.mean_correct_target_prob:.3e} -> {a.lens.mean_correct_target_prob:.3e}")
+    print(
+        f"greedy answers correct {b.greedy_accuracy:.3f} -> {a.greedy_accuracy:.3f}; correct-operation lens "
+        f"probability at layer {a.lens.layer}: {b.lens.mean_correct_target_prob:.3e} -> {a.lens.mean_correct_target_prob:.3e}"
+    )
 
 
 @app.command("run")
 def run_cmd(
-    phase: Annotated[str, typer.Argument(help="all (generate, baseline, phase1, phase2, verify) | one of them | compare")] = "all",
-    out: Annotated[Path, typer.Option("--out", help="run folder: executed notebooks, results, figures, run.json")] = Path("runs/experiment"),
+    phase: Annotated[
+        str, typer.Argument(help="all (generate, baseline, phase1, phase2, verify) | one of them | compare")
+    ] = "all",
+    out: Annotated[
+        Path, typer.Option("--out", help="run folder: executed notebooks, results, figures, run.json")
+    ] = Path("runs/experiment"),
     model: ModelOpt = "default",
-    quick: Annotated[bool, typer.Option("--quick", help="tiny data and training (64 records, 32 held out, 4 steps)")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="tiny data and training (64 records, 32 held out, 4 steps)")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="rerun phases that are done already")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="data seed and first training seed (default: 42; baseline: its own)")] = None,
-    seeds: Annotated[Optional[int], typer.Option("--seeds", help="training seeds: phase1 and phase2 run once per seed, into seed-<s>/ (default: the folder's, else 1)")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="exit 1 unless every claim of the guide holds (needs verify)")] = False,
-    threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")] = None,
+    seed: flag(int, "--seed", help="data seed and first training seed (default: 42; baseline: its own)") = None,
+    seeds: flag(
+        int,
+        "--seeds",
+        help="training seeds: phase1 and phase2 run once per seed, into seed-<s>/ (default: the folder's, else 1)",
+    ) = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="exit 1 unless every claim of the guide holds (needs verify)")
+    ] = False,
+    threshold: Annotated[
+        Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")
+    ] = None,
 ):
     """Run the experiment's phases as papermill-executed notebooks into one run folder; done phases are skipped."""
     from .experiment.claims import failures, parse_threshold
@@ -266,7 +332,9 @@ def run_cmd(
 
     limits = dict(parse_threshold(t) for t in threshold or [])
     if strict and "verify" not in phase_names(phase):
-        raise WorkbenchError(f"--strict judges the claims, but phase {phase!r} does not verify: use `workbench run all` or `workbench run verify`")
+        raise WorkbenchError(
+            f"--strict judges the claims, but phase {phase!r} does not verify: use `workbench run all` or `workbench run verify`"
+        )
     doc = run(phase, out, model=model, quick=quick, force=force, seed=seed, seeds=seeds, thresholds=limits)
     states = ", ".join(f"{name} {p['status']} ({p.get('seconds') or 0:.0f} s)" for name, p in doc["phases"].items())
     layout = RunLayout(out)
@@ -283,7 +351,9 @@ def run_cmd(
 @app.command("publish")
 def publish_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a verified run folder (it holds report.md and claims.json)")],
-    docs: Annotated[Path, typer.Option("--docs", help="where the report goes; its PNG figures go beside it")] = Path("docs/results.md"),
+    docs: Annotated[Path, typer.Option("--docs", help="where the report goes; its PNG figures go beside it")] = Path(
+        "docs/results.md"
+    ),
     readme: Annotated[Path, typer.Option("--readme", help="README whose claims block is replaced")] = Path("README.md"),
 ):
     """Copy a run's report.md and figures to docs/ and put its claims table into the README."""
@@ -296,13 +366,15 @@ def publish_cmd(
 @app.command("explore")
 def explore_cmd(
     model: ModelOpt = "default",
-    run_dir: Annotated[Optional[Path], typer.Option("--run", help="run folder whose phase-1/phase-2 adapters and probe are offered")] = None,
+    run_dir: flag(Path, "--run", help="run folder whose phase-1/phase-2 adapters and probe are offered") = None,
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8866,
 ):
     """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C (or SIGTERM)."""
     from .ui.explorer import serve_until_stopped
 
-    print(f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)")
+    print(
+        f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)"
+    )
     raise typer.Exit(serve_until_stopped(model, run_dir, port))
 
 
@@ -336,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if isinstance(code, int) and code != 0:
         sys.exit(code)
+
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-HEADER = ("# CLI reference\n\nGenerated from the `workbench` command's own definitions by `workbench/cli_reference.py`; "
-          "do not edit by hand. Regenerate with `make docs` (`python -m workbench.cli_reference docs/cli.md`).\n")
+HEADER = (
+    "# CLI reference\n\nGenerated from the `workbench` command's own definitions by `workbench/cli_reference.py`; "
+    "do not edit by hand. Regenerate with `make docs` (`python -m workbench.cli_reference docs/cli.md`).\n"
+)
 
 
 def _cell(text) -> str:
@@ -31,7 +33,11 @@ def _type(param, ctx) -> str:
         return "flag"
     # click's make_metavar(ctx); the click that typer >= 0.25 bundles has display_type(ctx) ("<int range>") instead
     metavar = (param.make_metavar(ctx) if hasattr(param, "make_metavar") else param.display_type(ctx)).strip("<>")
-    bounds = [f"{op} {v}" for op, v in ((">=", getattr(param, "min", None)), ("<=", getattr(param, "max", None))) if v is not None]
+    bounds = [
+        f"{op} {v}"
+        for op, v in ((">=", getattr(param, "min", None)), ("<=", getattr(param, "max", None)))
+        if v is not None
+    ]
     return ", ".join([_code(metavar.removesuffix(" range") if bounds else metavar), *bounds])
 
 
@@ -49,8 +55,11 @@ def _section(command, ctx) -> list[str]:
     if params:
         lines += ["| parameter | type | default | help |", "|---|---|---|---|"]
         for p in params:
-            names = (", ".join(map(_code, [*p.opts, *p.secondary_opts])) if p.param_type_name == "option"
-                     else f"{_code(p.name.upper())} (argument)")
+            names = (
+                ", ".join(map(_code, [*p.opts, *p.secondary_opts]))
+                if p.param_type_name == "option"
+                else f"{_code(p.name.upper())} (argument)"
+            )
             lines.append(f"| {names} | {_type(p, ctx)} | {_default(p)} | {_cell(getattr(p, 'help', None) or '')} |")
         lines.append("")
     return lines

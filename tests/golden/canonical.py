@@ -9,8 +9,18 @@ import json
 import sys
 from pathlib import Path
 
-VOLATILE = {"created", "updated", "finished", "started", "environment", "timings_s", "seconds", "train_seconds",
-            "git_commit", "kernel"}
+VOLATILE = {
+    "created",
+    "updated",
+    "finished",
+    "started",
+    "environment",
+    "timings_s",
+    "seconds",
+    "train_seconds",
+    "git_commit",
+    "kernel",
+}
 BOOKKEEPING = ("run.json", "phases/")  # the runner's own records, not results
 SETS = {"target_modules"}  # peft writes a set: its order changes with the interpreter's hash seed
 
@@ -34,7 +44,11 @@ def canonical_run(folder: str | Path) -> dict[str, object]:
         if path.suffix not in (".json", ".jsonl") or rel.startswith(BOOKKEEPING) or "/trl/" in f"/{rel}":
             continue
         text = path.read_text(encoding="utf-8")
-        docs = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
+        docs = (
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+            if path.suffix == ".jsonl"
+            else json.loads(text)
+        )
         out[rel] = _clean(docs, str(folder))
     for path in sorted(folder.rglob("*.safetensors")):  # the trained adapters, bit for bit
         out[path.relative_to(folder).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()

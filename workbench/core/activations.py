@@ -20,8 +20,12 @@ class _StopCapture(Exception):
     """Raised by the deepest hook: nothing after it is needed (not even the final norm and the unembedding)."""
 
 
-def _run_hooked(lm: LoadedModel, ids: Int[Tensor, "batch seq"], layers: list[int],
-                keep: Callable[[int, Float[Tensor, "batch seq d_model"]], None]) -> None:
+def _run_hooked(
+    lm: LoadedModel,
+    ids: Int[Tensor, "batch seq"],
+    layers: list[int],
+    keep: Callable[[int, Float[Tensor, "batch seq d_model"]], None],
+) -> None:
     """One forward pass over ``ids`` that hands each requested layer's ``hook_resid_post`` to ``keep(slot, resid)``
     (slot: the layer's index in ``layers``) and ends in the deepest of them."""
     deepest = max(layers)
@@ -36,9 +40,12 @@ def _run_hooked(lm: LoadedModel, ids: Int[Tensor, "batch seq"], layers: list[int
         return hook
 
     try:
-        lm.bridge.run_with_hooks(ids, fwd_hooks=[(resid_hook_name(layer), make_hook(i, layer == deepest))
-                                                 for i, layer in enumerate(layers)],
-                                 stop_at_layer=deepest + 1, use_cache=False)
+        lm.bridge.run_with_hooks(
+            ids,
+            fwd_hooks=[(resid_hook_name(layer), make_hook(i, layer == deepest)) for i, layer in enumerate(layers)],
+            stop_at_layer=deepest + 1,
+            use_cache=False,
+        )
     except _StopCapture:
         pass
 
@@ -69,7 +76,9 @@ def _keep_last(chunk, rows, last_index, slot: int, resid) -> None:
 
 
 @torch.inference_mode()
-def capture_positions(lm: LoadedModel, prompt: str, layers: list[int] | None = None) -> Float[Tensor, "layer pos d_model"]:
+def capture_positions(
+    lm: LoadedModel, prompt: str, layers: list[int] | None = None
+) -> Float[Tensor, "layer pos d_model"]:
     """Residual stream after each requested block at every token of one prompt (no padding: one sequence), float32 on
     the CPU, in the order of ``layers`` (default: all)."""
     layers = list(range(lm.n_layers)) if layers is None else list(layers)

@@ -17,7 +17,12 @@ HELD_OUT_SEED = 1234  # evaluation prompts come from another seed than the train
 
 def make_example(op: str, a: int, b: int) -> dict:
     answer = {"multiply": a * b, "add": a + b, "subtract": a - b, "divide": a // b}[op]
-    return {"prompt": f"{a} {SYMBOLS[op]} {b} = ", "response": str(answer), "operation": op, "classification_target": op}
+    return {
+        "prompt": f"{a} {SYMBOLS[op]} {b} = ",
+        "response": str(answer),
+        "operation": op,
+        "classification_target": op,
+    }
 
 
 def generate_arithmetic(samples: int = 1000, seed: int = 42) -> list[dict]:
@@ -56,8 +61,10 @@ def rule_violations(records: list[dict]) -> dict[str, int]:
         a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
         bad["wrong answer"] += (b == 0 and op == "/") or str(_RESULT[op](a, b)) != r["response"]
         bad["operand out of range"] += not (
-            (op in "*+" and 1 <= a <= 50 and 1 <= b <= 50) or (op == "-" and 10 <= a <= 100 and 1 <= b <= a)
-            or (op == "/" and 1 <= b <= 12 and a % b == 0 and 1 <= a // b <= 12))
+            (op in "*+" and 1 <= a <= 50 and 1 <= b <= 50)
+            or (op == "-" and 10 <= a <= 100 and 1 <= b <= a)
+            or (op == "/" and 1 <= b <= 12 and a % b == 0 and 1 <= a // b <= 12)
+        )
         bad["operation label"] += r.get("operation") != operation[op]
     return bad
 
@@ -83,7 +90,9 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ("prompt", "respons
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise WorkbenchError(f"data file {str(path)!r} does not exist: create it with `workbench data generate --output {path}`") from None
+        raise WorkbenchError(
+            f"data file {str(path)!r} does not exist: create it with `workbench data generate --output {path}`"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkbenchError(f"cannot read data file {str(path)!r}: {exc}") from None
     records = []
@@ -96,18 +105,28 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ("prompt", "respons
         except json.JSONDecodeError as exc:
             raise WorkbenchError(f"{path}:{n}: broken JSON ({exc.msg}): fix or delete that line") from None
         if not isinstance(record, dict):
-            raise WorkbenchError(f"{path}:{n}: expected a JSON object with {list(required)}, got {type(record).__name__}")
+            raise WorkbenchError(
+                f"{path}:{n}: expected a JSON object with {list(required)}, got {type(record).__name__}"
+            )
         for key in required:
             if not isinstance(record.get(key), str) or not record[key]:
-                raise WorkbenchError(f"{path}:{n}: field {key!r} is missing or not a non-empty string: every line needs {list(required)}")
+                raise WorkbenchError(
+                    f"{path}:{n}: field {key!r} is missing or not a non-empty string: every line needs {list(required)}"
+                )
         records.append(record)
     if not records:
         raise WorkbenchError(f"data file {str(path)!r} has no records: generate data with `workbench data generate`")
     return records
 
 
-def training_data(train_data: str | Path | None, heldout_data: str | Path | None, fallback: tuple[Path, Path],
-                  train_samples: int, eval_samples: int, seed: int) -> tuple[list[dict], list[dict], Path, Path]:
+def training_data(
+    train_data: str | Path | None,
+    heldout_data: str | Path | None,
+    fallback: tuple[Path, Path],
+    train_samples: int,
+    eval_samples: int,
+    seed: int,
+) -> tuple[list[dict], list[dict], Path, Path]:
     """(records, held-out records, their two files) for a training notebook: the JSONL files it was given (a run's
     ``data/``), with the first ``eval_samples`` held-out records; or, with none given, ``train_samples`` records made
     with ``seed`` and ``eval_samples`` held out, written to the ``fallback`` files. A shortened held-out set is written

@@ -8,8 +8,10 @@ import torch
 
 from .models import LoadedModel
 
-GREEDY_DECODING = ("greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or "
-                   "max_new_tokens; for answers, also once the first integer is complete")
+GREEDY_DECODING = (
+    "greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or "
+    "max_new_tokens; for answers, also once the first integer is complete"
+)
 
 
 _INTEGER_RE = re.compile(r"-?\d+")
@@ -22,8 +24,13 @@ def integer_complete(text: str) -> bool:
 
 
 @torch.inference_mode()
-def greedy_answers(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, eos_token_id: int | None = None,
-                   until_integer: bool = False) -> list[str]:
+def greedy_answers(
+    lm: LoadedModel,
+    prompts: list[str],
+    max_new_tokens: int = 8,
+    eos_token_id: int | None = None,
+    until_integer: bool = False,
+) -> list[str]:
     """Each prompt's greedy continuation (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
     or after ``max_new_tokens`` — or, with ``until_integer``, as soon as its first integer is complete (the answer
     ``first_integer`` reads is then the same as from the full continuation). Prompts with the same number of tokens

@@ -1,4 +1,4 @@
-"""The seed guide (CLASSIFIER_EXPERIMENTS_GUIDE.md) as data: its prompts, its figures, the thresholds that judge them,
+"""The guide (CLASSIFIER_EXPERIMENTS_GUIDE.md) as data: its prompts, its figures, the thresholds that judge them,
 and the depth rule that picks the classifier layer. Nothing else in the package types these values.
 
 "guide" always means that document; "seed" always means a random seed.
@@ -19,7 +19,16 @@ TEST_PROMPTS = ["11 * 12 = ", "6 * 9 = ", "13 + 14 = ", "25 + 17 = "]
 LENS_PROMPTS = ["7 * 8 = ", "12 * 5 = ", "23 + 45 = ", "17 + 38 = "]
 TARGETS = list(OPERATIONS)
 # The eight lens prompts it scores trained models on: two per operation.
-EIGHT_PROMPTS = ["7 * 8 = ", "12 * 5 = ", "23 + 45 = ", "17 + 38 = ", "50 - 23 = ", "89 - 34 = ", "48 / 6 = ", "81 / 9 = "]
+EIGHT_PROMPTS = [
+    "7 * 8 = ",
+    "12 * 5 = ",
+    "23 + 45 = ",
+    "17 + 38 = ",
+    "50 - 23 = ",
+    "89 - 34 = ",
+    "48 / 6 = ",
+    "81 / 9 = ",
+]
 
 # The depth rule: the classifier layer sits at 55% depth (TinyLlama 22 -> 12, Llama-3.2-1B 16 -> 8, granite 40 -> 22).
 CLASSIFIER_DEPTH = 0.55
@@ -45,8 +54,14 @@ FIGURES = {
     "routing": "enables circuit routing (no figure)",
     "answers": "not reported",
 }
-METHOD_FIGURES = {"none": "0%", "lora_standard": "~1%", "sft_answers": "0%", "grpo": "0%", "dual_vo": "36-81%",
-                  "dual_qk": "0/8"}
+METHOD_FIGURES = {
+    "none": "0%",
+    "lora_standard": "~1%",
+    "sft_answers": "0%",
+    "grpo": "0%",
+    "dual_vo": "36-81%",
+    "dual_qk": "0/8",
+}
 TARGET_FIGURES = {"dual_vo": "100% (8/8)", "dual_qk": "0% (0/8)"}
 
 # Verification thresholds: the guide's figures where it gives one, ours where it does not (marked).

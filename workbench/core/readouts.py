@@ -12,8 +12,12 @@ from .tasks import LabelledPrompts
 
 
 def classifier_probe(
-    lm: LoadedModel, data: LabelledPrompts, test_prompts: list[str] | None = None,
-    layers: list[int] | None = None, seed: int = 0, batch_size: int = 64,
+    lm: LoadedModel,
+    data: LabelledPrompts,
+    test_prompts: list[str] | None = None,
+    layers: list[int] | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
 ) -> dict:
     """Per-layer probe result dict: the guide's keys, fold stats, control task, test predictions and timings."""
     layers = list(range(lm.n_layers)) if layers is None else layers
@@ -35,10 +39,8 @@ def classifier_probe(
     }
 
 
-def lens_readout(
-    lm: LoadedModel, prompts: list[str], targets: list[str], layer: int | None = None,
-    all_layers: bool = False, expected: list[str] | None = None, batch_size: int = 64,
-) -> dict:
-    """Logit-lens result dict at ``layer`` (default: the classifier layer), optionally at every layer too."""
-    result = logit_lens(lm, prompts, targets, layer, all_layers, expected, batch_size=batch_size)
+def lens_readout(lm: LoadedModel, prompts: list[str], targets: list[str], *args, **options) -> dict:
+    """``logit_lens`` (same arguments: ``layer``, default the classifier layer; ``all_layers``; ``expected``; ...) as
+    the result dict every file and figure here reads, with the model's description."""
+    result = logit_lens(lm, prompts, targets, *args, **options)
     return {**lm.describe(), **result.to_dict()}

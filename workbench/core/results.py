@@ -34,13 +34,17 @@ def check_writable(path: str | Path) -> Path:
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise WorkbenchError(f"output {str(path)!r} is a directory: pass a file path such as {str(path / 'result.json')!r}")
+        raise WorkbenchError(
+            f"output {str(path)!r} is a directory: pass a file path such as {str(path / 'result.json')!r}"
+        )
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-"):
             pass
     except OSError as exc:
-        raise WorkbenchError(f"cannot write output {str(path)!r} ({exc.strerror}): choose a writable location") from None
+        raise WorkbenchError(
+            f"cannot write output {str(path)!r} ({exc.strerror}): choose a writable location"
+        ) from None
     return path
 
 
@@ -50,8 +54,10 @@ def check_free_space(folder: str | Path, need_mb: int) -> None:
     probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
     free_mb = shutil.disk_usage(probe).free // 2**20
     if free_mb < need_mb:
-        raise WorkbenchError(f"only {free_mb} MB free on the disk of {str(folder)!r} and the run needs about {need_mb} MB: "
-                             "free some space or choose another --out")
+        raise WorkbenchError(
+            f"only {free_mb} MB free on the disk of {str(folder)!r} and the run needs about {need_mb} MB: "
+            "free some space or choose another --out"
+        )
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -79,8 +85,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def envelope(kind: str, payload: dict, settings: dict | None = None) -> dict:
     """The one shape every result file has: schema version, kind, time, the payload, the settings (when the writer
     has any beyond the payload) and the environment."""
-    return {"schema_version": SCHEMA_VERSION, "kind": kind, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            **payload, **({"settings": settings} if settings is not None else {}), "environment": environment()}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **payload,
+        **({"settings": settings} if settings is not None else {}),
+        "environment": environment(),
+    }
 
 
 def write_json(path: str | Path, doc: dict) -> Path:

@@ -13,7 +13,6 @@ OPERATOR_TO_OPERATION = {"*": "multiply", "+": "add", "-": "subtract", "/": "div
 _OPERATOR_RE = re.compile(r"\d\s*([*+\-/])\s*\d")
 
 
-
 def parse_prompt_list(text: str, what: str = "prompt list") -> list[str]:
     """``"p1|p2|p3"`` or ``@file.txt`` (one prompt per line, trailing spaces kept). Empty prompts are errors."""
     if text.startswith("@"):
@@ -21,11 +20,17 @@ def parse_prompt_list(text: str, what: str = "prompt list") -> list[str]:
         try:
             raw = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise WorkbenchError(f"cannot read {what} file {str(path)!r} ({exc.strerror}): check the path after '@'") from None
+            raise WorkbenchError(
+                f"cannot read {what} file {str(path)!r} ({exc.strerror}): check the path after '@'"
+            ) from None
         except UnicodeDecodeError:
-            raise WorkbenchError(f"{what} file {str(path)!r} is not UTF-8 text: save it as UTF-8, one prompt per line") from None
+            raise WorkbenchError(
+                f"{what} file {str(path)!r} is not UTF-8 text: save it as UTF-8, one prompt per line"
+            ) from None
         except ValueError:  # a NUL byte in the path
-            raise WorkbenchError(f"{what} file name {str(path)!r} is not a valid path: check the path after '@'") from None
+            raise WorkbenchError(
+                f"{what} file name {str(path)!r} is not a valid path: check the path after '@'"
+            ) from None
         prompts = [line.rstrip("\r\n") for line in raw.splitlines() if line.strip()]
         if not prompts:
             raise WorkbenchError(f"{what} file {str(path)!r} holds no prompts: write one prompt per line")
@@ -62,7 +67,7 @@ def parse_class_spec(spec: str) -> tuple[str, list[str]]:
         raise WorkbenchError(f"--classes {spec!r} has no ':': write it as \"label:prompt1|prompt2|...\"")
     label = label.strip()
     if not label:
-        raise WorkbenchError(f"--classes {spec!r} has an empty label: write it as \"label:prompt1|prompt2|...\"")
+        raise WorkbenchError(f'--classes {spec!r} has an empty label: write it as "label:prompt1|prompt2|..."')
     if not rest.strip():
         raise WorkbenchError(f"--classes {spec!r} has no prompts after ':': write it as \"label:prompt1|prompt2|...\"")
     return label, parse_prompt_list(rest, what=f"--classes {label!r}")
@@ -82,11 +87,13 @@ def parse_classes(specs: list[str]) -> LabelledPrompts:
         labels += [label] * len(ps)
     if len(seen) < 2:
         raise WorkbenchError(
-            f"a probe needs at least 2 classes, got {len(seen)}: repeat --classes \"label:p|p\" once per class"
+            f'a probe needs at least 2 classes, got {len(seen)}: repeat --classes "label:p|p" once per class'
         )
     duplicates = sorted({p for p in prompts if prompts.count(p) > 1})
     if duplicates:
-        raise WorkbenchError(f"prompt {duplicates[0]!r} appears more than once: each prompt may belong to one class only")
+        raise WorkbenchError(
+            f"prompt {duplicates[0]!r} appears more than once: each prompt may belong to one class only"
+        )
     data = LabelledPrompts(prompts, labels)
     smallest = min(len(v) for v in data.by_class().values())
     if smallest < 2:
@@ -99,7 +106,9 @@ def parse_classes(specs: list[str]) -> LabelledPrompts:
 
 def guide_classes() -> LabelledPrompts:
     """The guide's probe prompts, four per operation."""
-    return LabelledPrompts([p for ps in guide.CLASSES.values() for p in ps], [c for c, ps in guide.CLASSES.items() for _ in ps])
+    return LabelledPrompts(
+        [p for ps in guide.CLASSES.values() for p in ps], [c for c, ps in guide.CLASSES.items() for _ in ps]
+    )
 
 
 def infer_operation(prompt: str) -> str | None:

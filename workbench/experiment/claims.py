@@ -16,7 +16,7 @@ from ..core import guide
 from ..core.errors import WorkbenchError
 from ..core.guide import FIGURES, THRESHOLDS
 from ..core.results import read_result
-from ..train.records import GreedyEval, TrainMetrics
+from ..training.records import GreedyEval, TrainMetrics
 from .layout import PhaseFiles, RunLayout, pattern
 from .summary import layer_ranges, lens_summary, pct, probe_summary, spread
 
@@ -38,7 +38,9 @@ def thresholds(overrides: dict | None = None) -> dict:
         try:
             out[name] = float(value)
         except (TypeError, ValueError):
-            raise WorkbenchError(f"threshold {name}={value!r} is not a number: pass e.g. {name}={THRESHOLDS[name]}") from None
+            raise WorkbenchError(
+                f"threshold {name}={value!r} is not a number: pass e.g. {name}={THRESHOLDS[name]}"
+            ) from None
     return out
 
 
@@ -78,7 +80,10 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
         m1, m2 = _load(files.phase1_metrics, TrainMetrics), _load(files.phase2_metrics, TrainMetrics)
         before = None if m1 is None else m1.before
         eight, check = _load(files.phase1_lens_eight), _load(files.phase2_check)
-        greedy_before, greedy_after = _load(files.phase2_greedy_before, GreedyEval), _load(files.phase2_greedy_after, GreedyEval)
+        greedy_before, greedy_after = (
+            _load(files.phase2_greedy_before, GreedyEval),
+            _load(files.phase2_greedy_after, GreedyEval),
+        )
         out["seeds"][seed] = {
             "folder": str(files.root),
             "phase1_steps": None if m1 is None else m1.steps,
@@ -89,8 +94,9 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
             "lens_top1": None if m1 is None else m1.after.lens.top1_score.to_dict(),
             "eight": None if eight is None else lens_summary(eight),
             "phase1_probe": _probe(_load(files.phase1_classifier)),
-            "check": None if check is None else {k: check[k] for k in ("unchanged", "max_abs_diff", "frozen_layers",
-                                                                         "frozen_layers_moved", "layer")},
+            "check": None
+            if check is None
+            else {k: check[k] for k in ("unchanged", "max_abs_diff", "frozen_layers", "frozen_layers_moved", "layer")},
             "lens_phase2": None if m2 is None else m2.after.lens.mean_correct_target_prob,
             "exact_match_base": None if before is None else before.answer_exact_match,
             "exact_match_phase1": None if m1 is None else m1.after.answer_exact_match,
@@ -102,11 +108,29 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
     return out
 
 
-def _row(claim_id: str, claim: str, guide_figure: str, measured: str, verdict: str, threshold: str, source: str,
-         values: list | None = None, per_seed: dict | None = None) -> dict:
+def _row(
+    claim_id: str,
+    claim: str,
+    guide_figure: str,
+    measured: str,
+    verdict: str,
+    threshold: str,
+    source: str,
+    values: list | None = None,
+    per_seed: dict | None = None,
+) -> dict:
     assert verdict in VERDICTS, verdict
-    return {"id": claim_id, "claim": claim, "guide": guide_figure, "measured": measured, "verdict": verdict,
-            "threshold": threshold, "source": source, "values": values or [], "per_seed": per_seed or {}}
+    return {
+        "id": claim_id,
+        "claim": claim,
+        "guide": guide_figure,
+        "measured": measured,
+        "verdict": verdict,
+        "threshold": threshold,
+        "source": source,
+        "values": values or [],
+        "per_seed": per_seed or {},
+    }
 
 
 def _seeded(claim_id, claim, guide_figure, threshold, source, data, key, passes, describe) -> dict:
@@ -124,8 +148,17 @@ def _seeded(claim_id, claim, guide_figure, threshold, source, data, key, passes,
     if missing:
         measured += f"; not measured for seed {', '.join(map(str, missing))}"
         verdict = "mixed" if verdict == "holds" else verdict
-    return _row(claim_id, claim, guide_figure, measured, verdict, threshold, source,
-                values=[d[key] for d in seeds.values()], per_seed=per_seed)
+    return _row(
+        claim_id,
+        claim,
+        guide_figure,
+        measured,
+        verdict,
+        threshold,
+        source,
+        values=[d[key] for d in seeds.values()],
+        per_seed=per_seed,
+    )
 
 
 def judge(data: dict, limits: dict | None = None) -> list[dict]:
@@ -134,95 +167,214 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
     rows = []
     probe = data["base_probe"]
     if probe is None:
-        for cid, text in (("base_probe_all_layers", "Base model: a linear probe reads the operation at every layer"),
-                          ("base_probe_classifier_layer", "Base model: a hidden-space classifier at the classifier layer")):
-            rows.append(_row(cid, text, FIGURES["probe"], f"missing: {BASE_PROBE}", "not measured",
-                             f"accuracy ≥ {t['probe_accuracy']:g}", BASE_PROBE))
+        for cid, text in (
+            ("base_probe_all_layers", "Base model: a linear probe reads the operation at every layer"),
+            ("base_probe_classifier_layer", "Base model: a hidden-space classifier at the classifier layer"),
+        ):
+            rows.append(
+                _row(
+                    cid,
+                    text,
+                    FIGURES["probe"],
+                    f"missing: {BASE_PROBE}",
+                    "not measured",
+                    f"accuracy ≥ {t['probe_accuracy']:g}",
+                    BASE_PROBE,
+                )
+            )
     else:
         by_layer = probe["accuracy_by_layer"]
         at = [layer for layer, acc in by_layer.items() if acc >= t["probe_accuracy"]]
         weakest = min(by_layer, key=by_layer.get)
-        rows.append(_row(
-            "base_probe_all_layers", "Base model: a linear probe reads the operation at every layer", FIGURES["probe_all_layers"],
-            f"{len(at)}/{len(by_layer)} layers reach {t['probe_accuracy']:.0%} ({layer_ranges(at) or 'none'}); "
-            f"lowest {by_layer[weakest]:.2f} at L{weakest}",
-            "holds" if len(at) == len(by_layer) else "fails", f"accuracy ≥ {t['probe_accuracy']:g} at every layer",
-            BASE_PROBE, values=[by_layer[k] for k in sorted(by_layer)]))
+        rows.append(
+            _row(
+                "base_probe_all_layers",
+                "Base model: a linear probe reads the operation at every layer",
+                FIGURES["probe_all_layers"],
+                f"{len(at)}/{len(by_layer)} layers reach {t['probe_accuracy']:.0%} ({layer_ranges(at) or 'none'}); "
+                f"lowest {by_layer[weakest]:.2f} at L{weakest}",
+                "holds" if len(at) == len(by_layer) else "fails",
+                f"accuracy ≥ {t['probe_accuracy']:g} at every layer",
+                BASE_PROBE,
+                values=[by_layer[k] for k in sorted(by_layer)],
+            )
+        )
         ok = probe["accuracy"] >= t["probe_accuracy"] and probe["selectivity"] >= t["min_selectivity"]
-        rows.append(_row(
-            "base_probe_classifier_layer", "Base model: a hidden-space classifier at the classifier layer", FIGURES["probe"],
-            f"{probe['accuracy']:.2f} at L{probe['layer']} (control task {probe['control_accuracy']:.2f}, "
-            f"selectivity {probe['selectivity']:+.2f}; {probe['folds']}-fold CV)",
-            "holds" if ok else "fails",
-            f"accuracy ≥ {t['probe_accuracy']:g} and selectivity ≥ {t['min_selectivity']:g}", BASE_PROBE,
-            values=[probe["accuracy"]]))
+        rows.append(
+            _row(
+                "base_probe_classifier_layer",
+                "Base model: a hidden-space classifier at the classifier layer",
+                FIGURES["probe"],
+                f"{probe['accuracy']:.2f} at L{probe['layer']} (control task {probe['control_accuracy']:.2f}, "
+                f"selectivity {probe['selectivity']:+.2f}; {probe['folds']}-fold CV)",
+                "holds" if ok else "fails",
+                f"accuracy ≥ {t['probe_accuracy']:g} and selectivity ≥ {t['min_selectivity']:g}",
+                BASE_PROBE,
+                values=[probe["accuracy"]],
+            )
+        )
     lens = data["base_lens"]
     if lens is None:
-        rows.append(_row("base_lens", "Base model: no vocabulary-aligned classifier (logit lens)", FIGURES["base_lens"],
-                         f"missing: {BASE_LENS}", "not measured",
-                         f"every target probability < {t['base_lens_max_prob']:g}", BASE_LENS))
+        rows.append(
+            _row(
+                "base_lens",
+                "Base model: no vocabulary-aligned classifier (logit lens)",
+                FIGURES["base_lens"],
+                f"missing: {BASE_LENS}",
+                "not measured",
+                f"every target probability < {t['base_lens_max_prob']:g}",
+                BASE_LENS,
+            )
+        )
     else:
-        rows.append(_row(
-            "base_lens", "Base model: no vocabulary-aligned classifier (logit lens)", FIGURES["base_lens"],
-            f"correct-operation probability {pct(lens['mean_expected_prob'])} on average at L{lens['layer']}, any target at "
-            f"most {pct(lens['max_target_prob'])}; top-1 {lens['score_correct']}/{lens['score_total']}",
-            "holds" if lens["max_target_prob"] < t["base_lens_max_prob"] else "fails",
-            f"every target probability < {t['base_lens_max_prob']:g}", BASE_LENS,
-            values=[lens["mean_expected_prob"]]))
+        rows.append(
+            _row(
+                "base_lens",
+                "Base model: no vocabulary-aligned classifier (logit lens)",
+                FIGURES["base_lens"],
+                f"correct-operation probability {pct(lens['mean_expected_prob'])} on average at L{lens['layer']}, any target at "
+                f"most {pct(lens['max_target_prob'])}; top-1 {lens['score_correct']}/{lens['score_total']}",
+                "holds" if lens["max_target_prob"] < t["base_lens_max_prob"] else "fails",
+                f"every target probability < {t['base_lens_max_prob']:g}",
+                BASE_LENS,
+                values=[lens["mean_expected_prob"]],
+            )
+        )
 
     low, high = guide.LENS_RANGE
 
     def lens_text(values):
-        where = ("within" if all(low <= v <= high for v in values) else "above" if min(values) > high
-                 else "below" if max(values) < low else "partly within")
+        where = (
+            "within"
+            if all(low <= v <= high for v in values)
+            else "above"
+            if min(values) > high
+            else "below"
+            if max(values) < low
+            else "partly within"
+        )
         return f"{spread(values, pct)} correct-operation probability on held-out prompts ({where} the guide's range)"
 
-    rows.append(_seeded(
-        "phase1_lens", "After dual-reward V/O training: a vocabulary-aligned classifier", FIGURES["trained_lens"],
-        f"mean ≥ {t['trained_lens_min_prob']:g}", seeded(PhaseFiles.phase1_metrics), data, "lens_after",
-        lambda v: v >= t["trained_lens_min_prob"], lens_text))
-    rows.append(_seeded(
-        "phase1_eight", "V/O only: the guide's eight prompts read correctly at top-1", FIGURES["eight"],
-        f"score ≥ {t['eight_min_score']:g}/8", seeded(PhaseFiles.phase1_lens_eight), data, "eight",
-        lambda e: e["score_correct"] >= t["eight_min_score"],
-        lambda es: spread([float(e["score_correct"]) for e in es], lambda v: f"{v:.3g}") + f"/{es[0]['score_total']}"
-        + (f" (base model {data['base_eight']['score_correct']}/{data['base_eight']['score_total']})"
-           if data["base_eight"] else "")))
-    rows.append(_seeded(
-        "phase1_probe", "After V/O training: the hidden-space classifier is still there", FIGURES["probe"],
-        f"accuracy ≥ {t['probe_accuracy']:g} at the classifier layer", seeded(PhaseFiles.phase1_classifier), data,
-        "phase1_probe", lambda p: p["accuracy"] >= t["probe_accuracy"],
-        lambda ps: spread([p["accuracy"] for p in ps], lambda v: f"{v:.2f}") + f" probe accuracy at L{ps[0]['layer']}"))
-    rows.append(_seeded(
-        "phase2_unchanged", "Routing training keeps the frozen classifier unchanged", FIGURES["frozen"],
-        f"lens change ≤ {t['phase2_tolerance']:g}, no frozen weight moved", seeded(PhaseFiles.phase2_check), data,
-        "check", lambda c: c["max_abs_diff"] <= t["phase2_tolerance"] and not c["frozen_layers_moved"],
-        lambda cs: f"largest lens change at L{cs[0]['layer']} {max(c['max_abs_diff'] for c in cs):.1e} "
-                   f"(layers {layer_ranges(cs[0]['frozen_layers'])} frozen); frozen layers moved: "
-                   + (", ".join(layer_ranges(c["frozen_layers_moved"]) for c in cs if c["frozen_layers_moved"]) or "none")))
+    rows.append(
+        _seeded(
+            "phase1_lens",
+            "After dual-reward V/O training: a vocabulary-aligned classifier",
+            FIGURES["trained_lens"],
+            f"mean ≥ {t['trained_lens_min_prob']:g}",
+            seeded(PhaseFiles.phase1_metrics),
+            data,
+            "lens_after",
+            lambda v: v >= t["trained_lens_min_prob"],
+            lens_text,
+        )
+    )
+    rows.append(
+        _seeded(
+            "phase1_eight",
+            "V/O only: the guide's eight prompts read correctly at top-1",
+            FIGURES["eight"],
+            f"score ≥ {t['eight_min_score']:g}/8",
+            seeded(PhaseFiles.phase1_lens_eight),
+            data,
+            "eight",
+            lambda e: e["score_correct"] >= t["eight_min_score"],
+            lambda es: (
+                spread([float(e["score_correct"]) for e in es], lambda v: f"{v:.3g}")
+                + f"/{es[0]['score_total']}"
+                + (
+                    f" (base model {data['base_eight']['score_correct']}/{data['base_eight']['score_total']})"
+                    if data["base_eight"]
+                    else ""
+                )
+            ),
+        )
+    )
+    rows.append(
+        _seeded(
+            "phase1_probe",
+            "After V/O training: the hidden-space classifier is still there",
+            FIGURES["probe"],
+            f"accuracy ≥ {t['probe_accuracy']:g} at the classifier layer",
+            seeded(PhaseFiles.phase1_classifier),
+            data,
+            "phase1_probe",
+            lambda p: p["accuracy"] >= t["probe_accuracy"],
+            lambda ps: (
+                spread([p["accuracy"] for p in ps], lambda v: f"{v:.2f}") + f" probe accuracy at L{ps[0]['layer']}"
+            ),
+        )
+    )
+    rows.append(
+        _seeded(
+            "phase2_unchanged",
+            "Routing training keeps the frozen classifier unchanged",
+            FIGURES["frozen"],
+            f"lens change ≤ {t['phase2_tolerance']:g}, no frozen weight moved",
+            seeded(PhaseFiles.phase2_check),
+            data,
+            "check",
+            lambda c: c["max_abs_diff"] <= t["phase2_tolerance"] and not c["frozen_layers_moved"],
+            lambda cs: (
+                f"largest lens change at L{cs[0]['layer']} {max(c['max_abs_diff'] for c in cs):.1e} "
+                f"(layers {layer_ranges(cs[0]['frozen_layers'])} frozen); frozen layers moved: "
+                + (", ".join(layer_ranges(c["frozen_layers_moved"]) for c in cs if c["frozen_layers_moved"]) or "none")
+            ),
+        )
+    )
 
-    gains = {s: (d["greedy_phase2"] - d["greedy_phase1"]) if None not in (d["greedy_phase1"], d["greedy_phase2"]) else None
-             for s, d in data["seeds"].items()}
+    gains = {
+        s: (d["greedy_phase2"] - d["greedy_phase1"]) if None not in (d["greedy_phase1"], d["greedy_phase2"]) else None
+        for s, d in data["seeds"].items()
+    }
     for s, d in data["seeds"].items():
         d["greedy_gain"] = gains[s]
-    rows.append(_seeded(
-        "phase2_answers", "Routing training improves the answers", FIGURES["routing"],
-        f"greedy accuracy gain ≥ {t['min_answer_gain']:g}", seeded(PhaseFiles.phase2_greedy_before, PhaseFiles.phase2_greedy_after), data, "greedy_gain",
-        lambda g: g >= t["min_answer_gain"],
-        lambda gs: "greedy answers correct " + spread([d["greedy_phase1"] for d in data["seeds"].values()
-                                                        if d["greedy_gain"] is not None], pct)
-        + " → " + spread([d["greedy_phase2"] for d in data["seeds"].values() if d["greedy_gain"] is not None], pct)
-        + f" on held-out prompts (gain {spread(gs, lambda v: f'{100 * v:+.1f} points')})"))
+    rows.append(
+        _seeded(
+            "phase2_answers",
+            "Routing training improves the answers",
+            FIGURES["routing"],
+            f"greedy accuracy gain ≥ {t['min_answer_gain']:g}",
+            seeded(PhaseFiles.phase2_greedy_before, PhaseFiles.phase2_greedy_after),
+            data,
+            "greedy_gain",
+            lambda g: g >= t["min_answer_gain"],
+            lambda gs: (
+                "greedy answers correct "
+                + spread([d["greedy_phase1"] for d in data["seeds"].values() if d["greedy_gain"] is not None], pct)
+                + " → "
+                + spread([d["greedy_phase2"] for d in data["seeds"].values() if d["greedy_gain"] is not None], pct)
+                + f" on held-out prompts (gain {spread(gs, lambda v: f'{100 * v:+.1f} points')})"
+            ),
+        )
+    )
 
     metrics = seeded(PhaseFiles.phase1_metrics, PhaseFiles.phase2_metrics)
-    em = [d for d in data["seeds"].values() if None not in (d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"])]
-    rows.append(_row(
-        "answers", "Answer accuracy: base → phase 1 → phase 2", FIGURES["answers"],
-        ("teacher-forced exact match " + " → ".join(spread([d[k] for d in em], pct) for k in
-                                                     ("exact_match_base", "exact_match_phase1", "exact_match_phase2"))
-         + " on held-out prompts") if em else f"missing: {metrics}",
-        "reported" if em else "not measured", "none (a measurement, not a claim)", metrics,
-        values=[[d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"]] for d in em]))
+    em = [
+        d
+        for d in data["seeds"].values()
+        if None not in (d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"])
+    ]
+    rows.append(
+        _row(
+            "answers",
+            "Answer accuracy: base → phase 1 → phase 2",
+            FIGURES["answers"],
+            (
+                "teacher-forced exact match "
+                + " → ".join(
+                    spread([d[k] for d in em], pct)
+                    for k in ("exact_match_base", "exact_match_phase1", "exact_match_phase2")
+                )
+                + " on held-out prompts"
+            )
+            if em
+            else f"missing: {metrics}",
+            "reported" if em else "not measured",
+            "none (a measurement, not a claim)",
+            metrics,
+            values=[[d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"]] for d in em],
+        )
+    )
     return rows
 
 
@@ -233,19 +385,19 @@ def failures(claims: list[dict]) -> list[dict]:
 
 def claims_document(data: dict, claims: list[dict], limits: dict, run: dict | None) -> dict:
     """What ``claims.json`` holds: the claims, the thresholds, the seeds and where the numbers came from."""
-    return {"claims": claims, "thresholds": limits,
-            "seeds": [s for s in data["seeds"] if s is not None] or None,
-            "failed": [c["id"] for c in failures(claims)],
-            "run": None if run is None else {
-                **{k: run.get(k) for k in ("model", "quick", "settings", "git_commit", "created", "updated")},
-                "phases": {k: {f: p.get(f) for f in ("status", "seconds", "git_commit")}
-                           for k, p in (run.get("phases") or {}).items()}},
-            "measurements": json.loads(json.dumps(data, default=str))}
-
-
-
-
-
-
-
-
+    return {
+        "claims": claims,
+        "thresholds": limits,
+        "seeds": [s for s in data["seeds"] if s is not None] or None,
+        "failed": [c["id"] for c in failures(claims)],
+        "run": None
+        if run is None
+        else {
+            **{k: run.get(k) for k in ("model", "quick", "settings", "git_commit", "created", "updated")},
+            "phases": {
+                k: {f: p.get(f) for f in ("status", "seconds", "git_commit")}
+                for k, p in (run.get("phases") or {}).items()
+            },
+        },
+        "measurements": json.loads(json.dumps(data, default=str)),
+    }

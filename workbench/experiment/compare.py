@@ -24,19 +24,24 @@ import torch
 
 from ..core.data import read_jsonl, write_jsonl
 from ..core.errors import WorkbenchError
-from ..core.guide import EIGHT_PROMPTS, METHOD_FIGURES, OPERATIONS
+from ..core.guide import DUAL_REWARD_WEIGHT, EIGHT_PROMPTS, METHOD_FIGURES, OPERATIONS, TARGET_FIGURES
 from ..core.models import load_model
 from ..core.readouts import lens_readout
 from ..core.results import atomic_write_text, read_result
-from ..train.config import build_config
-from ..train.evaluation import heldout_measurement
-from ..train.grpo import load_grpo_config, rl_prompts, train_grpo
-from ..train.loop import train
+from ..training.config import build_config
+from ..training.evaluation import heldout_measurement
+from ..training.grpo import load_grpo_config, rl_prompts, train_grpo
+from ..training.loop import train
 
 METHODS = ("none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk")
-LABELS = {"none": "No training", "lora_standard": "Standard LoRA (q,k,v,o; whole sequence)",
-          "sft_answers": "SFT on answers (v,o; prompt masked)", "grpo": "RL with verifiable rewards (GRPO)",
-          "dual_vo": "Dual-reward V/O", "dual_qk": "Dual-reward Q/K"}
+LABELS = {
+    "none": "No training",
+    "lora_standard": "Standard LoRA (q,k,v,o; whole sequence)",
+    "sft_answers": "SFT on answers (v,o; prompt masked)",
+    "grpo": "RL with verifiable rewards (GRPO)",
+    "dual_vo": "Dual-reward V/O",
+    "dual_qk": "Dual-reward Q/K",
+}
 SFT_SETTINGS = {
     "lora_standard": {"lora_targets": "q_proj,k_proj,v_proj,o_proj", "mask_prompt": False},
     "sft_answers": {"lora_targets": "v_proj,o_proj", "mask_prompt": True},
@@ -45,8 +50,9 @@ SFT_SETTINGS = {
 }
 
 
-def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device: str | None = None,
-            known: dict | None = None) -> dict:
+def measure(
+    spec: str, heldout: list[dict], adapter: Path | None = None, device: str | None = None, known: dict | None = None
+) -> dict:
     """The one evaluation every method gets: ``evaluation.heldout_measurement`` (reusing ``known``, the trainer's own
     after-training numbers) plus the guide's eight prompts. The row keeps the full measurement under "measurement"."""
     lm = load_model(spec, device=device, adapter=adapter)
@@ -54,17 +60,39 @@ def measure(spec: str, heldout: list[dict], adapter: Path | None = None, device:
     with torch.inference_mode():
         eight = lens_readout(lm, EIGHT_PROMPTS, list(OPERATIONS))
     lens = full["lens"]
-    return {"layer": lm.classifier_layer, "heldout_correct_prob": lens["mean_correct_target_prob"],
-            "heldout_top1": lens["top1_score"]["correct"], "heldout_prompts": lens["prompts"],
-            "eight_top1": eight["score"]["correct"], "eight_total": eight["score"]["total"],
-            "eight_mean_prob": eight["mean_expected_prob"], "exact_match": full["answer_exact_match"],
-            "answer_loss": full["answer_loss"], "greedy_accuracy": full["greedy_accuracy"], "measurement": full}
+    return {
+        "layer": lm.classifier_layer,
+        "heldout_correct_prob": lens["mean_correct_target_prob"],
+        "heldout_top1": lens["top1_score"]["correct"],
+        "heldout_prompts": lens["prompts"],
+        "eight_top1": eight["score"]["correct"],
+        "eight_total": eight["score"]["total"],
+        "eight_mean_prob": eight["mean_expected_prob"],
+        "exact_match": full["answer_exact_match"],
+        "answer_loss": full["answer_loss"],
+        "greedy_accuracy": full["greedy_accuracy"],
+        "measurement": full,
+    }
 
 
-def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data: Path, seed: int | None, steps: int,
-               rank: int = 16, weight: float = 0.4, learning_rate: float = 1e-3, grpo_learning_rate: float = 1e-4,
-               grpo_prompts_per_step: int = 2, grpo_generations: int = 4, grpo_reward: str | None = None,
-               base: dict | None = None, device: str | None = None) -> dict:
+def run_method(
+    method: str,
+    spec: str,
+    out: Path,
+    train_data: Path,
+    heldout_data: Path,
+    seed: int | None,
+    steps: int,
+    rank: int = 16,
+    weight: float = DUAL_REWARD_WEIGHT,
+    learning_rate: float = 1e-3,
+    grpo_learning_rate: float = 1e-4,
+    grpo_prompts_per_step: int = 2,
+    grpo_generations: int = 4,
+    grpo_reward: str | None = None,
+    base: dict | None = None,
+    device: str | None = None,
+) -> dict:
     """Train ``method`` for ``steps`` steps into ``out`` and measure it. The SFT methods see one example per step (the
     seed's phase 1); GRPO sees ``grpo_prompts_per_step`` prompts x ``grpo_generations`` sampled completions per step at
     TRL's scale of learning rate (1e-4), on the + - * records of the same training data — its own budget differs, and
@@ -77,29 +105,68 @@ def run_method(method: str, spec: str, out: Path, train_data: Path, heldout_data
         return {"method": method, "seed": None, "steps": 0, **measure(spec, heldout, device=device)}
     if method == "grpo":  # the same training records, as the guide's RL prompts ("Calculate: ...", + - * only)
         rl_data = write_jsonl(out.parent / "rl_prompts.jsonl", rl_prompts(read_jsonl(train_data)))
-        cfg = load_grpo_config(None, {"model": spec, "output": str(out), "max_steps": steps, "seed": seed,
-                                      "lora_rank": rank, "learning_rate": grpo_learning_rate, "data": str(rl_data),
-                                      "eval_data": str(heldout_data), "eval_samples": len(heldout),
-                                      "prompts_per_step": grpo_prompts_per_step, "num_generations": grpo_generations,
-                                      **({"reward": grpo_reward} if grpo_reward else {})})
+        cfg = load_grpo_config(
+            None,
+            {
+                "model": spec,
+                "output": str(out),
+                "max_steps": steps,
+                "seed": seed,
+                "lora_rank": rank,
+                "learning_rate": grpo_learning_rate,
+                "data": str(rl_data),
+                "eval_data": str(heldout_data),
+                "eval_samples": len(heldout),
+                "prompts_per_step": grpo_prompts_per_step,
+                "num_generations": grpo_generations,
+                **({"reward": grpo_reward} if grpo_reward else {}),
+            },
+        )
         metrics = train_grpo(cfg, before=base)
     else:
         settings = SFT_SETTINGS[method]
         loss = {**settings.get("intermediate_loss", {}), "weight": weight} if "intermediate_loss" in settings else None
-        cfg = build_config({"model": spec, "data": str(train_data), "eval_data": str(heldout_data), "output": str(out),
-                            "max_steps": steps, "batch_size": 1, "learning_rate": learning_rate, "seed": seed,
-                            "lora_rank": rank, "eval_samples": len(heldout),
-                            **{k: v for k, v in settings.items() if k != "intermediate_loss"},
-                            **({"intermediate_loss": loss} if loss else {})}, source=f"method {method}")
+        cfg = build_config(
+            {
+                "model": spec,
+                "data": str(train_data),
+                "eval_data": str(heldout_data),
+                "output": str(out),
+                "max_steps": steps,
+                "batch_size": 1,
+                "learning_rate": learning_rate,
+                "seed": seed,
+                "lora_rank": rank,
+                "eval_samples": len(heldout),
+                **{k: v for k, v in settings.items() if k != "intermediate_loss"},
+                **({"intermediate_loss": loss} if loss else {}),
+            },
+            source=f"method {method}",
+        )
         metrics = train(cfg, device=device, progress=False)
-    return {"method": method, "seed": seed, "steps": steps,
-            **measure(spec, heldout, adapter=out, device=device, known=metrics["after"])}
+    return {
+        "method": method,
+        "seed": seed,
+        "steps": steps,
+        **measure(spec, heldout, adapter=out, device=device, known=metrics["after"]),
+    }
 
 
-def run_methods(spec: str, root: Path, train_data: Path, heldout_data: Path, seeds: list[int], steps: int,
-                methods: list[str], settings: dict, rank: int = 16, weight: float = 0.4,
-                grpo_prompts_per_step: int = 2, grpo_generations: int = 4) -> list[dict]:
-    """"none" once into ``root/none/`` (the untrained model does not depend on the seed), every other method for every
+def run_methods(
+    spec: str,
+    root: Path,
+    train_data: Path,
+    heldout_data: Path,
+    seeds: list[int],
+    steps: int,
+    methods: list[str],
+    settings: dict,
+    rank: int = 16,
+    weight: float = DUAL_REWARD_WEIGHT,
+    grpo_prompts_per_step: int = 2,
+    grpo_generations: int = 4,
+) -> list[dict]:
+    """ "none" once into ``root/none/`` (the untrained model does not depend on the seed), every other method for every
     seed into ``root/<method>/seed-<s>/``. A saved ``result.json`` made with the same ``settings`` and the same values of
     what the method uses (model, steps, rank, the dual weight, GRPO's batch) is read back instead of trained again, so a
     stopped run resumes."""
@@ -110,12 +177,30 @@ def run_methods(spec: str, root: Path, train_data: Path, heldout_data: Path, see
         saved = folder / "result.json"
         params = {"model": spec, **settings}
         if method != "none":
-            params.update(steps=steps, lora_rank=rank, **({"weight": weight} if method.startswith("dual") else {}),
-                          **(grpo if method == "grpo" else {}))
+            params.update(
+                steps=steps,
+                lora_rank=rank,
+                **({"weight": weight} if method.startswith("dual") else {}),
+                **(grpo if method == "grpo" else {}),
+            )
         if saved.is_file() and read_result(saved).get("params") == params:
             return read_result(saved)
-        row = {**run_method(method, spec, folder / "adapter", train_data, heldout_data, seed, steps, rank=rank,
-                            weight=weight, base=base, **grpo), "params": params}
+        row = {
+            **run_method(
+                method,
+                spec,
+                folder / "adapter",
+                train_data,
+                heldout_data,
+                seed,
+                steps,
+                rank=rank,
+                weight=weight,
+                base=base,
+                **grpo,
+            ),
+            "params": params,
+        }
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, json.dumps(row, indent=2) + "\n")
         return row
@@ -134,9 +219,13 @@ def summarize(rows: list[dict]) -> dict:
         out[method] = {}
         for key in ("heldout_correct_prob", "heldout_top1", "eight_top1", "exact_match", "greedy_accuracy"):
             values = [r[key] for r in mine]
-            out[method][key] = {"mean": mean(values), "std": stdev(values) if len(values) > 1 else 0.0,
-                                "min": min(values), "max": max(values),
-                                "values": values}
+            out[method][key] = {
+                "mean": mean(values),
+                "std": stdev(values) if len(values) > 1 else 0.0,
+                "min": min(values),
+                "max": max(values),
+                "values": values,
+            }
         out[method]["seeds"] = [r["seed"] for r in mine]
         out[method]["eight_total"] = mine[0]["eight_total"]
     return out
@@ -162,25 +251,35 @@ def _count(v: float) -> str:
 
 
 def methods_table(summary: dict) -> str:
-    lines = ["| method | the guide (vocab-aligned) | held-out p(correct op) at the classifier layer | guide's eight, top-1 "
-             "| exact match | greedy correct |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | the guide (vocab-aligned) | held-out p(correct op) at the classifier layer | guide's eight, top-1 "
+        "| exact match | greedy correct |",
+        "|---|---|---|---|---|---|",
+    ]
     for method in [m for m in METHODS if m in summary and m != "dual_qk"]:
         s = summary[method]
         eight = _cell(s["eight_top1"], _count, f"/{s['eight_total']}")
-        lines.append(f"| {LABELS[method]} | {METHOD_FIGURES[method]} | {_cell(s['heldout_correct_prob'], _percent)} "
-                     f"| {eight} | {_cell(s['exact_match'], _points)} "
-                     f"| {_cell(s['greedy_accuracy'], _points)} |")
+        lines.append(
+            f"| {LABELS[method]} | {METHOD_FIGURES[method]} | {_cell(s['heldout_correct_prob'], _percent)} "
+            f"| {eight} | {_cell(s['exact_match'], _points)} "
+            f"| {_cell(s['greedy_accuracy'], _points)} |"
+        )
     return "\n".join(lines)
 
 
 def targets_table(summary: dict) -> str:
-    lines = ["| LoRA targets | the guide | guide's eight, top-1 | held-out p(correct op) | exact match |", "|---|---|---|---|---|"]
-    for method, label, seed in (("dual_vo", "V/O only", "100% (8/8)"), ("dual_qk", "Q/K only", "0% (0/8)")):
+    lines = [
+        "| LoRA targets | the guide | guide's eight, top-1 | held-out p(correct op) | exact match |",
+        "|---|---|---|---|---|",
+    ]
+    for method, label in (("dual_vo", "V/O only"), ("dual_qk", "Q/K only")):
         if method in summary:
             s = summary[method]
             eight = _cell(s["eight_top1"], _count, f"/{s['eight_total']}")
-            lines.append(f"| {label} | {seed} | {eight} "
-                         f"| {_cell(s['heldout_correct_prob'], _percent)} | {_cell(s['exact_match'], _points)} |")
+            lines.append(
+                f"| {label} | {TARGET_FIGURES[method]} | {eight} "
+                f"| {_cell(s['heldout_correct_prob'], _percent)} | {_cell(s['exact_match'], _points)} |"
+            )
     return "\n".join(lines)
 
 
@@ -190,33 +289,56 @@ def findings(doc: dict) -> str:
     text = []
     if "dual_vo" in s and "dual_qk" in s:
         vo, qk = s["dual_vo"], s["dual_qk"]
-        text.append(f"**V/O vs Q/K.** With the same {doc['steps']} dual-reward steps, V/O reads "
-                    f"{vo['eight_top1']['mean']:.3g}/8 of the guide's prompts at top-1 and Q/K {qk['eight_top1']['mean']:.3g}/8 "
-                    f"(the guide: 8/8 and 0/8); held-out correct-operation probability "
-                    f"{100 * vo['heldout_correct_prob']['mean']:.3g}% vs {100 * qk['heldout_correct_prob']['mean']:.3g}%.")
+        text.append(
+            f"**V/O vs Q/K.** With the same {doc['steps']} dual-reward steps, V/O reads "
+            f"{vo['eight_top1']['mean']:.3g}/8 of the guide's prompts at top-1 and Q/K {qk['eight_top1']['mean']:.3g}/8 "
+            f"(the guide: 8/8 and 0/8); held-out correct-operation probability "
+            f"{100 * vo['heldout_correct_prob']['mean']:.3g}% vs {100 * qk['heldout_correct_prob']['mean']:.3g}%."
+        )
     others = [m for m in ("none", "lora_standard", "sft_answers", "grpo") if m in s]
     if others:
-        text.append("**Methods.** Held-out correct-operation probability: " + "; ".join(
-            f"{LABELS[m]} {100 * s[m]['heldout_correct_prob']['mean']:.3g}% (the guide: {METHOD_FIGURES[m]})" for m in others) + ".")
+        text.append(
+            "**Methods.** Held-out correct-operation probability: "
+            + "; ".join(
+                f"{LABELS[m]} {100 * s[m]['heldout_correct_prob']['mean']:.3g}% (the guide: {METHOD_FIGURES[m]})"
+                for m in others
+            )
+            + "."
+        )
     text.append(f"{len(doc['seeds'])} seed(s), {doc['eval_samples']} held-out prompts.")
     return " ".join(text)
 
 
-FIGURES = (("Training methods: held-out lens probability", "comparisons_methods"),
-           ("Top-1 on the guide's eight prompts", "comparisons_eight"))
+FIGURES = (
+    ("Training methods: held-out lens probability", "comparisons_methods"),
+    ("Top-1 on the guide's eight prompts", "comparisons_eight"),
+)
 
 
 def markdown(doc: dict, out: Path) -> str:
     """``comparisons.md``: both tables, and the figures whose PNG is in ``out``."""
     n = len(doc["seeds"])
     grpo = doc.get("grpo", {})
-    lines = [f"## The guide's comparison tables ({n} seed{'s' if n > 1 else ''}, {doc['steps']} steps per method, "
-             f"{doc['eval_samples']} held-out prompts)", "",
-             "Mean ± sample standard deviation over the training seeds. No training is measured once: the untrained "
-             "model does not depend on the seed. The SFT-style methods see one example per step at learning rate 1e-3; "
-             f"GRPO sees {grpo.get('prompts_per_step', '?')} prompts x {grpo.get('generations', '?')} sampled "
-             "completions per step at 1e-4.", "", "### Training requirements", "", doc["tables"]["methods"], "",
-             "### V/O vs Q/K", "", doc["tables"]["targets"], "", findings(doc), ""]
+    lines = [
+        f"## The guide's comparison tables ({n} seed{'s' if n > 1 else ''}, {doc['steps']} steps per method, "
+        f"{doc['eval_samples']} held-out prompts)",
+        "",
+        "Mean ± sample standard deviation over the training seeds. No training is measured once: the untrained "
+        "model does not depend on the seed. The SFT-style methods see one example per step at learning rate 1e-3; "
+        f"GRPO sees {grpo.get('prompts_per_step', '?')} prompts x {grpo.get('generations', '?')} sampled "
+        "completions per step at 1e-4.",
+        "",
+        "### Training requirements",
+        "",
+        doc["tables"]["methods"],
+        "",
+        "### V/O vs Q/K",
+        "",
+        doc["tables"]["targets"],
+        "",
+        findings(doc),
+        "",
+    ]
     for title, name in FIGURES:
         if (Path(out) / f"{name}.png").is_file():
             lines += [f"![{title}]({name}.png)", ""]

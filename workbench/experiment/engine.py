@@ -52,8 +52,6 @@ def seed_list(seed: int | None, seeds: int) -> list[int]:
     return [start + i for i in range(seeds)]
 
 
-
-
 def marker_path(out: Path, key: str) -> Path:
     return RunLayout(out).marker(key)
 
@@ -85,8 +83,16 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def step_parameters(step: Step, out: Path, job: Job, model: str, quick: bool, seed: int | None,
-                    seeds: list[int], thresholds: Mapping[str, float] | None = None) -> dict:
+def step_parameters(
+    step: Step,
+    out: Path,
+    job: Job,
+    model: str,
+    quick: bool,
+    seed: int | None,
+    seeds: list[int],
+    thresholds: Mapping[str, float] | None = None,
+) -> dict:
     """The values papermill injects (a dict of values, never code): model, output_dir, seed, config, data paths,
     training seeds, quick sizes. A seeded job gets its own seed; the others get ``seed`` when one is given."""
     params = {"model": model, "output_dir": str(job.folder(out)), **step.parameters}
@@ -126,8 +132,13 @@ def _execute(step: Step, executed: Path, params: dict, cwd: Path, kernel_name: s
     name = step.notebook.name
     try:
         papermill.execute_notebook(
-            str(step.notebook), str(executed), parameters=params, kernel_name=kernel_name, cwd=str(cwd),
-            progress_bar=False, execution_timeout=timeout,
+            str(step.notebook),
+            str(executed),
+            parameters=params,
+            kernel_name=kernel_name,
+            cwd=str(cwd),
+            progress_bar=False,
+            execution_timeout=timeout,
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # not the kernel's start-up and shut-down chatter
         )
     except PapermillExecutionError as exc:
@@ -143,8 +154,10 @@ def _execute(step: Step, executed: Path, params: dict, cwd: Path, kernel_name: s
 def _missing(out: Path, job: Job, need: str, writer: str, phases: Mapping[str, Phase]) -> WorkbenchError:
     writer_job = Job(writer, job.seed if phases[writer].seeded else None)
     force = " --force" if marker_path(out, writer_job.key).exists() else ""  # marked done, but the file is gone
-    return WorkbenchError(f"phase {job.phase} needs {_need_path(out, job, need, writer, phases)}, which phase {writer} "
-                          f"writes: run `workbench run {writer}{force} --out {out}` first")
+    return WorkbenchError(
+        f"phase {job.phase} needs {_need_path(out, job, need, writer, phases)}, which phase {writer} "
+        f"writes: run `workbench run {writer}{force} --out {out}` first"
+    )
 
 
 def jobs_for(names: list[str], seeds: list[int], phases: Mapping[str, Phase] = PHASES) -> list[Job]:
@@ -164,20 +177,24 @@ def _dependents(job: Job, out: Path, phases: Mapping[str, Phase]) -> list[Path]:
     return found
 
 
-def training_seeds(layout: RunLayout, names: list[str], seed: int | None, seeds: int | None,
-                   phases: Mapping[str, Phase] = PHASES) -> list[int]:
+def training_seeds(
+    layout: RunLayout, names: list[str], seed: int | None, seeds: int | None, phases: Mapping[str, Phase] = PHASES
+) -> list[int]:
     """``seeds`` consecutive seeds from ``seed``; with neither given, the seeds the folder's run.json names (so `run
     verify` on a 3-seed run judges all 3), else one. A phase that does not train keeps the folder's seeds even with
     ``--seed`` (which then only seeds that phase's own randomness)."""
     previous = ((_read_json(layout.run_json) or {}).get("settings") or {}).get("seeds")
-    trains = any(phases[n].seeded or (not phases[n].always and any(st.seeds_param for st in phases[n].steps))
-                 for n in names)
+    trains = any(
+        phases[n].seeded or (not phases[n].always and any(st.seeds_param for st in phases[n].steps)) for n in names
+    )
     if seeds is None and previous and (seed is None or not trains):
         return list(previous)
     return seed_list(seed, 1 if seeds is None else seeds)
 
 
-def check_inputs(layout: RunLayout, names: list[str], jobs: list[Job], phases: Mapping[str, Phase], n_seeds: int) -> None:
+def check_inputs(
+    layout: RunLayout, names: list[str], jobs: list[Job], phases: Mapping[str, Phase], n_seeds: int
+) -> None:
     """Before anything is written: notebooks and configs exist, every prerequisite is there or made by an earlier phase
     of this run, the disk has room and the folder is writable."""
     out = layout.root
@@ -187,7 +204,10 @@ def check_inputs(layout: RunLayout, names: list[str], jobs: list[Job], phases: M
                 raise WorkbenchError(f"{what} {str(path)!r} not found: run from a checkout of the repository")
     for job in jobs:
         for need, writer in phases[job.phase].needs:
-            if writer not in names[: names.index(job.phase)] and not _need_path(out, job, need, writer, phases).exists():
+            if (
+                writer not in names[: names.index(job.phase)]
+                and not _need_path(out, job, need, writer, phases).exists()
+            ):
                 raise _missing(out, job, need, writer, phases)
     check_free_space(out, RUN_MB + SEED_MB * n_seeds)
     check_writable(layout.run_json)
@@ -202,8 +222,10 @@ def check_markers(layout: RunLayout, jobs: list[Job], planned: dict, phases: Map
             continue
         then, now = _portable(marker.get("parameters"), marker.get("out") or out), _portable(planned[job.key], out)
         if then != now:
-            raise WorkbenchError(f"phase {job.key} in {out} was done with other parameters ({_diff(then, now)}): "
-                                 f"pass --force to rerun it or choose another --out")
+            raise WorkbenchError(
+                f"phase {job.key} in {out} was done with other parameters ({_diff(then, now)}): "
+                f"pass --force to rerun it or choose another --out"
+            )
 
 
 class RunRecord:
@@ -223,8 +245,13 @@ class RunRecord:
         doc = self.doc
         doc.update({"schema_version": SCHEMA_VERSION, "kind": "run", "created": doc.get("created", _now())})
         if side:  # a side run (compare) into the same folder keeps the experiment's settings as they are
-            doc.setdefault("side_runs", {})[phase] = {"model": model, "settings": settings, "git_commit": commit,
-                                                      "environment": environment(), "updated": _now()}
+            doc.setdefault("side_runs", {})[phase] = {
+                "model": model,
+                "settings": settings,
+                "git_commit": commit,
+                "environment": environment(),
+                "updated": _now(),
+            }
         else:
             doc.update({"model": model, "settings": settings, "git_commit": commit, "environment": environment()})
         self.save()
@@ -266,24 +293,56 @@ def run(
     chosen = training_seeds(layout, names, seed, seeds, phases)
     jobs = jobs_for(names, chosen, phases)
     check_inputs(layout, names, jobs, phases, len(chosen))
-    planned = {job.key: {s.notebook.name: step_parameters(s, layout.root, job, model, quick, seed, chosen, thresholds)
-                         for s in phases[job.phase].steps} for job in jobs}
+    planned = {
+        job.key: {
+            s.notebook.name: step_parameters(s, layout.root, job, model, quick, seed, chosen, thresholds)
+            for s in phases[job.phase].steps
+        }
+        for job in jobs
+    }
     check_markers(layout, jobs, planned, phases, force)
 
     record = RunRecord(layout, phases, echo)
-    settings = {"phase": phase, "quick": quick, "force": force, "seed": seed, "seeds": chosen,
-                "thresholds": dict(thresholds or {}), "kernel": kernel_name}
+    settings = {
+        "phase": phase,
+        "quick": quick,
+        "force": force,
+        "seed": seed,
+        "seeds": chosen,
+        "thresholds": dict(thresholds or {}),
+        "kernel": kernel_name,
+    }
     commit = git_commit(Path(cwd))
     record.start(phase, model, settings, commit, side=not any(phases[n].in_all for n in names))
-    record.say(f"workbench run {phase} --model {model} --out {layout.root} (seeds {chosen}{', quick' if quick else ''})")
+    record.say(
+        f"workbench run {phase} --model {model} --out {layout.root} (seeds {chosen}{', quick' if quick else ''})"
+    )
     for job in jobs:
-        run_job(job, record, planned[job.key], quick=quick, force=force, commit=commit, cwd=Path(cwd),
-                kernel_name=kernel_name, timeout=execution_timeout)
+        run_job(
+            job,
+            record,
+            planned[job.key],
+            quick=quick,
+            force=force,
+            commit=commit,
+            cwd=Path(cwd),
+            kernel_name=kernel_name,
+            timeout=execution_timeout,
+        )
     return record.doc
 
 
-def run_job(job: Job, record: RunRecord, planned: dict, quick: bool, force: bool, commit: str | None, cwd: Path,
-            kernel_name: str, timeout: int | None) -> None:
+def run_job(
+    job: Job,
+    record: RunRecord,
+    planned: dict,
+    quick: bool,
+    force: bool,
+    commit: str | None,
+    cwd: Path,
+    kernel_name: str,
+    timeout: int | None,
+) -> None:
     """One job: skipped when marked done (unless ``force``), else its notebooks in order, then its marker."""
     layout, phases = record.layout, record.phases
     out, spec, marker = layout.root, phases[job.phase], layout.marker(job.key)
@@ -291,9 +350,15 @@ def run_job(job: Job, record: RunRecord, planned: dict, quick: bool, force: bool
     if done is not None:
         record.say(f"phase {job.key}: done already ({done.get('seconds') or 0:.0f} s; --force reruns it)")
         if record.doc["phases"].get(job.key, {}).get("status") != "done":
-            record.set(job.key, status="done", seconds=done.get("seconds"), quick=done.get("quick"),
-                       git_commit=done.get("git_commit"), notebooks=done.get("notebooks", {}),
-                       parameters=done.get("parameters"))
+            record.set(
+                job.key,
+                status="done",
+                seconds=done.get("seconds"),
+                quick=done.get("quick"),
+                git_commit=done.get("git_commit"),
+                notebooks=done.get("notebooks", {}),
+                parameters=done.get("parameters"),
+            )
         return
     for need, writer in spec.needs:
         if not _need_path(out, job, need, writer, phases).exists():
@@ -322,15 +387,25 @@ def run_job(job: Job, record: RunRecord, planned: dict, quick: bool, force: bool
             notebooks[step.notebook.name] = round(time.perf_counter() - t0, 3)
     except BaseException as exc:
         error = str(exc) if isinstance(exc, WorkbenchError) else type(exc).__name__
-        record.doc["phases"][job.key].update(status="failed", seconds=round(time.perf_counter() - start, 3),
-                                             notebooks=notebooks, error=error)
+        record.doc["phases"][job.key].update(
+            status="failed", seconds=round(time.perf_counter() - start, 3), notebooks=notebooks, error=error
+        )
         record.save()
         record.say(f"phase {job.key}: failed: {error}")
         raise
     seconds = round(time.perf_counter() - start, 3)
     state = {"seconds": seconds, "notebooks": notebooks, "quick": shrunk, "git_commit": commit, "parameters": planned}
-    write_json(marker, {"schema_version": SCHEMA_VERSION, "phase": job.phase, "seed": job.seed, "out": str(out),
-                        "finished": _now(), **state})
+    write_json(
+        marker,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "phase": job.phase,
+            "seed": job.seed,
+            "out": str(out),
+            "finished": _now(),
+            **state,
+        },
+    )
     record.set(job.key, status="done", **state)
     record.say(f"phase {job.key}: done in {seconds:.1f} s")
 
@@ -344,7 +419,7 @@ def _portable(params, out: str | None):
     if isinstance(params, list):
         return [_portable(v, out) for v in params]
     if isinstance(params, str) and (params == out or params.startswith(out + "/")):
-        return "<run>" + params[len(out):]
+        return "<run>" + params[len(out) :]
     return params
 
 
@@ -352,9 +427,12 @@ def _save_run(path: Path, doc: dict, phases: Mapping[str, Phase] = PHASES) -> No
     """run.json; ``quick`` is true while a finished phase of the current seeds ran with --quick sizes (a later
     `run verify` without the flag does not make a quick run's numbers full ones)."""
     seeds = {f"seed-{s}" for s in (doc.get("settings") or {}).get("seeds") or []}
-    current = [p for key, p in doc["phases"].items()
-               if (phases[key.split(".")[0]].in_all if key.split(".")[0] in phases else True)
-               and ("." not in key or key.split(".", 1)[1] in seeds)]
+    current = [
+        p
+        for key, p in doc["phases"].items()
+        if (phases[key.split(".")[0]].in_all if key.split(".")[0] in phases else True)
+        and ("." not in key or key.split(".", 1)[1] in seeds)
+    ]
     doc["quick"] = any(p.get("quick") for p in current if p.get("status") == "done")
     write_json(path, doc)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core import guide
 from ..core.data import read_jsonl
 from ..core.results import read_result
-from ..train.records import GreedyEval
+from ..training.records import GreedyEval
 from .claims import VERDICTS
 from .layout import PhaseFiles, RunLayout
 from .summary import (
@@ -22,16 +22,18 @@ from .summary import (
     training_summary,
 )
 
+RANGE = guide.FIGURES["trained_lens"]
+
 
 def _within_guide(low: float, high: float) -> str:
     g_low, g_high = guide.LENS_RANGE
     if g_low <= low and high <= g_high:
-        return " — within the guide's 36-81%."
+        return f" — within the guide's {RANGE}."
     if low > g_high:
-        return " — above the guide's 36-81%."
+        return f" — above the guide's {RANGE}."
     if high < g_low:
-        return " — below the guide's 36-81%."
-    return " — the guide reports 36-81%."
+        return f" — below the guide's {RANGE}."
+    return f" — the guide reports {RANGE}."
 
 
 def data(run: RunLayout) -> str:
@@ -40,44 +42,59 @@ def data(run: RunLayout) -> str:
     problems = sum(n for c in g["violations"].values() for n in c.values())
     ops = ", ".join(f"{op} {v['train']}" for op, v in g["operations"].items())
     lengths = list(map(int, g["response_tokens"]))
-    return " ".join([
-        f"**Data.** {g['train']['records']} training records (seed {g['train']['seed']}; {ops}; "
-        f"{g['distinct_train_prompts']} distinct prompts) and {g['heldout']['records']} held-out prompts (seed "
-        f"{g['heldout']['seed']}), {g['heldout_in_train']} of them in the training data.",
-        "Every record follows the generator's rules." if problems == 0 else f"**{problems} records break the generator's rules.**",
-        f"Responses are {min(lengths)}-{max(lengths)} tokens long for `{g['model']}`, and the last prompt token is "
-        + " or ".join(map(repr, g["last_prompt_tokens"])) + " for every prompt.",
-        f"Files: `{RunLayout.train_data.rel}` (sha256 {g['train']['sha256'][:12]}…) and `{RunLayout.heldout_data.rel}` "
-        f"(sha256 {g['heldout']['sha256'][:12]}…).",
-    ])
+    return " ".join(
+        [
+            f"**Data.** {g['train']['records']} training records (seed {g['train']['seed']}; {ops}; "
+            f"{g['distinct_train_prompts']} distinct prompts) and {g['heldout']['records']} held-out prompts (seed "
+            f"{g['heldout']['seed']}), {g['heldout_in_train']} of them in the training data.",
+            "Every record follows the generator's rules."
+            if problems == 0
+            else f"**{problems} records break the generator's rules.**",
+            f"Responses are {min(lengths)}-{max(lengths)} tokens long for `{g['model']}`, and the last prompt token is "
+            + " or ".join(map(repr, g["last_prompt_tokens"]))
+            + " for every prompt.",
+            f"Files: `{RunLayout.train_data.rel}` (sha256 {g['train']['sha256'][:12]}…) and `{RunLayout.heldout_data.rel}` "
+            f"(sha256 {g['heldout']['sha256'][:12]}…).",
+        ]
+    )
 
 
 def baseline_probe(result_path: str | Path, last_tokens: list[str]) -> str:
     """Notebook 01: the base model's probe at every layer (``last_tokens``: each prompt's last token, as tokenized)."""
     s = probe_summary(read_result(result_path))
     last = sorted(set(last_tokens))
-    every = (f"As the guide says, every one of the {s['layers_probed']} layers reaches 100%."
-             if s["n_layers_at_100"] == s["layers_probed"] else
-             f"{s['n_layers_at_100']} of {s['layers_probed']} layers reach 100% "
-             f"({layer_ranges(s['layers_at_100']) or 'none'}), so the guide's \"100% at all layers\" holds only in part "
-             f"here; the weakest layer is L{s['min_accuracy_layer']} ({s['min_accuracy']:.0%})"
-             + ("." if s["best_accuracy"] >= 1.0 else f" and the best L{s['best_layer']} ({s['best_accuracy']:.0%})."))
-    return " ".join([
-        f"**Hidden-space classifier.** On `{s['model']}` a linear probe on the last-token residual stream separates the "
-        f"{len(s['classes'])} operations with cross-validated accuracy **{s['accuracy']:.0%}** at the classifier layer "
-        f"L{s['layer']}{classifier_layer_rule(s['layer'], s['num_layers'])} (control task {s['control_accuracy']:.0%}, "
-        f"selectivity {s['selectivity']:+.2f}; chance {s['chance']:.0%}; {s['folds']}-fold CV).",
-        every,
-        f"The control task averages {s['mean_control_accuracy']:.0%} over layers (at most {s['max_control_accuracy']:.0%})"
-        + (", close to chance, so the probes are not just memorising their prompts"
-           if s["mean_control_accuracy"] < s["chance"] + 0.15 else "")
-        + f"; selectivity peaks at {s['max_selectivity']:+.2f} at L{s['max_selectivity_layer']}.",
-        f"Refitted at L{s['layer']}, the probe labels {s['test_correct']} of {s['test_total']} test prompts correctly.",
-        (f"Every prompt ends in the same token ({last[0]!r}), so the probe cannot read the operator from the last "
-         "token itself: the operator's identity reaches the last position through attention — which is still compatible "
-         "with a mere copy of the operator (see the caveat)." if len(last) == 1 else
-         f"The prompts end in {len(last)} different tokens, so part of what the probe reads may be the last token itself."),
-    ])
+    every = (
+        f"As the guide says, every one of the {s['layers_probed']} layers reaches 100%."
+        if s["n_layers_at_100"] == s["layers_probed"]
+        else f"{s['n_layers_at_100']} of {s['layers_probed']} layers reach 100% "
+        f'({layer_ranges(s["layers_at_100"]) or "none"}), so the guide\'s "100% at all layers" holds only in part '
+        f"here; the weakest layer is L{s['min_accuracy_layer']} ({s['min_accuracy']:.0%})"
+        + ("." if s["best_accuracy"] >= 1.0 else f" and the best L{s['best_layer']} ({s['best_accuracy']:.0%}).")
+    )
+    return " ".join(
+        [
+            f"**Hidden-space classifier.** On `{s['model']}` a linear probe on the last-token residual stream separates the "
+            f"{len(s['classes'])} operations with cross-validated accuracy **{s['accuracy']:.0%}** at the classifier layer "
+            f"L{s['layer']}{classifier_layer_rule(s['layer'], s['num_layers'])} (control task {s['control_accuracy']:.0%}, "
+            f"selectivity {s['selectivity']:+.2f}; chance {s['chance']:.0%}; {s['folds']}-fold CV).",
+            every,
+            f"The control task averages {s['mean_control_accuracy']:.0%} over layers (at most {s['max_control_accuracy']:.0%})"
+            + (
+                ", close to chance, so the probes are not just memorising their prompts"
+                if s["mean_control_accuracy"] < s["chance"] + 0.15
+                else ""
+            )
+            + f"; selectivity peaks at {s['max_selectivity']:+.2f} at L{s['max_selectivity_layer']}.",
+            f"Refitted at L{s['layer']}, the probe labels {s['test_correct']} of {s['test_total']} test prompts correctly.",
+            (
+                f"Every prompt ends in the same token ({last[0]!r}), so the probe cannot read the operator from the last "
+                "token itself: the operator's identity reaches the last position through attention — which is still compatible "
+                "with a mere copy of the operator (see the caveat)."
+                if len(last) == 1
+                else f"The prompts end in {len(last)} different tokens, so part of what the probe reads may be the last token itself."
+            ),
+        ]
+    )
 
 
 def baseline_lens(run: RunLayout, vocab_size: int) -> str:
@@ -90,16 +107,24 @@ def baseline_lens(run: RunLayout, vocab_size: int) -> str:
         f"prompts and {e['score_correct']}/{e['score_total']} of the guide's eight.",
         f"The mean probability of the expected word is {s['mean_expected_prob']:.2e} "
         f"({s['mean_expected_percent']:.2g}% in the guide's units; eight prompts: {e['mean_expected_prob']:.2e}), and no "
-        f"target gets more than {s['max_target_prob']:.2e} on any prompt — the guide's \"0%\" "
+        f'target gets more than {s["max_target_prob"]:.2e} on any prompt — the guide\'s "0%" '
         + ("reproduces." if s["max_target_percent"] < 0.5 else "does not reproduce."),
         f"The top token at L{s['layer']} is {', '.join(map(repr, s['top_tokens']))} (mean probability "
         f"{s['mean_top_prob']:.0%}); the best rank any expected word reaches is {s['best_expected_rank']} of {vocab_size} "
         f"(median {s['median_expected_rank']:.0f}).",
         f"Compared only with each other, the {len(e['best_target_counts'])} target words "
-        + ("do follow the operation" if e["best_target_is_expected"] == e["n_prompts"] else "do not follow the operation")
+        + (
+            "do follow the operation"
+            if e["best_target_is_expected"] == e["n_prompts"]
+            else "do not follow the operation"
+        )
         + f": on the guide's {e['n_prompts']} prompts the expected word is the most probable of them "
         f"{e['best_target_is_expected']} times, and {best!r} {e['best_target_counts'][best]} times"
-        + (" — a constant preference, not a classification." if e["best_target_counts"][best] == e["n_prompts"] else "."),
+        + (
+            " — a constant preference, not a classification."
+            if e["best_target_counts"][best] == e["n_prompts"]
+            else "."
+        ),
         f"Over all {s['all_layers']} layers the mean expected-word probability peaks at L{s['peak_layer']} "
         f"({s['peak_mean_expected_prob']:.2e}); the largest value on any prompt and layer is "
         f"{s['max_expected_prob_any_layer']:.2e}.",
@@ -109,7 +134,11 @@ def baseline_lens(run: RunLayout, vocab_size: int) -> str:
 
 def _multi_token(summary: dict) -> list[str]:
     words = summary["multi_token_targets"]
-    return ["Read through a first sub-token: " + ", ".join(f"{w!r} as {t!r}" for w, t in words.items()) + "."] if words else []
+    return (
+        ["Read through a first sub-token: " + ", ".join(f"{w!r} as {t!r}" for w, t in words.items()) + "."]
+        if words
+        else []
+    )
 
 
 def phase1(files: PhaseFiles, window: int = 25) -> str:
@@ -137,7 +166,7 @@ def phase1(files: PhaseFiles, window: int = 25) -> str:
         f"{fmt_prob(min(ops.values()))} ({s['after_weakest_operation']}) to {fmt_prob(max(ops.values()))} "
         f"({s['after_strongest_operation']})" + _within_guide(min(ops.values()), max(ops.values())),
         f"**The guide's eight prompts.** After training the lens puts the expected word at top-1 for "
-        f"**{e['score_correct']}/{e['score_total']}** (the guide: \"V/O only 8/8\"; the base model here: "
+        f'**{e["score_correct"]}/{e["score_total"]}** (the guide: "V/O only 8/8"; the base model here: '
         f"{e0['score_correct']}/{e0['score_total']}), with expected-word probabilities from {fmt_prob(r['min'])} "
         f"({r['min_prompt']!r}) to {fmt_prob(r['max'])} ({r['max_prompt']!r}); before training their mean was "
         f"{fmt_prob(e0['mean_expected_prob'])}. Over all {e['all_layers']} layers the mean expected-word probability "
@@ -158,34 +187,54 @@ def phase2(files: PhaseFiles, window: int = 25) -> str:
     m, resolved = read_result(files.phase2_metrics), read_result(files.phase2_config)
     s = training_summary(m, read_jsonl(files.phase2_log, required=()), window=window)
     c = read_result(files.phase2_check)
-    before, after = GreedyEval.read(files.phase2_greedy_before).accuracy, GreedyEval.read(files.phase2_greedy_after).accuracy
+    before, after = (
+        GreedyEval.read(files.phase2_greedy_before).accuracy,
+        GreedyEval.read(files.phase2_greedy_after).accuracy,
+    )
     lc, mc = c["lens_change"], c["metrics_lens_change"]
     improved = after > before and s["after_answer_loss"] < s["before_answer_loss"]
     worse = after <= before and s["after_answer_loss"] >= s["before_answer_loss"]
-    verdict = (" — the answers improved while the classifier stayed where it was"
-               + (", though most are still wrong." if after < 0.5 else ".") if improved else
-               " — phase 2 did not improve the answers here." if worse else " — a mixed result.")
-    return " ".join([
-        f"**Classifier {'unchanged' if c['unchanged'] else 'CHANGED'}.** Phase 2 froze {layer_ranges(c['frozen_layers'])} "
-        f"and trained {resolved['trainable_parameters']:,} LoRA parameters for {s['steps']} steps on the answers only "
-        f"({s['train_seconds']:.0f} s of training steps). At the classifier layer L{c['layer']}, over {lc['n_prompts']} "
-        f"held-out prompts, the largest change of any target probability is **{lc['max_abs_diff_target_prob']:.1e}** "
-        + ("(bit for bit identical)" if lc["max_abs_diff_target_prob"] == 0.0 else f"(tolerance {c['tolerance']:.0e})")
-        + f" and {lc['same_top_token']}/{lc['n_prompts']} top tokens are the same; `metrics.json` agrees (largest change "
-        f"{mc['max_abs_diff']:.1e}; mean correct-target probability {fmt_prob(s['before_mean_prob'])} before and "
-        f"{fmt_prob(s['after_mean_prob'])} after, top-1 {s['before_top1_correct']}/{s['top1_total']} and "
-        f"{s['after_top1_correct']}/{s['top1_total']}).",
-        f"The saved LoRA weights of {layer_ranges(c['still_layers']) or 'no layer'} did not move at all"
-        + (f"; those of {layer_ranges(c['moved_layers'])} moved by up to {c['max_weight_change']:.2g}."
-           if c["moved_layers"] else "; no layer's weights moved.")
-        + (f" Frozen layers whose weights moved anyway: {layer_ranges(c['frozen_layers_moved'])}."
-           if c["frozen_layers_moved"] else ""),
-        f"**Answers.** The training answer loss (rolling mean over {s['window']} steps) went from "
-        f"{s['answer_loss_start']:.3g} to {s['answer_loss_end']:.3g}. On the {s['eval_prompts']} held-out prompts the "
-        f"answer loss went from {s['before_answer_loss']:.2f} to **{s['after_answer_loss']:.2f}** nats per response "
-        f"token, teacher-forced exact match from {s['before_exact_match']:.1%} to **{s['after_exact_match']:.1%}**, and "
-        f"greedy answers with the right number from {before:.1%} to **{after:.1%}**" + verdict,
-    ])
+    verdict = (
+        " — the answers improved while the classifier stayed where it was"
+        + (", though most are still wrong." if after < 0.5 else ".")
+        if improved
+        else " — phase 2 did not improve the answers here."
+        if worse
+        else " — a mixed result."
+    )
+    return " ".join(
+        [
+            f"**Classifier {'unchanged' if c['unchanged'] else 'CHANGED'}.** Phase 2 froze {layer_ranges(c['frozen_layers'])} "
+            f"and trained {resolved['trainable_parameters']:,} LoRA parameters for {s['steps']} steps on the answers only "
+            f"({s['train_seconds']:.0f} s of training steps). At the classifier layer L{c['layer']}, over {lc['n_prompts']} "
+            f"held-out prompts, the largest change of any target probability is **{lc['max_abs_diff_target_prob']:.1e}** "
+            + (
+                "(bit for bit identical)"
+                if lc["max_abs_diff_target_prob"] == 0.0
+                else f"(tolerance {c['tolerance']:.0e})"
+            )
+            + f" and {lc['same_top_token']}/{lc['n_prompts']} top tokens are the same; `metrics.json` agrees (largest change "
+            f"{mc['max_abs_diff']:.1e}; mean correct-target probability {fmt_prob(s['before_mean_prob'])} before and "
+            f"{fmt_prob(s['after_mean_prob'])} after, top-1 {s['before_top1_correct']}/{s['top1_total']} and "
+            f"{s['after_top1_correct']}/{s['top1_total']}).",
+            f"The saved LoRA weights of {layer_ranges(c['still_layers']) or 'no layer'} did not move at all"
+            + (
+                f"; those of {layer_ranges(c['moved_layers'])} moved by up to {c['max_weight_change']:.2g}."
+                if c["moved_layers"]
+                else "; no layer's weights moved."
+            )
+            + (
+                f" Frozen layers whose weights moved anyway: {layer_ranges(c['frozen_layers_moved'])}."
+                if c["frozen_layers_moved"]
+                else ""
+            ),
+            f"**Answers.** The training answer loss (rolling mean over {s['window']} steps) went from "
+            f"{s['answer_loss_start']:.3g} to {s['answer_loss_end']:.3g}. On the {s['eval_prompts']} held-out prompts the "
+            f"answer loss went from {s['before_answer_loss']:.2f} to **{s['after_answer_loss']:.2f}** nats per response "
+            f"token, teacher-forced exact match from {s['before_exact_match']:.1%} to **{s['after_exact_match']:.1%}**, and "
+            f"greedy answers with the right number from {before:.1%} to **{after:.1%}**" + verdict,
+        ]
+    )
 
 
 def verification(run: RunLayout) -> str:
@@ -193,12 +242,16 @@ def verification(run: RunLayout) -> str:
     saved = json.loads(run.claims.read_text(encoding="utf-8"))
     by_verdict = {v: [c for c in saved["claims"] if c["verdict"] == v] for v in VERDICTS}
     n_seeds = len(saved["seeds"] or [None])
-    text = [f"**Verification** of `{run.root}` ({n_seeds} training seed{'s' if n_seeds > 1 else ''}): "
-            f"{len(by_verdict['holds'])} claims hold, {len(by_verdict['fails'])} fail, {len(by_verdict['mixed'])} are "
-            f"mixed and {len(by_verdict['not measured'])} were not measured."]
+    text = [
+        f"**Verification** of `{run.root}` ({n_seeds} training seed{'s' if n_seeds > 1 else ''}): "
+        f"{len(by_verdict['holds'])} claims hold, {len(by_verdict['fails'])} fail, {len(by_verdict['mixed'])} are "
+        f"mixed and {len(by_verdict['not measured'])} were not measured."
+    ]
     for verdict in ("fails", "mixed", "not measured"):
-        text += [f"*{c['claim']}* ({verdict}): the guide says {c['guide']}, we measured {c['measured']}."
-                 for c in by_verdict[verdict]]
+        text += [
+            f"*{c['claim']}* ({verdict}): the guide says {c['guide']}, we measured {c['measured']}."
+            for c in by_verdict[verdict]
+        ]
     if by_verdict["holds"]:
         text.append("Holding: " + "; ".join(f"*{c['claim']}* ({c['measured']})" for c in by_verdict["holds"]) + ".")
     if (saved.get("run") or {}).get("quick"):

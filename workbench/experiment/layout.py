@@ -47,7 +47,7 @@ def pattern(*files: At, prefix: str = "") -> str:
     "phase*_adapter/metrics.json"."""
     rels = [f.rel for f in files]
     head = os.path.commonprefix(rels)
-    tail = os.path.commonprefix([r[len(head):][::-1] for r in rels])[::-1]
+    tail = os.path.commonprefix([r[len(head) :][::-1] for r in rels])[::-1]
     return prefix + (rels[0] if len(rels) == 1 else f"{head}*{tail}")
 
 
@@ -68,9 +68,19 @@ class PhaseFiles(_Files):
     phase1_summary, phase1_classifier = At("phase1_summary.json"), At("phase1_classifier.json")
     phase1_lens_eight_before, phase1_lens_eight = At("phase1_lens_eight_before.json"), At("phase1_lens_eight.json")
     phase1_train, phase1_heldout = At("phase1_train.jsonl"), At("phase1_heldout.jsonl")  # data made without data/
-    (phase1_losses_figure, phase1_by_operation_figure, phase1_eight_layer_figure, phase1_eight_heatmap_figure,
-     phase1_classifier_figure) = html("phase1_losses", "phase1_lens_by_operation", "phase1_lens_eight_layer",
-                                      "phase1_lens_eight_heatmap", "phase1_classifier")
+    (
+        phase1_losses_figure,
+        phase1_by_operation_figure,
+        phase1_eight_layer_figure,
+        phase1_eight_heatmap_figure,
+        phase1_classifier_figure,
+    ) = html(
+        "phase1_losses",
+        "phase1_lens_by_operation",
+        "phase1_lens_eight_layer",
+        "phase1_lens_eight_heatmap",
+        "phase1_classifier",
+    )
 
     phase2_adapter, phase2_metrics, phase2_config, phase2_log = adapter("phase2_adapter")
     phase2_summary, phase2_check = At("phase2_summary.json"), At("phase2_classifier_check.json")
@@ -78,7 +88,8 @@ class PhaseFiles(_Files):
     phase2_greedy_before, phase2_greedy_after = At("phase2_greedy_before.json"), At("phase2_greedy_after.json")
     phase2_train, phase2_heldout = At("phase2_train.jsonl"), At("phase2_heldout.jsonl")
     phase2_losses_figure, phase2_changes_figure, phase2_by_operation_figure = html(
-        "phase2_losses", "phase2_adapter_changes", "phase2_lens_by_operation")
+        "phase2_losses", "phase2_adapter_changes", "phase2_lens_by_operation"
+    )
 
     def data(self, phase: int) -> tuple[Path, Path]:
         """Where a training notebook run without the run's data/ writes the data it generates."""
@@ -92,13 +103,23 @@ class RunLayout(_Files):
     generate = At("data/generate.json")
     baseline_classifier, baseline_lens = At("baseline_classifier.json"), At("baseline_logit_lens.json")
     baseline_lens_eight = At("baseline_logit_lens_eight.json")
-    (baseline_classifier_figure, baseline_lens_figure, baseline_heatmap_figure, baseline_heatmap_log10_figure,
-     baseline_eight_heatmap_figure) = html("baseline_classifier", "baseline_logit_lens_layer",
-                                           "baseline_logit_lens_heatmap", "baseline_logit_lens_heatmap_log10",
-                                           "baseline_logit_lens_eight_heatmap_log10")
+    (
+        baseline_classifier_figure,
+        baseline_lens_figure,
+        baseline_heatmap_figure,
+        baseline_heatmap_log10_figure,
+        baseline_eight_heatmap_figure,
+    ) = html(
+        "baseline_classifier",
+        "baseline_logit_lens_layer",
+        "baseline_logit_lens_heatmap",
+        "baseline_logit_lens_heatmap_log10",
+        "baseline_logit_lens_eight_heatmap_log10",
+    )
     claims, report = At("claims.json"), At("report.md")
     verification_lens_figure, verification_probe_figure, verification_answers_figure = html(
-        "verification_lens", "verification_probe", "verification_answers")
+        "verification_lens", "verification_probe", "verification_answers"
+    )
     compare_dir, comparisons, comparisons_md = At("compare"), At("comparisons.json"), At("comparisons.md")
     comparisons_methods_figure, comparisons_eight_figure = html("comparisons_methods", "comparisons_eight")
     run_json, run_log, configs, markers = At("run.json"), At("run.log"), At("configs"), At("phases")
@@ -114,7 +135,9 @@ class RunLayout(_Files):
     def seeds(self, seeds: list[int] | None = None) -> dict[int | None, PhaseFiles]:
         """The phase files of ``seeds`` (default: every ``seed-<s>/`` folder there is), or the run folder itself (key
         None) when it has no seed folder, as when notebooks 03 and 04 ran by hand into one folder."""
-        found = sorted(int(m.group(1)) for p in self.root.glob("seed-*") if p.is_dir() and (m := SEED_DIR.match(p.name)))
+        found = sorted(
+            int(m.group(1)) for p in self.root.glob("seed-*") if p.is_dir() and (m := SEED_DIR.match(p.name))
+        )
         if seeds is not None and (found or not PhaseFiles(self.root).phase1_adapter.is_dir()):
             return {int(s): self.seed(int(s)) for s in seeds}
         return {s: self.seed(s) for s in found} or {None: PhaseFiles(self.root)}

@@ -55,17 +55,27 @@ class Phase:
     in_all: bool = True  # part of `workbench run all`
 
 
+def _training(notebook: str, config: str, needs: tuple[tuple[str, str], ...] = ()) -> Phase:
+    """A training phase: one notebook per training seed, with its YAML config and the run's data/."""
+    step = Step(NOTEBOOKS / notebook, quick=QUICK_TRAINING, config=CONFIGS / config, paths=DATA)
+    return Phase((step,), needs=(*NEEDS_DATA, *needs), seeded=True)
+
+
 PHASES: dict[str, Phase] = {
     "generate": Phase((Step(NOTEBOOKS / "00_generate_data.ipynb", quick=QUICK_DATA),)),
     "baseline": Phase((Step(NOTEBOOKS / "01_baseline_probing.ipynb"), Step(NOTEBOOKS / "02_logit_lens.ipynb"))),
-    "phase1": Phase((Step(NOTEBOOKS / "03_dual_reward_training.ipynb", quick=QUICK_TRAINING,
-                          config=CONFIGS / "phase1.yaml", paths=DATA),), needs=NEEDS_DATA, seeded=True),
-    "phase2": Phase((Step(NOTEBOOKS / "04_routing_training.ipynb", quick=QUICK_TRAINING,
-                          config=CONFIGS / "phase2.yaml", paths=DATA),),
-                    needs=(*NEEDS_DATA, (f"{PhaseFiles.phase1_adapter.rel}/adapter_config.json", "phase1")), seeded=True),
+    "phase1": _training("03_dual_reward_training.ipynb", "phase1.yaml"),
+    "phase2": _training(
+        "04_routing_training.ipynb",
+        "phase2.yaml",
+        needs=((f"{PhaseFiles.phase1_adapter.rel}/adapter_config.json", "phase1"),),
+    ),
     "verify": Phase((Step(NOTEBOOKS / "05_verification.ipynb", seeds_param=True, thresholds_param=True),), always=True),
-    "compare": Phase((Step(NOTEBOOKS / "07_comparisons.ipynb", seeds_param=True, quick=QUICK_COMPARE, paths=DATA),),
-                     needs=NEEDS_DATA, in_all=False),
+    "compare": Phase(
+        (Step(NOTEBOOKS / "07_comparisons.ipynb", seeds_param=True, quick=QUICK_COMPARE, paths=DATA),),
+        needs=NEEDS_DATA,
+        in_all=False,
+    ),
 }
 
 

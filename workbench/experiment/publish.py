@@ -37,7 +37,9 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     doc = json.loads(claims_path.read_text(encoding="utf-8"))
     run = doc.get("run") or {}
     if run.get("quick"):
-        raise WorkbenchError(f"{run_dir} is a --quick run: publish a full run (`make experiment`), whose numbers mean something")
+        raise WorkbenchError(
+            f"{run_dir} is a --quick run: publish a full run (`make experiment`), whose numbers mean something"
+        )
     readme_text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
     if START not in readme_text or END not in readme_text or readme_text.index(START) > readme_text.index(END):
         raise WorkbenchError(f"{readme} has no claims block: add the lines {START} and {END} where the table goes")
@@ -48,7 +50,9 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     images = IMAGE.findall(text)
     for _, rel in images:
         if not (run_dir / rel).is_file():
-            raise WorkbenchError(f"{run_dir / rel} (embedded in report.md) is missing: rerun `workbench run verify --out {run_dir}`")
+            raise WorkbenchError(
+                f"{run_dir / rel} (embedded in report.md) is missing: rerun `workbench run verify --out {run_dir}`"
+            )
 
     figures = docs.parent / f"{docs.stem}_figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -59,13 +63,17 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
     for rel, name in names.items():
         shutil.copyfile(run_dir / rel, figures / name)
     body = IMAGE.sub(lambda m: f"![{m.group(1)}]({figures.name}/{names[m.group(2)]})", text)
-    note = (f"<!-- written by `workbench publish {run_dir.name}` from that run's report.md; regenerate with "
-            f"`make experiment` and `workbench publish runs/experiment` -->\n")
+    note = (
+        f"<!-- written by `workbench publish {run_dir.name}` from that run's report.md; regenerate with "
+        f"`make experiment` and `workbench publish runs/experiment` -->\n"
+    )
     atomic_write_text(docs, note + body)
 
-    source = (f"Measured by `{run_command(run)}` (git commit: {commits(run)}), "
-              f"{(run.get('updated') or '?')[:10]}; the full report, with figures, is [{docs.name}]"
-              f"({Path(os.path.relpath(docs.resolve(), readme.resolve().parent)).as_posix()}).")
+    source = (
+        f"Measured by `{run_command(run)}` (git commit: {commits(run)}), "
+        f"{(run.get('updated') or '?')[:10]}; the full report, with figures, is [{docs.name}]"
+        f"({Path(os.path.relpath(docs.resolve(), readme.resolve().parent)).as_posix()})."
+    )
     block = f"{START}\n{source}\n\n{claims_table(doc['claims'])}\n{END}"
     head, rest = readme_text.split(START, 1)
     atomic_write_text(readme, head + block + rest.split(END, 1)[1])
@@ -97,8 +105,9 @@ def notebook_html(path: Path) -> str:
             if figure is None:
                 continue
             script = '<script src="plotly.min.js"></script>' if first else ""
-            output["data"]["text/html"] = script + pio.to_html(pio.from_json(json.dumps(figure)), include_plotlyjs=False,
-                                                             full_html=False)
+            output["data"]["text/html"] = script + pio.to_html(
+                pio.from_json(json.dumps(figure)), include_plotlyjs=False, full_html=False
+            )
             first = False
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     return EXTERNAL_SCRIPT.sub("", body)  # require.js would hide plotly.js's global; the page needs no CDN
@@ -110,9 +119,13 @@ def _compare_source(run_dir: Path) -> str:
     info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
     side, phase = info.get("side_runs", {}).get("compare", {}), info.get("phases", {}).get("compare", {})
     if phase.get("quick"):
-        raise WorkbenchError(f"the comparison in {run_dir} is a --quick run: rerun `workbench run compare --out {run_dir}` "
-                             "without --quick, or delete its comparisons.md")
+        raise WorkbenchError(
+            f"the comparison in {run_dir} is a --quick run: rerun `workbench run compare --out {run_dir}` "
+            "without --quick, or delete its comparisons.md"
+        )
     seeds = len(side.get("settings", {}).get("seeds") or [])
     took = f"; it took {phase['seconds']:.0f} s" if isinstance(phase.get("seconds"), (int, float)) else ""
-    return (f"Measured by `workbench run compare --model {side.get('model', '?')} --seeds {seeds}` (git commit: "
-            f"`{side.get('git_commit') or 'not recorded'}`) on {(side.get('updated') or '?')[:10]}{took}.")
+    return (
+        f"Measured by `workbench run compare --model {side.get('model', '?')} --seeds {seeds}` (git commit: "
+        f"`{side.get('git_commit') or 'not recorded'}`) on {(side.get('updated') or '?')[:10]}{took}."
+    )

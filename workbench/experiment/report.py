@@ -70,20 +70,40 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     env = (run.get("environment") or {}).get("libraries") or {}
     if env:
         lines.append("- libraries: " + ", ".join(f"{k} {v}" for k, v in env.items() if v))
-    unfinished = {k: p.get("status") for k, p in (run.get("phases") or {}).items()
-                  if p.get("status") != "done" and not k.startswith("verify")}
+    unfinished = {
+        k: p.get("status")
+        for k, p in (run.get("phases") or {}).items()
+        if p.get("status") != "done" and not k.startswith("verify")
+    }
     if unfinished:
-        lines += ["", "**Not every phase is done** (" + ", ".join(f"{k} {v}" for k, v in unfinished.items())
-                  + "; `stale` means an earlier phase was redone after it): some numbers below may be missing or out of "
-                  "date until `workbench run all` finishes."]
+        lines += [
+            "",
+            "**Not every phase is done** ("
+            + ", ".join(f"{k} {v}" for k, v in unfinished.items())
+            + "; `stale` means an earlier phase was redone after it): some numbers below may be missing or out of "
+            "date until `workbench run all` finishes.",
+        ]
     if run.get("quick"):
-        lines += ["", "**This is a `--quick` run (4 training steps on 64 records): its numbers test the machinery, "
-                      "not the guide's claims.**"]
-    lines += ["", "## Claims", "",
-              f"{counts['holds']} hold, {counts['fails']} fail, {counts['mixed']} mixed, {counts['not measured']} not "
-              f"measured ({counts['reported']} reported without a claim). Probabilities are given as percentages, the "
-              "guide's unit.", "", claims_table(claims), "",
-              "## Thresholds", "", "| name | value | meaning |", "|---|---|---|"]
+        lines += [
+            "",
+            "**This is a `--quick` run (4 training steps on 64 records): its numbers test the machinery, "
+            "not the guide's claims.**",
+        ]
+    lines += [
+        "",
+        "## Claims",
+        "",
+        f"{counts['holds']} hold, {counts['fails']} fail, {counts['mixed']} mixed, {counts['not measured']} not "
+        f"measured ({counts['reported']} reported without a claim). Probabilities are given as percentages, the "
+        "guide's unit.",
+        "",
+        claims_table(claims),
+        "",
+        "## Thresholds",
+        "",
+        "| name | value | meaning |",
+        "|---|---|---|",
+    ]
     lines += [f"| `{name}` | {value:g} | {THRESHOLD_HELP[name]} |" for name, value in limits.items()]
     phases = {k: p for k, p in (run.get("phases") or {}).items() if not k.startswith("verify")}  # this one is running
     if phases:
@@ -95,8 +115,13 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
         lines += ["", "## Figures", ""]
         for line in shown:
             lines += [line, ""]
-    lines += ["## Where the numbers come from", "",
-              "Every number above is read from the run folder's result files by `notebooks/05_verification.ipynb` "
-              "(`workbench.experiment.claims`): " + ", ".join(sorted({f"`{c['source']}`" for c in claims})) + ". `claims.json` "
-              "holds the claims, the thresholds and every measurement they use."]
+    lines += [
+        "## Where the numbers come from",
+        "",
+        "Every number above is read from the run folder's result files by `notebooks/05_verification.ipynb` "
+        "(`workbench.experiment.claims`): "
+        + ", ".join(sorted({f"`{c['source']}`" for c in claims}))
+        + ". `claims.json` "
+        "holds the claims, the thresholds and every measurement they use.",
+    ]
     return "\n".join(lines).rstrip() + "\n"

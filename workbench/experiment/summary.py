@@ -13,7 +13,7 @@ from ..core import guide
 from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
 from ..core.tasks import infer_operation, layer_spans
-from ..train.records import Measurement, TrainMetrics
+from ..training.records import Measurement, TrainMetrics
 
 
 def _classifier_layer(result: dict, layer: int | None) -> int:
@@ -47,14 +47,16 @@ def probe_test_rows(result: dict, layer: int | None = None) -> list[dict]:
             continue
         expected = infer_operation(t["prompt"])
         expected = expected if expected in classes else None
-        rows.append({
-            "prompt": t["prompt"],
-            "expected": expected,
-            "predicted": t["predicted"],
-            "p(predicted)": t["probabilities"][t["predicted"]],
-            "correct": None if expected is None else t["predicted"] == expected,
-            **{f"p({c})": t["probabilities"][c] for c in classes},
-        })
+        rows.append(
+            {
+                "prompt": t["prompt"],
+                "expected": expected,
+                "predicted": t["predicted"],
+                "p(predicted)": t["probabilities"][t["predicted"]],
+                "correct": None if expected is None else t["predicted"] == expected,
+                **{f"p({c})": t["probabilities"][c] for c in classes},
+            }
+        )
     return rows
 
 
@@ -139,7 +141,9 @@ def lens_summary(result: dict) -> dict:
         "best_expected_rank": min(expected_ranks) if expected_ranks else None,
         "median_expected_rank": median(expected_ranks) if expected_ranks else None,
         "best_target_counts": {w: best_target.count(w) for w in result["target_token_ids"]},
-        "best_target_is_expected": sum(b == r["expected"] for b, r in zip(best_target, result["results"]) if r["expected"]),
+        "best_target_is_expected": sum(
+            b == r["expected"] for b, r in zip(best_target, result["results"]) if r["expected"]
+        ),
         "top_tokens": list(dict.fromkeys(r["top_token"] for r in result["results"])),
         "mean_top_prob": sum(r["top_prob"] for r in result["results"]) / len(result["results"]),
         "multi_token_targets": {t["word"]: t["token"] for t in result["targets"] if t["n_subtokens"] > 1},
@@ -148,17 +152,22 @@ def lens_summary(result: dict) -> dict:
     if grid:
         by_layer = grid["mean_expected_prob"]
         peak = max(range(len(by_layer)), key=lambda i: (by_layer[i], -i))
-        out.update({
-            "all_layers": len(grid["layers"]),
-            "peak_layer": grid["layers"][peak],
-            "peak_mean_expected_prob": by_layer[peak],
-            "peak_mean_expected_percent": 100 * by_layer[peak],
-            "max_expected_prob_any_layer": max(
-                grid["target_probs"][r["expected"]][li][i]
-                for i, r in enumerate(result["results"]) if r["expected"] is not None
-                for li in range(len(grid["layers"]))
-            ) if scored else None,
-        })
+        out.update(
+            {
+                "all_layers": len(grid["layers"]),
+                "peak_layer": grid["layers"][peak],
+                "peak_mean_expected_prob": by_layer[peak],
+                "peak_mean_expected_percent": 100 * by_layer[peak],
+                "max_expected_prob_any_layer": max(
+                    grid["target_probs"][r["expected"]][li][i]
+                    for i, r in enumerate(result["results"])
+                    if r["expected"] is not None
+                    for li in range(len(grid["layers"]))
+                )
+                if scored
+                else None,
+            }
+        )
     return out
 
 
@@ -198,9 +207,13 @@ def fmt_prob(p: float | None) -> str:
 def _lens_side(side: Measurement | None) -> dict:
     if side is None:  # a resumed run has no "before" evaluation
         return {"mean_prob": None, "top1_correct": None, "per_operation": {}, "answer_loss": None, "exact_match": None}
-    return {"mean_prob": side.lens.mean_correct_target_prob, "top1_correct": side.lens.top1_score.correct,
-            "per_operation": ordered_operations(side.lens.per_operation_prob), "answer_loss": side.answer_loss,
-            "exact_match": side.answer_exact_match}
+    return {
+        "mean_prob": side.lens.mean_correct_target_prob,
+        "top1_correct": side.lens.top1_score.correct,
+        "per_operation": ordered_operations(side.lens.per_operation_prob),
+        "answer_loss": side.answer_loss,
+        "exact_match": side.answer_exact_match,
+    }
 
 
 def training_summary(metrics: dict, log_rows: list[dict] | None = None, window: int = 25) -> dict:
@@ -242,13 +255,33 @@ def metrics_rows(metrics: dict) -> list[dict]:
     before, after = _lens_side(m.before), _lens_side(m.after)
     total = m.after.lens.top1_score.total
     rows = [
-        {"metric": f"mean correct-target probability (lens, L{layer})", "before": before["mean_prob"], "after": after["mean_prob"]},
-        {"metric": f"top-1 is the target (lens, L{layer}, of {total})", "before": before["top1_correct"], "after": after["top1_correct"]},
+        {
+            "metric": f"mean correct-target probability (lens, L{layer})",
+            "before": before["mean_prob"],
+            "after": after["mean_prob"],
+        },
+        {
+            "metric": f"top-1 is the target (lens, L{layer}, of {total})",
+            "before": before["top1_correct"],
+            "after": after["top1_correct"],
+        },
     ]
-    rows += [{"metric": f"p({op}) on {op} prompts (lens, L{layer})", "before": before["per_operation"].get(op), "after": p}
-             for op, p in after["per_operation"].items()]
-    rows += [{"metric": "answer loss (CE on response tokens)", "before": before["answer_loss"], "after": after["answer_loss"]},
-             {"metric": "answer exact match (teacher-forced argmax)", "before": before["exact_match"], "after": after["exact_match"]}]
+    rows += [
+        {"metric": f"p({op}) on {op} prompts (lens, L{layer})", "before": before["per_operation"].get(op), "after": p}
+        for op, p in after["per_operation"].items()
+    ]
+    rows += [
+        {
+            "metric": "answer loss (CE on response tokens)",
+            "before": before["answer_loss"],
+            "after": after["answer_loss"],
+        },
+        {
+            "metric": "answer exact match (teacher-forced argmax)",
+            "before": before["exact_match"],
+            "after": after["exact_match"],
+        },
+    ]
     return rows
 
 
@@ -257,16 +290,28 @@ def lens_change(before: dict, after: dict) -> dict:
     probability (and of each prompt's expected target and top-1 probability), and how many top tokens stayed."""
     prompts = [r["prompt"] for r in before["results"]]
     if prompts != [r["prompt"] for r in after["results"]]:
-        raise WorkbenchError("the two lens results read different prompts: compare results made on the same prompt list")
+        raise WorkbenchError(
+            "the two lens results read different prompts: compare results made on the same prompt list"
+        )
     if before["layer"] != after["layer"]:
-        raise WorkbenchError(f"the lens results are at layers {before['layer']} and {after['layer']}: compare the same layer")
+        raise WorkbenchError(
+            f"the lens results are at layers {before['layer']} and {after['layer']}: compare the same layer"
+        )
     pairs = list(zip(before["results"], after["results"]))
     return {
         "layer": before["layer"],
         "n_prompts": len(pairs),
-        "max_abs_diff_target_prob": max(abs(a["target_probs"][w] - b["target_probs"][w]) for b, a in pairs for w in b["target_probs"]),
-        "max_abs_diff_expected_prob": max((abs(a["target_probs"][b["expected"]] - b["target_probs"][b["expected"]])
-                                           for b, a in pairs if b["expected"] is not None), default=None),
+        "max_abs_diff_target_prob": max(
+            abs(a["target_probs"][w] - b["target_probs"][w]) for b, a in pairs for w in b["target_probs"]
+        ),
+        "max_abs_diff_expected_prob": max(
+            (
+                abs(a["target_probs"][b["expected"]] - b["target_probs"][b["expected"]])
+                for b, a in pairs
+                if b["expected"] is not None
+            ),
+            default=None,
+        ),
         "max_abs_diff_top_prob": max(abs(a["top_prob"] - b["top_prob"]) for b, a in pairs),
         "same_top_token": sum(a["top_token_id"] == b["top_token_id"] for b, a in pairs),
         "before_mean_expected_prob": before.get("mean_expected_prob"),
@@ -279,8 +324,14 @@ def greedy_rows(before: dict, after: dict) -> list[dict]:
     if [r["prompt"] for r in before["rows"]] != [r["prompt"] for r in after["rows"]]:
         raise WorkbenchError("the two greedy evaluations answer different prompts: run both on the same records")
     return [
-        {"prompt": b["prompt"], "answer": b["response"], "before": repr(b["greedy"]), "before correct": b["correct"],
-         "after": repr(a["greedy"]), "after correct": a["correct"]}
+        {
+            "prompt": b["prompt"],
+            "answer": b["response"],
+            "before": repr(b["greedy"]),
+            "before correct": b["correct"],
+            "after": repr(a["greedy"]),
+            "after correct": a["correct"],
+        }
         for b, a in zip(before["rows"], after["rows"])
     ]
 
@@ -290,7 +341,9 @@ def expected_prob_range(result: dict) -> dict:
     "36-81%" is such a range, x 100), with the prompts that reach them."""
     scored = [(r["target_probs"][r["expected"]], r["prompt"]) for r in result["results"] if r["expected"] is not None]
     if not scored:
-        raise WorkbenchError("no prompt of this lens result has an expected target: pass expected= or arithmetic prompts")
+        raise WorkbenchError(
+            "no prompt of this lens result has an expected target: pass expected= or arithmetic prompts"
+        )
     (low, low_prompt), (high, high_prompt) = min(scored), max(scored)
     return {"min": low, "max": high, "min_prompt": low_prompt, "max_prompt": high_prompt, "n": len(scored)}
 
@@ -302,13 +355,22 @@ def metrics_lens_change(metrics: dict) -> dict:
     before, after = m.before.lens, m.after.lens
     per_op = {op: abs(p - before.per_operation_prob[op]) for op, p in after.per_operation_prob.items()}
     change = abs(after.mean_correct_target_prob - before.mean_correct_target_prob)
-    return {"layer": after.layer, "max_abs_diff_mean_prob": change, "max_abs_diff_per_operation": per_op,
-            "max_abs_diff": max([change, *per_op.values()]),
-            "same_top1_correct": after.top1_score.correct == before.top1_score.correct}
+    return {
+        "layer": after.layer,
+        "max_abs_diff_mean_prob": change,
+        "max_abs_diff_per_operation": per_op,
+        "max_abs_diff": max([change, *per_op.values()]),
+        "same_top1_correct": after.top1_score.correct == before.top1_score.correct,
+    }
 
 
-def classifier_check(readout_change: dict, metrics_change: dict, adapter_changes: list[dict], frozen: list[int],
-                     tolerance: float = 1e-5) -> dict:
+def classifier_check(
+    readout_change: dict,
+    metrics_change: dict,
+    adapter_changes: list[dict],
+    frozen: list[int],
+    tolerance: float = guide.THRESHOLDS["phase2_tolerance"],
+) -> dict:
     """Phase 2's promise, checked three ways: the per-prompt lens readout (a ``lens_change`` result), the means in
     metrics.json (a ``metrics_lens_change`` result) and the LoRA weights of the frozen layers (``adapter_layer_changes``
     rows). ``unchanged`` when both lens differences are within ``tolerance`` and no frozen layer's weights moved at all."""

@@ -40,7 +40,9 @@ def voila_command(port: int, notebook: Path = NOTEBOOK, check_xsrf: bool = True)
 def explorer_env(model: str, run_dir: str | Path | None) -> dict:
     """The environment notebook 06 reads. Paths become absolute: Voila runs the notebook in its own folder."""
     if run_dir is not None and not Path(run_dir).is_dir():
-        raise WorkbenchError(f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none")
+        raise WorkbenchError(
+            f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none"
+        )
     if Path(model).exists():
         model = str(Path(model).resolve())
     env = dict(os.environ, WORKBENCH_MODEL=model, WORKBENCH_RUN=str(Path(run_dir).resolve()) if run_dir else "")
@@ -150,8 +152,13 @@ def serve_until_stopped(model: str, run_dir: str | Path | None, port: int) -> in
 
 
 @contextmanager
-def serve(model: str = "default", run_dir: str | Path | None = None, port: int | None = None, timeout: float = 120.0,
-          check_xsrf: bool = True) -> Iterator[tuple[str, subprocess.Popen]]:
+def serve(
+    model: str = "default",
+    run_dir: str | Path | None = None,
+    port: int | None = None,
+    timeout: float = 120.0,
+    check_xsrf: bool = True,
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve notebook 06 with Voila on 127.0.0.1; yields (page URL, the Voila process). Start-up is bounded by
     ``timeout`` seconds; the server and its kernels are stopped when the block exits."""
     port = port or free_port()
@@ -159,19 +166,29 @@ def serve(model: str = "default", run_dir: str | Path | None = None, port: int |
     log = tempfile.NamedTemporaryFile(prefix="voila-", suffix=".log", delete=False)
     proc = None
     try:
-        proc = subprocess.Popen(voila_command(port, check_xsrf=check_xsrf), env=env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            voila_command(port, check_xsrf=check_xsrf),
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 tail = Path(log.name).read_text(errors="replace")[-2000:]
-                raise WorkbenchError(f"voila exited with status {proc.returncode} before serving: {tail.strip()[-300:]}")
+                raise WorkbenchError(
+                    f"voila exited with status {proc.returncode} before serving: {tail.strip()[-300:]}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise WorkbenchError(f"voila did not open port {port} within {timeout:.0f} s (log: {log.name})") from None
+                    raise WorkbenchError(
+                        f"voila did not open port {port} within {timeout:.0f} s (log: {log.name})"
+                    ) from None
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/", proc
     finally:

@@ -73,11 +73,16 @@ class LensView:
         top = torch.topk(log_probs[0], k)
         ranks = ranks_of(log_probs, self.target_ids)[0]
         return {
-            "layer": layer, "position": position,
-            "top": [{"token": self.lm.tokenizer.decode([int(i)]), "token_id": int(i), "prob": float(p.exp())}
-                    for p, i in zip(top.values, top.indices)],
-            "targets": {t.word: {"token": t.token, "prob": float(log_probs[0, t.token_id].exp()), "rank": int(r)}
-                        for t, r in zip(self.targets, ranks)},
+            "layer": layer,
+            "position": position,
+            "top": [
+                {"token": self.lm.tokenizer.decode([int(i)]), "token_id": int(i), "prob": float(p.exp())}
+                for p, i in zip(top.values, top.indices)
+            ],
+            "targets": {
+                t.word: {"token": t.token, "prob": float(log_probs[0, t.token_id].exp()), "rank": int(r)}
+                for t, r in zip(self.targets, ranks)
+            },
         }
 
     @torch.inference_mode()
@@ -109,15 +114,25 @@ class LayerExplorer:
     (``baseline_classifier.json``) to draw its accuracy curve under the trajectories.
     """
 
-    def __init__(self, model: LoadedModel | str = "default", prompts: list[str] | None = None,
-                 targets: list[str] | None = None, adapters: dict[str, str | Path] | None = None,
-                 probe: dict | None = None, layer: int | None = None, top_k: int = 10, device: str | None = None):
+    def __init__(
+        self,
+        model: LoadedModel | str = "default",
+        prompts: list[str] | None = None,
+        targets: list[str] | None = None,
+        adapters: dict[str, str | Path] | None = None,
+        probe: dict | None = None,
+        layer: int | None = None,
+        top_k: int = 10,
+        device: str | None = None,
+    ):
         base = model if isinstance(model, LoadedModel) else load_model(model, device=device)
         self.adapters = {name: Path(path) for name, path in (adapters or {}).items()}
         for name, path in self.adapters.items():
             if not (path / "adapter_config.json").is_file():
-                raise WorkbenchError(f"adapter {name!r}: {str(path)!r} holds no adapter_config.json: "
-                                     f"pass a folder written by `workbench train sft`")
+                raise WorkbenchError(
+                    f"adapter {name!r}: {str(path)!r} holds no adapter_config.json: "
+                    f"pass a folder written by `workbench train sft`"
+                )
         prompts = list(prompts or LENS_PROMPTS)
         if not prompts or not all(p.strip() for p in prompts):
             raise WorkbenchError("no prompts: pass prompts=['7 * 8 = ', ...] (no empty ones)")
@@ -135,47 +150,102 @@ class LayerExplorer:
         self.last_update_ms: float | None = None
         self.current: dict[str, dict] = {}
 
-        self.prompt_box = w.Textarea(value="\n".join(prompts), description="prompts", continuous_update=False,
-                                     layout=w.Layout(width="60%", height="5.5em"))
+        self.prompt_box = w.Textarea(
+            value="\n".join(prompts),
+            description="prompts",
+            continuous_update=False,
+            layout=w.Layout(width="60%", height="5.5em"),
+        )
         self.run_button = w.Button(description="Run", button_style="primary", tooltip="read the prompts")
         self.prompt_pick = w.Dropdown(options=prompts, value=prompts[0], description="prompt")
-        self.layer_slider = w.IntSlider(value=layer, min=0, max=self.n_layers - 1, description="layer",
-                                        continuous_update=False, layout=w.Layout(width="60%"))
+        self.layer_slider = w.IntSlider(
+            value=layer,
+            min=0,
+            max=self.n_layers - 1,
+            description="layer",
+            continuous_update=False,
+            layout=w.Layout(width="60%"),
+        )
         self.position_pick = w.Dropdown(description="position")
-        self.variant_pick = w.ToggleButtons(options=self.variants + ([BOTH] if self.adapters else []), value=BASE,
-                                            description="model")
+        self.variant_pick = w.ToggleButtons(
+            options=self.variants + ([BOTH] if self.adapters else []), value=BASE, description="model"
+        )
         self.top_token = w.HTML()
         self.tables = w.HBox()
-        for widget, css in ((self.prompt_box, "wb-prompt"), (self.run_button, "wb-run"), (self.prompt_pick, "wb-prompt-pick"),
-                            (self.layer_slider, "wb-layer"), (self.position_pick, "wb-position"),
-                            (self.variant_pick, "wb-variant"), (self.top_token, "wb-top-token"), (self.tables, "wb-tables")):
+        for widget, css in (
+            (self.prompt_box, "wb-prompt"),
+            (self.run_button, "wb-run"),
+            (self.prompt_pick, "wb-prompt-pick"),
+            (self.layer_slider, "wb-layer"),
+            (self.position_pick, "wb-position"),
+            (self.variant_pick, "wb-variant"),
+            (self.top_token, "wb-top-token"),
+            (self.tables, "wb-tables"),
+        ):
             widget.add_class(css)
 
         dashes = ["solid", "dash", "dot", "dashdot"]
         self._traces = [(v, word) for v in self.variants for word in self.targets]
-        line = {"type": "line", "x0": layer, "x1": layer, "y0": 0, "y1": 1, "yref": "paper",
-                "line": {"color": "grey", "dash": "dash"}}
+        line = {
+            "type": "line",
+            "x0": layer,
+            "x1": layer,
+            "y0": 0,
+            "y1": 1,
+            "yref": "paper",
+            "line": {"color": "grey", "dash": "dash"},
+        }
         self.trajectory_fig = go.FigureWidget(
-            data=[go.Scatter(x=list(range(self.n_layers)), y=[None] * self.n_layers, mode="lines+markers",
-                             name=word if v == BASE else f"{word} ({v})", visible=v == BASE,
-                             line={"dash": dashes[self.variants.index(v) % len(dashes)]},
-                             legendgroup=word) for v, word in self._traces],
-            layout={"title": "Target probability by layer (dashed line: the chosen layer)", "template": "plotly_white",
-                    "xaxis": {"title": "layer"}, "yaxis": {"title": "lens probability (log scale)", "type": "log",
-                                                           "exponentformat": "power"},
-                    "shapes": [line], "height": 380, "margin": {"t": 50, "b": 40}},
+            data=[
+                go.Scatter(
+                    x=list(range(self.n_layers)),
+                    y=[None] * self.n_layers,
+                    mode="lines+markers",
+                    name=word if v == BASE else f"{word} ({v})",
+                    visible=v == BASE,
+                    line={"dash": dashes[self.variants.index(v) % len(dashes)]},
+                    legendgroup=word,
+                )
+                for v, word in self._traces
+            ],
+            layout={
+                "title": "Target probability by layer (dashed line: the chosen layer)",
+                "template": "plotly_white",
+                "xaxis": {"title": "layer"},
+                "yaxis": {"title": "lens probability (log scale)", "type": "log", "exponentformat": "power"},
+                "shapes": [line],
+                "height": 380,
+                "margin": {"t": 50, "b": 40},
+            },
         )
         self.probe_fig = None
         if probe is not None:
             rows = probe["layer_results"]
             self.probe_fig = go.FigureWidget(
-                data=[go.Scatter(x=[r["layer"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers",
-                                 name="probe accuracy"),
-                      go.Scatter(x=[r["layer"] for r in rows], y=[r["control_accuracy"] for r in rows], mode="lines",
-                                 name="control task", line={"dash": "dot"})],
-                layout={"title": f"Linear-probe accuracy by layer ({probe.get('model', '')})", "template": "plotly_white",
-                        "xaxis": {"title": "layer"}, "yaxis": {"title": "CV accuracy", "range": [0, 1.05]},
-                        "shapes": [dict(line)], "height": 300, "margin": {"t": 50, "b": 40}},
+                data=[
+                    go.Scatter(
+                        x=[r["layer"] for r in rows],
+                        y=[r["accuracy"] for r in rows],
+                        mode="lines+markers",
+                        name="probe accuracy",
+                    ),
+                    go.Scatter(
+                        x=[r["layer"] for r in rows],
+                        y=[r["control_accuracy"] for r in rows],
+                        mode="lines",
+                        name="control task",
+                        line={"dash": "dot"},
+                    ),
+                ],
+                layout={
+                    "title": f"Linear-probe accuracy by layer ({probe.get('model', '')})",
+                    "template": "plotly_white",
+                    "xaxis": {"title": "layer"},
+                    "yaxis": {"title": "CV accuracy", "range": [0, 1.05]},
+                    "shapes": [dict(line)],
+                    "height": 300,
+                    "margin": {"t": 50, "b": 40},
+                },
             )
 
         self._quiet = False
@@ -187,8 +257,16 @@ class LayerExplorer:
         self.variant_pick.observe(lambda _: self._guarded(self._refresh), names="value")
         self._on_prompt()
 
-        children = [w.HBox([self.prompt_box, self.run_button]), self.prompt_pick, self.variant_pick, self.layer_slider,
-                    self.position_pick, self.top_token, self.tables, self.trajectory_fig]
+        children = [
+            w.HBox([self.prompt_box, self.run_button]),
+            self.prompt_pick,
+            self.variant_pick,
+            self.layer_slider,
+            self.position_pick,
+            self.top_token,
+            self.tables,
+            self.trajectory_fig,
+        ]
         self.widget = w.VBox(children + ([self.probe_fig] if self.probe_fig is not None else []))
         self.widget.add_class("wb-explorer")
 
@@ -272,22 +350,27 @@ class LayerExplorer:
             f"<b>{html.escape(v)}</b> · <span class='wb-shown-prompt'>{html.escape(repr(self.prompt))}</span> · "
             f"layer {layer} · position {position} {html.escape(token)}: top token "
             f"<code class='wb-top'>{html.escape(repr(r['top'][0]['token']))}</code> (p = {r['top'][0]['prob']:.3f})"
-            for v, r in self.current.items())
+            for v, r in self.current.items()
+        )
         self.last_update_ms = 1000 * (time.perf_counter() - start)
 
     def _table(self, variant: str, result: dict) -> str:
         def code(text: str) -> str:
             return f"<code>{html.escape(text)}</code>"
 
-        top = "".join(f"<tr><td>{i}</td><td>{code(repr(t['token']))}</td><td>{t['prob']:.4f}</td></tr>"
-                      for i, t in enumerate(result["top"], 1))
+        top = "".join(
+            f"<tr><td>{i}</td><td>{code(repr(t['token']))}</td><td>{t['prob']:.4f}</td></tr>"
+            for i, t in enumerate(result["top"], 1)
+        )
         rows = []
         for word, t in result["targets"].items():
             read_as = "" if t["token"] == word else f" (as {code(repr(t['token']))})"
             rows.append(f"<tr><td>{code(word)}{read_as}</td><td>{t['prob']:.2e}</td><td>{t['rank']}</td></tr>")
-        return (f"<div style='margin-right:2em'><b>{html.escape(variant)}</b>"
-                f"<table><tr><th>#</th><th>token</th><th>p</th></tr>{top}</table>"
-                f"<table><tr><th>target</th><th>p</th><th>rank</th></tr>{''.join(rows)}</table></div>")
+        return (
+            f"<div style='margin-right:2em'><b>{html.escape(variant)}</b>"
+            f"<table><tr><th>#</th><th>token</th><th>p</th></tr>{top}</table>"
+            f"<table><tr><th>target</th><th>p</th><th>rank</th></tr>{''.join(rows)}</table></div>"
+        )
 
 
 def run_artifacts(run_dir: str | Path | None) -> tuple[dict[str, Path], dict | None]:
@@ -297,10 +380,15 @@ def run_artifacts(run_dir: str | Path | None) -> tuple[dict[str, Path], dict | N
         return {}, None
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise WorkbenchError(f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none")
+        raise WorkbenchError(
+            f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none"
+        )
     run = RunLayout(run_dir)
     files = next(iter(run.seeds().values()))  # the first training seed's, or the run folder's own
-    adapters = {name: folder for name, folder in (("phase 1", files.phase1_adapter), ("phase 2", files.phase2_adapter))
-                if (folder / "adapter_config.json").is_file()}
+    adapters = {
+        name: folder
+        for name, folder in (("phase 1", files.phase1_adapter), ("phase 2", files.phase2_adapter))
+        if (folder / "adapter_config.json").is_file()
+    }
     probe = read_result(run.baseline_classifier) if run.baseline_classifier.is_file() else None
     return adapters, probe

@@ -23,8 +23,13 @@ class Encoded:
     target: int = IGNORE  # classifier target token id for the intermediate loss
 
 
-def encode_records(lm: LoadedModel, records: list[dict], mask_prompt: bool, add_eos: bool = True,
-                   target_ids: dict[str, int] | None = None) -> list[Encoded]:
+def encode_records(
+    lm: LoadedModel,
+    records: list[dict],
+    mask_prompt: bool,
+    add_eos: bool = True,
+    target_ids: dict[str, int] | None = None,
+) -> list[Encoded]:
     """prompt tokens (the model's own tokenization) + response tokens (+ EOS). With ``mask_prompt`` only the
     response (and EOS) carry loss; otherwise every token after the first does."""
     eos = lm.tokenizer.eos_token_id
@@ -59,7 +64,9 @@ def sft_batch(examples: list[Encoded], pad_id: int, device: str) -> SFTBatch:
         ids[i, : len(e.ids)] = torch.tensor(e.ids)
         labels[i, : len(e.labels)] = torch.tensor(e.labels)
     return SFTBatch(
-        ids.to(device), labels.to(device), torch.tensor([len(e.ids) for e in examples], device=device),
+        ids.to(device),
+        labels.to(device),
+        torch.tensor([len(e.ids) for e in examples], device=device),
         torch.tensor([e.prompt_len - 1 for e in examples], device=device),
         torch.tensor([e.target for e in examples], device=device),
     )
@@ -70,8 +77,12 @@ def answer_loss(logits: Float[Tensor, "batch seq d_vocab"], labels: Int[Tensor, 
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 
-def classifier_loss(lm: LoadedModel, resid: Float[Tensor, "batch seq d_model"], last_prompt: Int[Tensor, " batch"],
-                    targets: Int[Tensor, " batch"]) -> Float[Tensor, ""]:
+def classifier_loss(
+    lm: LoadedModel,
+    resid: Float[Tensor, "batch seq d_model"],
+    last_prompt: Int[Tensor, " batch"],
+    targets: Int[Tensor, " batch"],
+) -> Float[Tensor, ""]:
     """CE of the logit lens at the last prompt token against each example's target token."""
     if not bool((targets != IGNORE).any()):
         return resid.sum() * 0.0  # no example in this batch has a classifier target
@@ -80,7 +91,9 @@ def classifier_loss(lm: LoadedModel, resid: Float[Tensor, "batch seq d_model"], 
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
 
 
-def sft_losses(lm: LoadedModel, batch: SFTBatch, layer: int | None = None, weight: float = 0.0) -> dict[str, Float[Tensor, ""]]:
+def sft_losses(
+    lm: LoadedModel, batch: SFTBatch, layer: int | None = None, weight: float = 0.0
+) -> dict[str, Float[Tensor, ""]]:
     """One forward through the bridge. With a layer and weight > 0, the dual-reward total
     w * classifier CE + (1 - w) * answer CE, the classifier term read from a hook so gradients flow."""
     if layer is None or weight <= 0:

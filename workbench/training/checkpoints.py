@@ -25,13 +25,19 @@ def checkpoint_dirs(output: Path) -> list[Path]:
     return sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
 
 
-def save_checkpoint(lm: LoadedModel, optimizer, scheduler, step: int, output: Path, fingerprint: dict, keep: int = 2) -> Path:
+def save_checkpoint(
+    lm: LoadedModel, optimizer, scheduler, step: int, output: Path, fingerprint: dict, keep: int = 2
+) -> Path:
     root = output / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-step-", dir=root))
-    save_file({n: p.detach().cpu().contiguous() for n, p in trainable_parameters(lm).items()}, tmp / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
-               tmp / "optimizer.pt")
+    save_file(
+        {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(lm).items()}, tmp / "trainable.safetensors"
+    )
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+        tmp / "optimizer.pt",
+    )
     (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     final = root / f"step-{step:06d}"
     if final.exists():
@@ -74,7 +80,9 @@ def load_checkpoint(lm: LoadedModel, optimizer, scheduler, path: Path, fingerpri
     state = json.loads((path / "state.json").read_text())
     if state["fingerprint"] != fingerprint:
         diff = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
-        raise WorkbenchError(f"--resume: checkpoint {path} was made with other settings ({', '.join(diff)}): use the same config or a new --output")
+        raise WorkbenchError(
+            f"--resume: checkpoint {path} was made with other settings ({', '.join(diff)}): use the same config or a new --output"
+        )
     params = trainable_parameters(lm)
     saved = load_file(path / "trainable.safetensors")
     if set(saved) != set(params):

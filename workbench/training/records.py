@@ -26,8 +26,9 @@ class Record(BaseModel):
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(map(str, first["loc"])) or "(top level)"
-            raise WorkbenchError(f"{path} is not a {cls.__name__} result ({where}: {first['msg']}): "
-                                 "rerun the step that writes it") from None
+            raise WorkbenchError(
+                f"{path} is not a {cls.__name__} result ({where}: {first['msg']}): rerun the step that writes it"
+            ) from None
 
     def to_dict(self) -> dict:
         return self.model_dump()

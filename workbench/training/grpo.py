@@ -34,7 +34,7 @@ class GrpoConfig(BaseModel):
 
     model: str = "default"
     output: str = "checkpoints/grpo"
-    reward: str = "workbench.train.rewards:arithmetic_reward"
+    reward: str = "workbench.training.rewards:arithmetic_reward"
     data: str | None = None  # JSONL with prompt and answer; None: generated from the guide's arithmetic (seed, samples)
     eval_data: str | None = None  # held-out "a op b = " records; None: held out from the generator
     samples: int = Field(256, ge=1)
@@ -66,11 +66,15 @@ def load_reward(spec: str) -> Callable:
     """``package.module:function`` -> the function."""
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
-        raise WorkbenchError(f"reward {spec!r} is not module:function: e.g. workbench.train.rewards:arithmetic_reward")
+        raise WorkbenchError(
+            f"reward {spec!r} is not module:function: e.g. workbench.training.rewards:arithmetic_reward"
+        )
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise WorkbenchError(f"reward {spec!r} cannot be loaded ({exc}): check the module path and function name") from None
+        raise WorkbenchError(
+            f"reward {spec!r} cannot be loaded ({exc}): check the module path and function name"
+        ) from None
     if not callable(fn):
         raise WorkbenchError(f"reward {spec!r} is not a function")
     return fn
@@ -78,8 +82,11 @@ def load_reward(spec: str) -> Callable:
 
 def rl_prompts(records: list[dict]) -> list[dict]:
     """The + - * records of the guide's generator as its RL prompts, "Calculate: a op b = ", with the answer."""
-    return [{"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
-            for r in records if r.get("operation") in RL_OPERATIONS]
+    return [
+        {"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
+        for r in records
+        if r.get("operation") in RL_OPERATIONS
+    ]
 
 
 def rl_records(samples: int, seed: int) -> list[dict]:
@@ -137,19 +144,44 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
                     fh.write(json.dumps(row) + "\n")
 
     args = TrlConfig(
-        output_dir=str(output / "trl"), use_cpu=True, bf16=False, fp16=False, activation_checkpointing=False,
-        max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, num_generations=cfg.num_generations,
+        output_dir=str(output / "trl"),
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        activation_checkpointing=False,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
-        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-        logging_steps=1, save_strategy="no", report_to=[], seed=cfg.seed, disable_tqdm=not progress,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        disable_tqdm=not progress,
     )
-    peft_config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank,
-                             target_modules=[t.strip() for t in cfg.lora_targets.split(",") if t.strip()],
-                             task_type="CAUSAL_LM") if cfg.use_lora else None
+    peft_config = (
+        LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank,
+            target_modules=[t.strip() for t in cfg.lora_targets.split(",") if t.strip()],
+            task_type="CAUSAL_LM",
+        )
+        if cfg.use_lora
+        else None
+    )
     try:
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
-                              train_dataset=Dataset.from_list(records), processing_class=tokenizer,
-                              peft_config=peft_config, callbacks=[LogRows()])
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=Dataset.from_list(records),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[LogRows()],
+        )
     except ValueError as exc:  # e.g. a LoRA target the model does not have
         raise WorkbenchError(f"cannot set up GRPO: {str(exc).splitlines()[0]}") from None
     if not progress:  # without a progress bar the trainer prints every log dict; grpo_log.jsonl has them
@@ -160,13 +192,25 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
     trainer.train()
     seconds = time.perf_counter() - start
     trainer.save_model(str(output))  # peft's standard adapter files (or the full model without LoRA)
-    after = measure(cfg.model, eval_records, adapter=output if cfg.use_lora else None) if cfg.use_lora else \
-        measure(str(output), eval_records)
+    after = (
+        measure(cfg.model, eval_records, adapter=output if cfg.use_lora else None)
+        if cfg.use_lora
+        else measure(str(output), eval_records)
+    )
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-    metrics = envelope("train.grpo", {"model": source.model_id, "steps": cfg.max_steps, "eval_prompts": len(eval_records),
-                                      "before": before, "after": after, "train_seconds": seconds,
-                                      "mean_reward_first_last": [log[0].get("reward"), log[-1].get("reward")] if log else None,
-                                      "config": cfg.model_dump()})
+    metrics = envelope(
+        "train.grpo",
+        {
+            "model": source.model_id,
+            "steps": cfg.max_steps,
+            "eval_prompts": len(eval_records),
+            "before": before,
+            "after": after,
+            "train_seconds": seconds,
+            "mean_reward_first_last": [log[0].get("reward"), log[-1].get("reward")] if log else None,
+            "config": cfg.model_dump(),
+        },
+    )
     write_json(output / "config.json", cfg.model_dump())
     write_json(output / "metrics.json", metrics)
     return metrics

@@ -15,7 +15,9 @@ from ..core.models import LoadedModel, layer_of
 from .losses import answer_loss, encode_records, sft_batch
 
 
-def lens_metrics(lm: LoadedModel, records: list[dict], targets: dict[str, str], layer: int, batch_size: int = 64) -> dict:
+def lens_metrics(
+    lm: LoadedModel, records: list[dict], targets: dict[str, str], layer: int, batch_size: int = 64
+) -> dict:
     """Correct-operation target probability (mean, per op) and top-1 score at ``layer`` on held-out prompts."""
     usable = [r for r in records if r.get("classification_target", r.get("operation")) in targets]
     expected = [targets[r.get("classification_target", r.get("operation"))] for r in usable]
@@ -30,7 +32,9 @@ def lens_metrics(lm: LoadedModel, records: list[dict], targets: dict[str, str], 
         "mean_correct_target_prob": result.mean_expected_prob,
         "top1_score": result.score,
         "per_operation_prob": {op: sum(v) / len(v) for op, v in per_op.items()},
-        "target_tokens": {t.word: {"token_id": t.token_id, "token": t.token, "n_subtokens": t.n_subtokens} for t in result.targets},
+        "target_tokens": {
+            t.word: {"token_id": t.token_id, "token": t.token, "n_subtokens": t.n_subtokens} for t in result.targets
+        },
     }
 
 
@@ -48,15 +52,11 @@ def answer_metrics(lm: LoadedModel, records: list[dict], batch_size: int = 64) -
         gold = batch.labels[:, 1:]
         mask = gold != -100
         exact += int(((pred == gold) | ~mask).all(dim=1).sum())
-    return {"answer_loss": sum(losses) / len(encoded), "answer_exact_match": exact / len(encoded), "prompts": len(encoded)}
-
-
-
-
-
-
-
-
+    return {
+        "answer_loss": sum(losses) / len(encoded),
+        "answer_exact_match": exact / len(encoded),
+        "prompts": len(encoded),
+    }
 
 
 def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -> dict:
@@ -66,10 +66,22 @@ def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -
     rows = []
     for r, text in zip(records, answers):
         value = first_integer(text)
-        rows.append({"prompt": r["prompt"], "response": r["response"], "operation": r.get("operation"), "greedy": text,
-                     "answer": value, "correct": value is not None and str(value) == r["response"].strip()})
-    return {"decoding": GREEDY_DECODING, "max_new_tokens": max_new_tokens, "rows": rows,
-            "accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None}
+        rows.append(
+            {
+                "prompt": r["prompt"],
+                "response": r["response"],
+                "operation": r.get("operation"),
+                "greedy": text,
+                "answer": value,
+                "correct": value is not None and str(value) == r["response"].strip(),
+            }
+        )
+    return {
+        "decoding": GREEDY_DECODING,
+        "max_new_tokens": max_new_tokens,
+        "rows": rows,
+        "accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None,
+    }
 
 
 def heldout_measurement(lm: LoadedModel, records: list[dict], known: dict | None = None) -> dict:
@@ -85,8 +97,13 @@ def heldout_measurement(lm: LoadedModel, records: list[dict], known: dict | None
         lens = lens or lens_metrics(lm, records, {op: op for op in OPERATIONS}, lm.classifier_layer)
         answers = known if "answer_exact_match" in known else answer_metrics(lm, records)
         greedy = known["greedy_accuracy"] if "greedy_accuracy" in known else greedy_eval(lm, records)["accuracy"]
-    return {"lens": lens, "answer_loss": answers["answer_loss"], "answer_exact_match": answers["answer_exact_match"],
-            "prompts": answers["prompts"], "greedy_accuracy": greedy}
+    return {
+        "lens": lens,
+        "answer_loss": answers["answer_loss"],
+        "answer_exact_match": answers["answer_exact_match"],
+        "prompts": answers["prompts"],
+        "greedy_accuracy": greedy,
+    }
 
 
 def adapter_layer_changes(before_dir: str | Path, after_dir: str | Path) -> list[dict]:
@@ -95,12 +112,17 @@ def adapter_layer_changes(before_dir: str | Path, after_dir: str | Path) -> list
     before = load_file(Path(before_dir) / "adapter_model.safetensors")
     after = load_file(Path(after_dir) / "adapter_model.safetensors")
     if set(before) != set(after):
-        raise WorkbenchError(f"adapters {str(before_dir)!r} and {str(after_dir)!r} hold different tensors: compare adapters "
-                             "of the same LoRA configuration (phase 2 continues phase 1's)")
+        raise WorkbenchError(
+            f"adapters {str(before_dir)!r} and {str(after_dir)!r} hold different tensors: compare adapters "
+            "of the same LoRA configuration (phase 2 continues phase 1's)"
+        )
     layers: dict[int, list[float]] = {}
     for key in before:
         layer = layer_of(key)
         if layer is not None:
             change = float((after[key].float() - before[key].float()).abs().max()) if before[key].numel() else 0.0
             layers.setdefault(layer, []).append(change)
-    return [{"layer": layer, "tensors": len(changes), "max_abs_change": max(changes)} for layer, changes in sorted(layers.items())]
+    return [
+        {"layer": layer, "tensors": len(changes), "max_abs_change": max(changes)}
+        for layer, changes in sorted(layers.items())
+    ]

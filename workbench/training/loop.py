@@ -109,10 +109,15 @@ def prepare_model(cfg: TrainConfig, device: str | None = None) -> LoadedModel:
         valid = linear_module_names(hf_model)
         unknown = [t for t in cfg.target_modules if t not in valid]
         if unknown or not cfg.target_modules:
-            raise WorkbenchError(f"--lora-targets {cfg.lora_targets!r}: {unknown or 'none given'} not in this model; valid: {','.join(valid)}")
+            raise WorkbenchError(
+                f"--lora-targets {cfg.lora_targets!r}: {unknown or 'none given'} not in this model; valid: {','.join(valid)}"
+            )
         lora = LoraConfig(
-            r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank, lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.target_modules, task_type="CAUSAL_LM",
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.target_modules,
+            task_type="CAUSAL_LM",
         )
         peft_model = get_peft_model(hf_model, lora)
     base = peft_model.get_base_model() if peft_model is not None else hf_model
@@ -142,38 +147,28 @@ def total_steps(cfg: TrainConfig, n: int) -> int:
 
 def lr_lambda(warmup: int, total: int):
     """Linear warm-up, then linear decay to zero (the HF Trainer's default schedule)."""
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total - step) / max(1, total - warmup))
+
     return f
 
 
 # ---------------------------------------------------------------- checkpoints (atomic: temp dir + rename)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------- the loop
+
 
 def evaluate(lm: LoadedModel, eval_records: list[dict], cfg: TrainConfig, layer: int) -> dict:
     lm.bridge.eval()
     with torch.inference_mode():
-        return {"lens": lens_metrics(lm, eval_records, cfg.intermediate_loss.targets, layer),
-                **answer_metrics(lm, eval_records)}
+        return {
+            "lens": lens_metrics(lm, eval_records, cfg.intermediate_loss.targets, layer),
+            **answer_metrics(lm, eval_records),
+        }
 
 
 def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) -> dict:
@@ -186,7 +181,12 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
     lm = prepare_model(cfg, device)
     layer = resolve_layer(cfg, lm.n_layers)
     eval_layer = lm.info["classifier_layer"]
-    target_ids = {op: t.token_id for op, t in zip(cfg.intermediate_loss.targets, resolve_targets(lm, list(cfg.intermediate_loss.targets.values())))}
+    target_ids = {
+        op: t.token_id
+        for op, t in zip(
+            cfg.intermediate_loss.targets, resolve_targets(lm, list(cfg.intermediate_loss.targets.values()))
+        )
+    }
     examples = encode_records(lm, records, cfg.mask_prompt, target_ids=target_ids)
     steps = total_steps(cfg, len(examples))
     params = trainable_parameters(lm)
@@ -203,8 +203,10 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
     if cfg.resume and checkpoints:
         start = load_checkpoint(lm, optimizer, scheduler, checkpoints[-1], fingerprint)
         if start > steps:
-            raise WorkbenchError(f"--resume: the last checkpoint is step {start}, beyond this run's {steps} steps: "
-                                 "raise --max-steps or use a new --output")
+            raise WorkbenchError(
+                f"--resume: the last checkpoint is step {start}, beyond this run's {steps} steps: "
+                "raise --max-steps or use a new --output"
+            )
         atomic_write_text(log_path, "".join(line + "\n" for line in log_lines_up_to(log_path, start)))
     else:  # a fresh run: checkpoints of an earlier run in this folder must never be resumed into this one
         log_path.unlink(missing_ok=True)
@@ -216,9 +218,17 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
     else:
         before = evaluate(lm, eval_records, cfg, eval_layer)
         atomic_write_text(before_path, json.dumps(before, indent=2) + "\n")
-    resolved = {**as_resolved(cfg, layer, lm.info["frozen_layers"]), "intermediate_loss_layer": layer, "eval_layer": eval_layer, "total_steps": steps,
-                "frozen_layers": lm.info["frozen_layers"], "trainable_parameters": sum(p.numel() for p in params.values()),
-                "target_token_ids": target_ids, "tokenization": lm.describe()["tokenization"], "model_id": lm.model_id}
+    resolved = {
+        **as_resolved(cfg, layer, lm.info["frozen_layers"]),
+        "intermediate_loss_layer": layer,
+        "eval_layer": eval_layer,
+        "total_steps": steps,
+        "frozen_layers": lm.info["frozen_layers"],
+        "trainable_parameters": sum(p.numel() for p in params.values()),
+        "target_token_ids": target_ids,
+        "tokenization": lm.describe()["tokenization"],
+        "model_id": lm.model_id,
+    }
     atomic_write_text(output / "config.json", json.dumps(resolved, indent=2) + "\n")
 
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step")
@@ -230,7 +240,9 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
             lm.bridge.train()
             totals: dict[str, float] = {}
             for micro in range(cfg.gradient_accumulation_steps):
-                idx = micro_batch_indices(len(examples), cfg.batch_size, cfg.seed, step * cfg.gradient_accumulation_steps + micro)
+                idx = micro_batch_indices(
+                    len(examples), cfg.batch_size, cfg.seed, step * cfg.gradient_accumulation_steps + micro
+                )
                 batch = sft_batch([examples[i] for i in idx], pad, lm.device)
                 losses = sft_losses(lm, batch, layer, weight)
                 (losses["loss"] / cfg.gradient_accumulation_steps).backward()
@@ -241,7 +253,13 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            row = {"step": step + 1, **totals, "grad_norm": float(grad_norm), "lr": lr, "seconds": time.perf_counter() - t0}
+            row = {
+                "step": step + 1,
+                **totals,
+                "grad_norm": float(grad_norm),
+                "lr": lr,
+                "seconds": time.perf_counter() - t0,
+            }
             log.write(json.dumps(row) + "\n")
             log.flush()
             bar.update(1)
@@ -251,7 +269,17 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True) ->
     bar.close()
     save_final(lm, output)
     after = evaluate(lm, eval_records, cfg, eval_layer)
-    metrics = envelope("train.sft", {"model": lm.model_id, "layer": eval_layer, "steps": steps, "eval_prompts": len(eval_records),
-                                     "before": before, "after": after, "config": resolved})
+    metrics = envelope(
+        "train.sft",
+        {
+            "model": lm.model_id,
+            "layer": eval_layer,
+            "steps": steps,
+            "eval_prompts": len(eval_records),
+            "before": before,
+            "after": after,
+            "config": resolved,
+        },
+    )
     write_json(output / "metrics.json", metrics)
     return metrics

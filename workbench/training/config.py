@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..core.errors import WorkbenchError
+from ..core.guide import DUAL_REWARD_WEIGHT, OPERATIONS
 
 THROUGH_CLASSIFIER = "through-classifier"
 
@@ -20,8 +21,8 @@ class IntermediateLoss(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
     layer: int | Literal["auto"] = "auto"
-    weight: float = Field(0.4, ge=0.0, le=1.0)
-    targets: dict[str, str] = Field(default_factory=lambda: {op: op for op in ("multiply", "add", "subtract", "divide")})
+    weight: float = Field(DUAL_REWARD_WEIGHT, ge=0.0, le=1.0)
+    targets: dict[str, str] = Field(default_factory=lambda: {op: op for op in OPERATIONS})
 
 
 class TrainConfig(BaseModel):
