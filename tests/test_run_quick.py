@@ -169,8 +169,8 @@ def test_strict_and_thresholds_decide_the_exit_status(copy):
     doc = _read(out / "claims.json")
     assert doc["failed"] == [] and doc["thresholds"]["trained_lens_min_prob"] == 0.0
     assert "claims: 9 of 9 hold or are reported" in stdout
-    code, _, err = _cli("run", "verify", "--out", out)
-    assert code == 0 and _read(out / "claims.json")["thresholds"] == THRESHOLDS
+    given = {name: float(value) for name, value in (t.split("=") for t in loose)}
+    assert doc["thresholds"] == {**THRESHOLDS, **given}  # the ones not given stay the defaults
     # verifying without --quick does not make the quick phases' numbers full ones
     assert _read(out / "run.json")["quick"] is True and _read(out / "claims.json")["run"]["quick"] is True
     assert "This is a `--quick` run" in (out / "report.md").read_text()
@@ -195,7 +195,7 @@ def test_compare_quick_writes_both_tables(copy, tmp_path):
     code, _, err = _cli("run", "compare", "--quick", "--out", tmp_path / "fresh")
     assert code == 2 and "needs" in err and "`workbench run generate" in err and len(err.strip().splitlines()) == 1
     out = copy
-    code, stdout, err = _cli("run", "compare", "--quick", "--out", out)
+    code, stdout, err = _cli("run", "compare", "--quick", "--seeds", "1", "--out", out)  # the run has two
     assert code == 0, err
     doc = _read(out / "comparisons.json")
     assert [r["method"] for r in doc["rows"]] == ["none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk"]

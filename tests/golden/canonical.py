@@ -20,6 +20,7 @@ VOLATILE = {
     "train_seconds",
     "git_commit",
     "kernel",
+    "base_model_name_or_path",  # peft records the model cache's path (WORKBENCH_CACHE) in adapter_config.json
 }
 BOOKKEEPING = ("run.json", "phases/")  # the runner's own records, not results
 SETS = {"target_modules"}  # peft writes a set: its order changes with the interpreter's hash seed

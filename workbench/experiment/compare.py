@@ -32,6 +32,7 @@ from ..training.config import build_config
 from ..training.evaluation import heldout_measurement
 from ..training.grpo import load_grpo_config, rl_prompts, train_grpo
 from ..training.loop import train
+from ..training.records import Measurement
 
 METHODS = ("none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk")
 LABELS = {
@@ -59,18 +60,18 @@ def measure(
     full = heldout_measurement(lm, heldout, known)
     with torch.inference_mode():
         eight = lens_readout(lm, EIGHT_PROMPTS, list(OPERATIONS))
-    lens = full["lens"]
+    m = Measurement.from_dict(full)
     return {
         "layer": lm.classifier_layer,
-        "heldout_correct_prob": lens["mean_correct_target_prob"],
-        "heldout_top1": lens["top1_score"]["correct"],
-        "heldout_prompts": lens["prompts"],
+        "heldout_correct_prob": m.lens.mean_correct_target_prob,
+        "heldout_top1": m.lens.top1_score.correct,
+        "heldout_prompts": m.lens.prompts,
         "eight_top1": eight["score"]["correct"],
         "eight_total": eight["score"]["total"],
         "eight_mean_prob": eight["mean_expected_prob"],
-        "exact_match": full["answer_exact_match"],
-        "answer_loss": full["answer_loss"],
-        "greedy_accuracy": full["greedy_accuracy"],
+        "exact_match": m.answer_exact_match,
+        "answer_loss": m.answer_loss,
+        "greedy_accuracy": m.greedy_accuracy,
         "measurement": full,
     }
 
