@@ -24,7 +24,7 @@ RENAMED_TEXT = {  # the phase configs are no longer SmolLM2's own (layer: auto, 
     "the seed's range": "the guide's range",  # "guide" names the guide, "seed" a random seed
 }
 RENAMED_KEYS = {"claims.json": {"seed": "guide"}}  # the claim rows' column of the guide's figures
-NEW_KEYS = {"as_written"}  # config.json also records the values `auto` and `through-classifier` resolved from
+NEW_KEYS = {"as_written", "dtype", "gradient_checkpointing", "fsdp"}  # settings added after the golden was made
 
 
 def _renamed(value, keys: dict):

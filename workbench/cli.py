@@ -36,7 +36,11 @@ OutputOpt = Annotated[
     Path, typer.Option("--output", "-o", help="result JSON path (a .html figure is written beside it)")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed for CV folds, control labels and probes")]
-DeviceOpt = flag(str, "--device", help="cpu | cuda (default: cuda when available)")
+DeviceOpt = flag(str, "--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+DtypeOpt = Annotated[
+    str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 (auto: bf16 on a CUDA GPU, else fp32)")
+]
+DeviceMapOpt = flag(str, "--device-map", help="auto: spread a model too big for one GPU over the GPUs (accelerate)")
 AdapterOpt = flag(Path, "--adapter", help="peft adapter folder to apply to the model")
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="prompts per forward pass")]
 # Training flags default to None: only the flags given override the YAML file's keys.
@@ -76,6 +80,8 @@ def classifier_cmd(
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
     adapter: AdapterOpt = None,
 ):
     """Per-layer linear probes: which class does the residual stream at the last prompt token encode?"""
@@ -90,11 +96,13 @@ def classifier_cmd(
     from .core.results import write_result
     from .ui.plots import probe_accuracy_figure, write_figure
 
-    lm = load_model(model, device=device, adapter=adapter)
+    lm = load_model(model, device, adapter, dtype, device_map, batch_size)
     chosen = parse_layers(layers, lm.n_layers)
     result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
     adapter_path = str(adapter) if adapter else None
-    settings = dict(model=model, layers=layers, seed=seed, batch_size=batch_size, adapter=adapter_path)
+    settings = dict(
+        model=model, layers=layers, seed=seed, batch_size=batch_size, adapter=adapter_path, dtype=lm.describe()["dtype"]
+    )
     write_result(output, "introspect.classifier", result, settings)
     write_figure(probe_accuracy_figure(result), _figure_path(output))
 
@@ -125,6 +133,8 @@ def logit_lens_cmd(
     expected: flag(str, "--expected", help='expected target per prompt, "w1|w2" (default: from the operator)') = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
     adapter: AdapterOpt = None,
 ):
     """Logit lens: are the target words readable through the vocabulary at a mid layer?"""
@@ -139,7 +149,7 @@ def logit_lens_cmd(
     from .core.results import write_result
     from .ui.plots import lens_heatmap_figure, lens_layer_figure, write_figure
 
-    lm = load_model(model, device=device, adapter=adapter)
+    lm = load_model(model, device, adapter, dtype, device_map, batch_size)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
     adapter_path = str(adapter) if adapter else None
     settings = dict(
@@ -149,6 +159,7 @@ def logit_lens_cmd(
         expected=expected_list,
         batch_size=batch_size,
         adapter=adapter_path,
+        dtype=lm.describe()["dtype"],
     )
     write_result(output, "introspect.logit_lens", result, settings)
     figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
@@ -232,6 +243,11 @@ def train_sft_cmd(
     intermediate_weight: flag(
         float, "--intermediate-weight", help="weight w of the classifier CE (0.4 in the guide)"
     ) = None,
+    dtype: flag(str, "--dtype", help="auto | float32 | bfloat16 | float16 (LoRA weights stay fp32)") = None,
+    gradient_checkpointing: flag(
+        bool, "--gradient-checkpointing/--no-gradient-checkpointing", help="recompute activations in backward"
+    ) = None,
+    fsdp: flag(bool, "--fsdp/--no-fsdp", help="shard the model over the ranks (FSDP2; under torchrun)") = None,
     device: DeviceOpt = None,
     no_progress: NoProgressOpt = False,
 ):

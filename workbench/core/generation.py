@@ -9,7 +9,7 @@ import torch
 from .models import LoadedModel
 
 GREEDY_DECODING = (
-    "greedy argmax through the bridge, prompt tokenized as everywhere here, stop at EOS or "
+    "greedy argmax through the bridge with HF's KV cache, prompt tokenized as everywhere here, stop at EOS or "
     "max_new_tokens; for answers, also once the first integer is complete"
 )
 
@@ -30,11 +30,13 @@ def greedy_answers(
     max_new_tokens: int = 8,
     eos_token_id: int | None = None,
     until_integer: bool = False,
+    use_cache: bool = True,
 ) -> list[str]:
     """Each prompt's greedy continuation (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
     or after ``max_new_tokens`` — or, with ``until_integer``, as soon as its first integer is complete (the answer
     ``first_integer`` reads is then the same as from the full continuation). Prompts with the same number of tokens
-    decode as one batch, so no padding is ever involved; a finished prompt leaves its batch."""
+    decode as one batch, so no padding is ever involved; a finished prompt leaves its batch (and its rows leave the
+    KV cache). ``use_cache=False`` re-runs the whole sequence at every step (the reference the cache is tested on)."""
     eos = lm.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     ids = [lm.token_ids(p) for p in prompts]
     groups: dict[int, list[int]] = {}
@@ -43,8 +45,15 @@ def greedy_answers(
     new: list[list[int]] = [[] for _ in prompts]
     for members in groups.values():
         seq = torch.tensor([ids[i] for i in members], device=lm.device)  # [batch, pos]: the unfinished prompts
-        for _ in range(max_new_tokens):
-            nxt = lm.bridge(seq)[:, -1].argmax(-1)
+        cache = None
+        for step in range(max_new_tokens):
+            if not use_cache:
+                logits = lm.bridge(seq)
+            elif step == 0:
+                logits, cache = lm.bridge(seq, return_type="logits_and_cache", use_cache=True)
+            else:
+                logits, cache = lm.bridge(seq[:, -1:], return_type="logits_and_cache", past_key_values=cache)
+            nxt = logits[:, -1].argmax(-1)
             going = []
             for row, (i, token) in enumerate(zip(members, nxt.tolist())):
                 if token == eos:
@@ -54,6 +63,8 @@ def greedy_answers(
                     going.append(row)
             if not going:
                 break
+            if cache is not None and len(going) < len(members):
+                cache.batch_select_indices(torch.tensor(going, device=seq.device))
             members = [members[row] for row in going]
             seq = torch.cat([seq, nxt[:, None]], dim=1)[going]
     return [lm.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]

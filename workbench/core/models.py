@@ -25,6 +25,8 @@ from jaxtyping import Int  # noqa: E402
 from torch import Tensor  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel  # noqa: E402
 
+from . import kv_cache, memory  # noqa: E402
+from .devices import dtype_name, resolve_device, resolve_dtype  # noqa: E402
 from .errors import WorkbenchError  # noqa: E402
 from .guide import classifier_layer  # noqa: E402
 
@@ -146,20 +148,68 @@ def _ensure_embedded_cache() -> Path:
     return target
 
 
-def load_hf(spec: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, object, ModelSource]:
-    """Load (HF model, tokenizer, source) for a spec, offline-friendly, eager attention, safetensors only."""
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _where(source: ModelSource) -> str | Path:
+    if source.kind == "embedded":
+        return _ensure_embedded_cache()
+    return source.path if source.kind in ("local", "gguf") else source.spec
+
+
+def model_config(spec: str):
+    """The HF config of a spec without loading weights (None for a GGUF file: its config lives in the weights)."""
+    source = resolve(spec)
+    if source.kind == "gguf":
+        return None
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(_where(source))
+    except Exception:  # load_hf names the problem in full
+        return None
+
+
+def check_memory(
+    spec: str, dtype: torch.dtype, device: str, batch: int, seq: int, fixes: str, **training
+) -> memory.Estimate | None:
+    """Estimate what the command needs (core/memory.py) and refuse, before loading, when it does not fit."""
+    config = model_config(spec)
+    if config is None:
+        return None
+    est = memory.estimate(memory.Shape.of(config), dtype, batch, seq, **training)
+    memory.check_fits(est, device, fixes)
+    return est
+
+
+def check_device_map(device_map: dict) -> None:
+    """TransformerBridge refuses a map that mixes GPUs with CPU or disk offload: say so in one line, with the fix."""
+    places = {str(v).lower() for v in device_map.values()}
+    offloaded = places & {"cpu", "disk"}
+    if offloaded and places - {"cpu", "disk"}:
+        raise WorkbenchError(
+            f"--device-map: the model does not fit the GPUs, accelerate offloaded part of it to {'/'.join(sorted(offloaded))} "
+            "and TransformerBridge refuses GPU mixed with offload; use --dtype bfloat16, more GPUs, or --device cpu"
+        )
+
+
+def load_hf(
+    spec: str, dtype: torch.dtype = torch.float32, device_map: str | None = None
+) -> tuple[PreTrainedModel, object, ModelSource]:
+    """Load (HF model, tokenizer, source) for a spec, offline-friendly, eager attention, safetensors only.
+    ``device_map`` (auto, balanced, ...) dispatches the weights over the GPUs through accelerate."""
     source = resolve(spec)
     kwargs = dict(dtype=dtype, attn_implementation="eager", use_safetensors=True)
+    if device_map is not None:
+        if device_map not in DEVICE_MAPS:
+            raise WorkbenchError(f"--device-map {device_map!r}: use one of {', '.join(DEVICE_MAPS)}")
+        if source.kind == "gguf":
+            raise WorkbenchError("--device-map does not apply to a .gguf file: convert it to a HF folder first")
+        kwargs["device_map"] = device_map
     if source.kind == "gguf":
         model, tokenizer = _load_gguf(source.path)
-        return model, tokenizer, source
-    where = (
-        _ensure_embedded_cache()
-        if source.kind == "embedded"
-        else source.path
-        if source.kind == "local"
-        else source.spec
-    )
+        return model.to(dtype), tokenizer, source
+    where = _where(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
@@ -181,14 +231,22 @@ def load_hf(spec: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedMo
         raise WorkbenchError(
             f"cannot load hub model {spec!r}: {reason}; use -m default (embedded SmolLM2-135M) or -m /path/to/local/model_dir"
         ) from None
+    if getattr(model, "hf_device_map", None):
+        check_device_map(model.hf_device_map)
     return model, tokenizer, source
 
 
-def boot_bridge(hf_model: PreTrainedModel, tokenizer, label: str, device: str):
+def boot_bridge(hf_model: PreTrainedModel, tokenizer, label: str, device: str | None, dtype: torch.dtype | None = None):
+    """Boot the bridge over a loaded HF model, told the weights' dtype and device (it casts nothing itself and would
+    report fp32); ``device=None`` for a model dispatched with a device map. The KV-cache shim goes in first."""
     from transformer_lens.model_bridge import TransformerBridge  # seconds to import: only booting pays for it
 
+    kv_cache.install()
+    dtype = dtype or next(hf_model.parameters()).dtype
     try:
-        return TransformerBridge.boot_transformers(label, hf_model=hf_model, tokenizer=tokenizer, device=device)
+        return TransformerBridge.boot_transformers(
+            label, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+        )
     except Exception as exc:  # an architecture TransformerLens has no adapter for
         raise WorkbenchError(
             f"TransformerLens 4 cannot wrap {label!r} ({type(hf_model).__name__}): {str(exc).splitlines()[0]}; "
@@ -197,7 +255,7 @@ def boot_bridge(hf_model: PreTrainedModel, tokenizer, label: str, device: str):
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(None)
 
 
 @dataclass
@@ -277,7 +335,12 @@ class LoadedModel:
             "classifier_layer_default": self.classifier_layer,
             "tokenization": TOKENIZATION,
             "device": self.device,
+            "dtype": dtype_name(self.dtype),
         }
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf_model.parameters()).dtype
 
 
 def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False):
@@ -304,16 +367,42 @@ def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path, trainable
         ) from None
 
 
-def load_model(spec: str = "default", device: str | None = None, adapter: str | Path | None = None) -> LoadedModel:
-    """Load a model for probing, lens and training: HF model (+ adapter via peft) inside, TL bridge outside."""
-    device = device or default_device()
-    hf_model, tokenizer, source = load_hf(spec)
+ANALYSIS_FIXES = "use --dtype bfloat16, a smaller --batch-size, --device-map auto over several GPUs, or a smaller model"
+
+
+def load_model(
+    spec: str = "default",
+    device: str | None = None,
+    adapter: str | Path | None = None,
+    dtype: str | torch.dtype | None = "auto",
+    device_map: str | None = None,
+    batch_size: int = 64,
+    seq_len: int = 128,
+) -> LoadedModel:
+    """Load a model for probing, lens and patching: HF model (+ adapter via peft) inside, TL bridge outside.
+
+    ``dtype``: auto | float32 | bfloat16 | float16 (auto: bf16 on a CUDA GPU that has it, fp32 on the CPU).
+    ``device_map``: auto (or balanced, sequential) spreads a model too big for one GPU over several, via accelerate.
+    Before loading, the memory for a forward of ``batch_size`` x ``seq_len`` tokens is estimated and a run that does
+    not fit is refused (core/memory.py)."""
+    if device_map is not None and device is not None:
+        raise WorkbenchError(
+            "--device and --device-map exclude each other: give one (--device-map auto spreads over GPUs)"
+        )
+    device = resolve_device(device)  # with a device map: where the dtype is chosen for (the GPUs, else the CPU)
+    torch_dtype = resolve_dtype(dtype, device)
+    if device_map is None:
+        check_memory(spec, torch_dtype, device, batch_size, seq_len, ANALYSIS_FIXES)
+    hf_model, tokenizer, source = load_hf(spec, torch_dtype, device_map)
     peft_model = None
     if adapter is not None:
         peft_model = attach_adapter(hf_model, adapter)
         hf_model = peft_model.get_base_model()
     hf_model.eval()
-    bridge = boot_bridge(hf_model, tokenizer, source.model_id, device)
+    if device_map is None:
+        hf_model.to(device)
+    bridge = boot_bridge(hf_model, tokenizer, source.model_id, None if device_map else device, torch_dtype)
     bridge.eval()
-    hf_model.to(device)
+    if device_map is not None:
+        device = str(bridge.cfg.device)
     return LoadedModel(hf_model, tokenizer, bridge, source, device, peft_model, str(adapter) if adapter else None)

@@ -56,6 +56,10 @@ class TrainConfig(BaseModel):
     mask_prompt: bool | None = None
     intermediate_loss: IntermediateLoss = Field(default_factory=IntermediateLoss)
 
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # of the base weights; LoRA stays fp32
+    gradient_checkpointing: bool = False  # non-reentrant; hooks stay on through backward
+    fsdp: bool = False  # shard with FSDP2 (fully_shard) under torchrun; else DDP when there are several ranks
+
     save_every: int | None = Field(None, ge=1)
     resume: bool = False
     eval_samples: int = Field(200, ge=1)
