@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 
 _MARK = "_workbench_cache_keyword"
 
@@ -56,4 +57,6 @@ def install() -> bool:
 
     setattr(update, _MARK, True)
     AttentionBridge._update_kv_cache = update
+    # The bridge's forward hands HF its cache as past_key_values=, which 5.24 accepts with a notice per call.
+    warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
     return True

@@ -62,7 +62,8 @@ def lens_logits(lm: LoadedModel, resid: Float[Tensor, "*batch d_model"]) -> Floa
     """[..., d_model] residuals -> [..., d_vocab] logits exactly as the model makes its own from its last layer: final
     norm, unembedding, and the architecture's post-unembedding transform, as TransformerLens's adapter declares it
     (Granite's ``logits_scaling``, Cohere's ``logit_scale``, Gemma-style soft-capping; nothing for Llama)."""
-    logits = lm.bridge.unembed(lm.bridge.ln_final(resid.to(lm.device)))
+    norm = next(lm.bridge.ln_final.parameters())  # captures are fp32 on the CPU; the norm may be bf16 on a GPU
+    logits = lm.bridge.unembed(lm.bridge.ln_final(resid.to(norm.device, norm.dtype)))
     transform = getattr(getattr(lm.bridge, "adapter", None), "apply_output_logits_transform", None)
     return transform(logits) if callable(transform) else logits
 
