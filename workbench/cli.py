@@ -295,6 +295,8 @@ def train_grpo_cmd(
     max_steps: MaxStepsFlag = None,
     samples: flag(int, "--samples", help="generated RL prompts") = None,
     seed: SeedFlag = None,
+    dtype: flag(str, "--dtype", help="auto | float32 | bfloat16 | float16 (LoRA weights stay fp32)") = None,
+    device: DeviceOpt = None,
     no_progress: NoProgressOpt = False,
 ):
     """RL with verifiable rewards (GRPO through TRL, LoRA through peft) on the guide's "Calculate: a op b = " prompts."""
@@ -303,7 +305,16 @@ def train_grpo_cmd(
 
     cfg = load_grpo_config(
         config,
-        {"model": model, "output": output, "reward": reward, "max_steps": max_steps, "samples": samples, "seed": seed},
+        dict(
+            model=model,
+            output=output,
+            reward=reward,
+            max_steps=max_steps,
+            samples=samples,
+            seed=seed,
+            dtype=dtype,
+            device=device,
+        ),
     )
     m = TrainMetrics.from_dict(train_grpo(cfg, progress=not no_progress))
     b, a = m.before, m.after

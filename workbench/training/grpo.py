@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,6 +52,8 @@ class GrpoConfig(BaseModel):
     lora_alpha: float | None = None
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
     seed: int = 42
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # of the base weights; LoRA stays fp32
+    device: str = "auto"  # cpu, cuda (auto: cuda when available)
 
 
 def load_grpo_config(path: str | Path | None, overrides: dict | None = None) -> GrpoConfig:
@@ -94,13 +97,15 @@ def rl_records(samples: int, seed: int) -> list[dict]:
     return rl_prompts(generate_arithmetic(samples * 3, seed))[:samples]
 
 
-def measure(spec: str, eval_records: list[dict], adapter: Path | None = None, device: str = "cpu") -> dict:
+def measure(
+    spec: str, eval_records: list[dict], adapter: Path | None = None, device: str = "cpu", dtype: str = "auto"
+) -> dict:
     """The same held-out measurements as `workbench train sft` (lens at the classifier layer, answer metrics), plus
     greedy answer accuracy."""
     from ..core.models import load_model  # after train_grpo has set HF_HUB_OFFLINE: transformers reads it on import
     from .evaluation import heldout_measurement
 
-    return heldout_measurement(load_model(spec, device=device, adapter=adapter), eval_records)
+    return heldout_measurement(load_model(spec, device=device, adapter=adapter, dtype=dtype), eval_records)
 
 
 def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = None) -> dict:
@@ -126,11 +131,14 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
     from trl import GRPOConfig as TrlConfig
     from trl import GRPOTrainer
 
+    from ..core.devices import resolve_device, resolve_dtype
     from ..core.models import load_hf
 
-    before = before or measure(cfg.model, eval_records)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    before = before or measure(cfg.model, eval_records, device=device, dtype=cfg.dtype)
     torch.manual_seed(cfg.seed)
-    model, tokenizer, source = load_hf(cfg.model)
+    model, tokenizer, source = load_hf(cfg.model, dtype)  # never booted into a bridge: HF's cache serves the rollouts
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     log_path = output / "grpo_log.jsonl"
@@ -145,9 +153,10 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
 
     args = TrlConfig(
         output_dir=str(output / "trl"),
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
+        use_cpu=device == "cpu",
+        bf16=dtype is torch.bfloat16 and device != "cpu",
+        fp16=dtype is torch.float16,
+        generation_kwargs={"use_cache": True},
         activation_checkpointing=False,
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
@@ -193,9 +202,9 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
     seconds = time.perf_counter() - start
     trainer.save_model(str(output))  # peft's standard adapter files (or the full model without LoRA)
     after = (
-        measure(cfg.model, eval_records, adapter=output if cfg.use_lora else None)
+        measure(cfg.model, eval_records, adapter=output, device=device, dtype=cfg.dtype)
         if cfg.use_lora
-        else measure(str(output), eval_records)
+        else measure(str(output), eval_records, device=device, dtype=cfg.dtype)
     )
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     metrics = envelope(
