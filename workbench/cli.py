@@ -395,14 +395,22 @@ def explore_cmd(
     model: ModelOpt = "default",
     run_dir: flag(Path, "--run", help="run folder whose phase-1/phase-2 adapters and probe are offered") = None,
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8866,
+    dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ):
     """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C (or SIGTERM)."""
+    from .core.devices import resolve_device, resolve_dtype
+    from .core.models import DEVICE_MAPS
     from .ui.explorer import serve_until_stopped
+
+    resolve_dtype(dtype, resolve_device(None))  # bad flags fail here, not inside the served page
+    if device_map is not None and device_map not in DEVICE_MAPS:
+        raise WorkbenchError(f"--device-map {device_map!r}: use one of {', '.join(DEVICE_MAPS)}")
 
     print(
         f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)"
     )
-    raise typer.Exit(serve_until_stopped(model, run_dir, port))
+    raise typer.Exit(serve_until_stopped(model, run_dir, port, dtype, device_map))
 
 
 def _int_option(flag: str, value: str) -> int:

@@ -37,7 +37,7 @@ def voila_command(port: int, notebook: Path = NOTEBOOK, check_xsrf: bool = True)
     return cmd
 
 
-def explorer_env(model: str, run_dir: str | Path | None) -> dict:
+def explorer_env(model: str, run_dir: str | Path | None, dtype: str = "auto", device_map: str | None = None) -> dict:
     """The environment notebook 06 reads. Paths become absolute: Voila runs the notebook in its own folder."""
     if run_dir is not None and not Path(run_dir).is_dir():
         raise WorkbenchError(
@@ -46,6 +46,7 @@ def explorer_env(model: str, run_dir: str | Path | None) -> dict:
     if Path(model).exists():
         model = str(Path(model).resolve())
     env = dict(os.environ, WORKBENCH_MODEL=model, WORKBENCH_RUN=str(Path(run_dir).resolve()) if run_dir else "")
+    env.update(WORKBENCH_DTYPE=dtype, WORKBENCH_DEVICE_MAP=device_map or "")
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     return env
 
@@ -127,11 +128,13 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
     proc.wait()
 
 
-def serve_until_stopped(model: str, run_dir: str | Path | None, port: int) -> int:
+def serve_until_stopped(
+    model: str, run_dir: str | Path | None, port: int, dtype: str = "auto", device_map: str | None = None
+) -> int:
     """`workbench explore`: Voila in the foreground until it exits, Ctrl-C or SIGTERM; returns the exit status (130 or
     143 for the signals). Handlers are installed even when the command was started as a background job (which
     inherits Ctrl-C ignored), and the process adopts orphans, so no kernel outlives it."""
-    env = explorer_env(model, run_dir)
+    env = explorer_env(model, run_dir, dtype, device_map)
     adopt_orphans()
     received: dict[str, int] = {}
 

@@ -124,8 +124,12 @@ class LayerExplorer:
         layer: int | None = None,
         top_k: int = 10,
         device: str | None = None,
+        dtype: str = "auto",
+        device_map: str | None = None,
     ):
-        base = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+        base = (
+            model if isinstance(model, LoadedModel) else load_model(model, device, dtype=dtype, device_map=device_map)
+        )
         self.adapters = {name: Path(path) for name, path in (adapters or {}).items()}
         for name, path in self.adapters.items():
             if not (path / "adapter_config.json").is_file():
@@ -138,7 +142,9 @@ class LayerExplorer:
             raise WorkbenchError("no prompts: pass prompts=['7 * 8 = ', ...] (no empty ones)")
         self.targets = list(targets or TARGETS)
         self.top_k = top_k
-        self.device = device or base.device
+        # adapters load like the base model: same dtype, same device or device map
+        self.load_options = dict(device=None, device_map=device_map) if device_map else dict(device=base.device)
+        self.load_options["dtype"] = base.dtype
         self.spec = base.source.spec
         self.variants = [BASE, *self.adapters]
         self.views: dict[str, LensView] = {BASE: LensView(base, self.targets)}
@@ -284,7 +290,7 @@ class LayerExplorer:
 
     def view(self, variant: str) -> LensView:
         if variant not in self.views:
-            lm = load_model(self.spec, device=self.device, adapter=self.adapters[variant])
+            lm = load_model(self.spec, adapter=self.adapters[variant], **self.load_options)
             self.views[variant] = LensView(lm, self.targets)
         return self.views[variant]
 
