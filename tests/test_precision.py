@@ -156,3 +156,23 @@ def test_results_record_the_dtype(tiny_dir, tmp_path, capsys):
     assert code == 0, err
     doc = json.loads(out.read_text())
     assert doc["settings"]["dtype"] == "bfloat16"
+
+
+def test_lora_parameter_count_equals_peft(tiny_dir, smol_config):
+    from peft import LoraConfig, get_peft_model
+
+    from workbench.core.models import load_hf
+
+    hf, _, _ = load_hf(str(tiny_dir))
+    peft_model = get_peft_model(hf, LoraConfig(r=4, target_modules=["v_proj", "o_proj"]))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert memory.lora_parameters(smol_config, ["v_proj", "o_proj"], 4) == trainable
+    frozen = memory.lora_parameters(smol_config, ["v_proj", "o_proj"], 4, frozenset({0, 1}))
+    assert frozen == trainable // 2  # 2 of 4 layers frozen
+
+
+def test_estimate_command_reads_only_the_config(tmp_path, capsys):
+    llama_shape(**LLAMA_70B).save_pretrained(tmp_path)  # no weights at all
+    code, out, err = cli(capsys, "estimate", "-m", str(tmp_path), "--dtype", "bfloat16", "--train", "--seq-len", "64")
+    assert code == 0, err
+    assert "weights 131.42 GiB" in out and "does NOT fit" in out

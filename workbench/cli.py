@@ -325,6 +325,56 @@ def train_grpo_cmd(
     )
 
 
+@app.command("estimate")
+def estimate_cmd(
+    model: ModelOpt = "default",
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="sequences per step (per rank)")] = 1,
+    seq_len: Annotated[int, typer.Option("--seq-len", min=1, help="tokens per sequence")] = 512,
+    train: Annotated[bool, typer.Option("--train", help="a training step, not a forward")] = False,
+    use_lora: Annotated[bool, typer.Option("--use-lora/--no-lora", help="LoRA (default) or full fine-tuning")] = True,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", min=1)] = 16,
+    lora_targets: Annotated[str, typer.Option("--lora-targets")] = "v_proj,o_proj",
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    shards: Annotated[int, typer.Option("--shards", min=1, help="FSDP ranks the weights are sharded over")] = 1,
+):
+    """Memory a forward or a training step needs, from the model's config alone (no weights are read), vs free memory."""
+    from .core import memory
+    from .core.devices import dtype_name, resolve_device, resolve_dtype
+    from .core.models import model_config
+
+    where = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, where)
+    config = model_config(model)
+    if config is None:
+        raise WorkbenchError(
+            f"{model!r}: no readable config.json (a .gguf file keeps it in the weights); use a HF folder"
+        )
+    targets = [t.strip() for t in lora_targets.split(",") if t.strip()]
+    lora = memory.lora_parameters(config, targets, lora_rank) if train and use_lora else 0
+    est = memory.estimate(
+        memory.Shape.of(config),
+        torch_dtype,
+        batch_size,
+        seq_len,
+        training=train,
+        trainable_params=lora,
+        full_finetune=train and not use_lora,
+        checkpointing=gradient_checkpointing,
+        n_shards=shards,
+    )
+    free = memory.free_bytes(where)
+    gib = memory.GIB
+    print(f"{model} in {dtype_name(torch_dtype)}: {est.what}{f', sharded over {shards}' if shards > 1 else ''}")
+    print(f"  weights {est.weights / gib:.2f} GiB, trainable {est.trainable / gib:.2f} GiB, ", end="")
+    print(
+        f"gradients + optimizer {est.gradients_and_optimizer / gib:.2f} GiB, activations {est.activations / gib:.2f} GiB"
+    )
+    verdict = "fits" if est.total <= free else "does NOT fit"
+    print(f"  total {est.total / gib:.2f} GiB; {where} has {free / gib:.1f} GiB free: {verdict}")
+
+
 @app.command("run")
 def run_cmd(
     phase: Annotated[

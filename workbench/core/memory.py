@@ -21,6 +21,26 @@ from .errors import WorkbenchError
 GIB = 1024**3
 
 
+def _meta_model(config):
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def lora_parameters(config, targets: list[str], rank: int, frozen_layers: frozenset[int] = frozenset()) -> int:
+    """Parameters LoRA of ``rank`` adds on the linears named ``targets`` (r x (in + out) each), outside frozen layers."""
+    from .models import layer_of
+
+    return sum(
+        rank * (m.in_features + m.out_features)
+        for name, m in _meta_model(config).named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and name.split(".")[-1] in targets
+        and layer_of(name + ".") not in frozen_layers
+    )
+
+
 @dataclass(frozen=True)
 class Shape:
     parameters: int
@@ -32,10 +52,7 @@ class Shape:
 
     @classmethod
     def of(cls, config) -> Shape:
-        from transformers import AutoModelForCausalLM
-
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
+        model = _meta_model(config)
         return cls(
             parameters=sum(p.numel() for p in model.parameters()),
             n_layers=int(config.num_hidden_layers),
