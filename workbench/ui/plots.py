@@ -168,21 +168,32 @@ def chromium() -> str | None:
     return None
 
 
-_PNG_SERVER: list[bool] = []  # one kaleido browser per process, started on the first PNG, closed at exit
+_PNG_SERVER: list[bool] = []  # one kaleido browser per process, started once, closed at exit
+
+
+def start_png_export() -> bool:
+    """Start the process's kaleido server (a headless Chromium) in the background and return at once; False when no
+    Chromium is found or $WORKBENCH_PNG is 0. The browser takes seconds to start (2 s on the 2-core machine, most of a
+    PNG's cost), so a command that will write a PNG calls this before its slow work, and the start overlaps it; the
+    first ``write_png`` then waits only for what is left. Idempotent; ``write_png`` calls it too."""
+    browser = chromium()
+    if browser is None:
+        return False
+    if not _PNG_SERVER:
+        import kaleido  # only when a PNG is asked for: it drives a headless Chromium
+
+        os.environ.setdefault("BROWSER_PATH", browser)
+        # mathjax=False: the figures have no LaTeX, and kaleido would otherwise put MathJax from a CDN in its page
+        kaleido.start_sync_server(silence_warnings=True, mathjax=False)  # the browser opens in kaleido's thread
+        atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+        _PNG_SERVER.append(True)
+    return True
 
 
 def write_png(fig: go.Figure, path: str | Path, width: int = 1100) -> Path:
     """A static PNG through kaleido (a headless Chromium it keeps open for the process; it exits with the process)."""
-    browser = chromium()
-    if browser is None:
+    if not start_png_export():
         raise RuntimeError("no Chromium found for PNG export: install chromium (apt) or set BROWSER_PATH")
-    import kaleido  # only when a PNG is asked for: it drives a headless Chromium
-
-    if not _PNG_SERVER:
-        os.environ.setdefault("BROWSER_PATH", browser)
-        kaleido.start_sync_server(silence_warnings=True)
-        atexit.register(kaleido.stop_sync_server, silence_warnings=True)
-        _PNG_SERVER.append(True)
     height = int(fig.layout.height) if fig.layout.height else 550
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # plotly: "kopts ignored when using a server"
