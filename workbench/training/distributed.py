@@ -78,7 +78,7 @@ class Ranks:
         the global mean itself)."""
         if not self.active:
             return values
-        keys = sorted(values)
+        keys = list(values)  # the same order on every rank: the same losses in the same order
         t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.collective_device)
         dist.all_reduce(t)
         return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist())}
@@ -99,6 +99,21 @@ class Ranks:
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             return model.no_sync()
         return _fsdp_no_sync(model)
+
+    @contextmanager
+    def whole(self, bridge: torch.nn.Module):
+        """The FSDP2 root's own parameters (embedding, final norm, unembedding) gathered for the duration: the analysis
+        code calls ``bridge.run_with_hooks``, which calls ``forward`` directly and so skips FSDP2's pre-forward hook
+        (the blocks, called through ``__call__`` inside, gather their own). Nothing to do without FSDP2."""
+        unshard = getattr(bridge, "unshard", None) if self.fsdp else None
+        if unshard is None:
+            yield
+            return
+        unshard()
+        try:
+            yield
+        finally:
+            bridge.reshard()
 
     @contextmanager
     def stop_together(self, output):
@@ -206,6 +221,10 @@ def wrap(bridge: torch.nn.Module, ranks: Ranks, device: str, mixed_dtype: torch.
     for block in bridge.blocks:
         fully_shard(block, **kwargs)
     fully_shard(bridge, **kwargs)
+    # FSDP2 sets itself up at the first call through the root; an analysis forward (run_with_hooks calls
+    # ``forward`` directly) coming first would set each block up as a root of its own. So call the root once now.
+    with torch.no_grad():
+        bridge(torch.zeros((1, 1), dtype=torch.long, device=device))
     return bridge
 
 

@@ -251,9 +251,11 @@ def lr_lambda(warmup: int, total: int):
 # ---------------------------------------------------------------- the loop
 
 
-def evaluate(lm: LoadedModel, eval_records: list[dict], cfg: TrainConfig, layer: int) -> dict:
+def evaluate(
+    lm: LoadedModel, eval_records: list[dict], cfg: TrainConfig, layer: int, ranks: Ranks | None = None
+) -> dict:
     lm.bridge.eval()
-    with torch.inference_mode():
+    with (ranks or Ranks()).whole(lm.bridge), torch.inference_mode():
         return {
             "lens": lens_metrics(lm, eval_records, cfg.intermediate_loss.targets, layer),
             **answer_metrics(lm, eval_records),
@@ -322,7 +324,7 @@ def _train(cfg: TrainConfig, device: str, progress: bool, ranks: Ranks) -> dict:
     if start > 0 and before_path.is_file():
         before = json.loads(before_path.read_text())
     else:
-        before = evaluate(lm, eval_records, cfg, eval_layer)  # on every rank: FSDP2's forward needs them all
+        before = evaluate(lm, eval_records, cfg, eval_layer, ranks)  # on every rank: FSDP2's forward needs them all
         if ranks.main:
             atomic_write_text(before_path, json.dumps(before, indent=2) + "\n")
     resolved = {
@@ -388,7 +390,7 @@ def _train(cfg: TrainConfig, device: str, progress: bool, ranks: Ranks) -> dict:
                 save_checkpoint(lm, optimizer, scheduler, step + 1, output, fingerprint, ranks=ranks)
     bar.close()
     save_final(lm, output, ranks)
-    after = evaluate(lm, eval_records, cfg, eval_layer)
+    after = evaluate(lm, eval_records, cfg, eval_layer, ranks)
     metrics = envelope(
         "train.sft",
         {
