@@ -142,7 +142,10 @@ def check_training_memory(cfg: TrainConfig, records: list[dict], dtype: torch.dt
         return None
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(models._where(models.resolve(cfg.model)))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(models._where(models.resolve(cfg.model)))
+    except Exception:  # load_hf names the problem in full, in one line
+        return None
     max_length = int(getattr(config, "max_position_embeddings", 2048))
     seq = max(len(e.ids) for e in encode_with(tokenizer, max_length, records, bool(cfg.mask_prompt)))
     n_layers = int(config.num_hidden_layers)
