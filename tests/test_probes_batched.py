@@ -10,7 +10,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from workbench.core import probes
-from workbench.core.probes import probe_layers, solve_logistic
+from workbench.core.logistic import solve_logistic
+from workbench.core.probes import probe_layers
 
 
 def _data(seed, n_per=4, d=64, classes=("a", "b", "c", "d"), layers=3, signal=1.0, tests=3):

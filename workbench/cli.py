@@ -94,8 +94,9 @@ def classifier_cmd(
     from .core import readouts as ops
     from .core.models import load_model
     from .core.results import write_result
-    from .ui.plots import probe_accuracy_figure, write_figure
+    from .ui.plots import probe_accuracy_figure, start_png_export, write_figure
 
+    start_png_export()  # the PNG's browser starts while the model loads and the probes fit
     lm = load_model(model, device, adapter, dtype, device_map, batch_size)
     chosen = parse_layers(layers, lm.n_layers)
     result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
@@ -147,8 +148,9 @@ def logit_lens_cmd(
     from .core import readouts as ops
     from .core.models import load_model
     from .core.results import write_result
-    from .ui.plots import lens_heatmap_figure, lens_layer_figure, write_figure
+    from .ui.plots import lens_heatmap_figure, lens_layer_figure, start_png_export, write_figure
 
+    start_png_export()
     lm = load_model(model, device, adapter, dtype, device_map, batch_size)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
     adapter_path = str(adapter) if adapter else None

@@ -15,7 +15,6 @@ from plotly.subplots import make_subplots
 
 from ..core import guide
 from ..core.results import atomic_write_bytes, atomic_write_text
-from ..experiment.compare import LABELS, METHODS
 from ..experiment.summary import LOSS_KEYS, ordered_operations, rolling_mean
 from ..training.records import TrainMetrics
 
@@ -388,6 +387,8 @@ def verification_answers_figure(data: dict) -> go.Figure:
 def comparison_methods_figure(rows: list[dict], steps: int) -> go.Figure:
     """Held-out correct-operation lens probability per training method, one marker per seed (log axis), with the
     guide's 36-81% band. ``rows``: ``compare.run_methods``'s result."""
+    from ..experiment.compare import LABELS, METHODS  # compare imports the training loop: only its figures pay
+
     names = [m for m in METHODS if any(r["method"] == m for r in rows)]
     untrained = {r["method"]: r["heldout_correct_prob"] for r in rows if r["seed"] is None}  # "none": seed-independent
     fig = go.Figure()
@@ -412,6 +413,8 @@ def comparison_methods_figure(rows: list[dict], steps: int) -> go.Figure:
 
 def comparison_eight_figure(summary: dict) -> go.Figure:
     """Top-1 on the guide's eight prompts per method, mean ± std over seeds. ``summary``: ``compare.summarize``'s."""
+    from ..experiment.compare import LABELS, METHODS
+
     names = [m for m in METHODS if m in summary]
     fig = go.Figure(
         go.Bar(
