@@ -22,7 +22,7 @@ OPS = {t: t for t in TARGETS}
 
 @pytest.fixture(scope="module")
 def gpu_lm(tiny_dir):
-    return load_model(str(tiny_dir), device="cuda")
+    return load_model(str(tiny_dir), device="cuda", dtype="float32")  # auto would be bf16 on a GPU
 
 
 def test_bridge_capture_lens_probe_on_cuda_match_cpu(gpu_lm, tiny_lm):
@@ -64,6 +64,7 @@ def test_training_on_cuda_and_the_adapter_on_cpu(tiny_dir, tmp_path):
             "freeze_layers": "0",
             "intermediate_loss": {"enabled": True, "weight": 0.4},
             "save_every": 2,
+            "dtype": "float32",
         }
     )
     metrics = train(cfg, device="cuda", progress=False)
@@ -75,3 +76,17 @@ def test_training_on_cuda_and_the_adapter_on_cpu(tiny_dir, tmp_path):
     assert on_cpu["mean_correct_target_prob"] == pytest.approx(
         metrics["after"]["lens"]["mean_correct_target_prob"], rel=1e-3
     )
+
+
+def test_auto_is_bf16_on_cuda_with_fp32_lora_and_a_correct_cache(tiny_dir, tiny_lm):
+    from workbench.core.generation import greedy_answers
+
+    lm = load_model(str(tiny_dir), device="cuda")
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16: auto stays fp32")
+    assert lm.bridge.cfg.dtype is torch.bfloat16 and lm.describe()["dtype"] == "bfloat16"
+    ids = lm.tokenize(PROMPTS[:1]).input_ids
+    with torch.no_grad():
+        gpu, cpu = lm.bridge(ids).float().cpu(), tiny_lm.bridge(ids.cpu())
+    assert (gpu - cpu).abs().max() < 0.1
+    assert greedy_answers(lm, PROMPTS, 6) == greedy_answers(lm, PROMPTS, 6, use_cache=False)
