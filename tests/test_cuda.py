@@ -78,9 +78,13 @@ def test_training_on_cuda_and_the_adapter_on_cpu(tiny_dir, tmp_path):
     )
 
 
-def test_auto_is_bf16_on_cuda_with_fp32_lora_and_a_correct_cache(tiny_dir, tiny_lm):
+def test_cached_greedy_on_cuda_equals_cache_free(gpu_lm):
     from workbench.core.generation import greedy_answers
 
+    assert greedy_answers(gpu_lm, PROMPTS, 6) == greedy_answers(gpu_lm, PROMPTS, 6, use_cache=False)
+
+
+def test_auto_is_bf16_on_cuda(tiny_dir, tiny_lm):
     lm = load_model(str(tiny_dir), device="cuda")
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16: auto stays fp32")
@@ -89,4 +93,3 @@ def test_auto_is_bf16_on_cuda_with_fp32_lora_and_a_correct_cache(tiny_dir, tiny_
     with torch.no_grad():
         gpu, cpu = lm.bridge(ids).float().cpu(), tiny_lm.bridge(ids.cpu())
     assert (gpu - cpu).abs().max() < 0.1
-    assert greedy_answers(lm, PROMPTS, 6) == greedy_answers(lm, PROMPTS, 6, use_cache=False)
