@@ -24,7 +24,16 @@ RENAMED_TEXT = {  # the phase configs are no longer SmolLM2's own (layer: auto, 
     "the seed's range": "the guide's range",  # "guide" names the guide, "seed" a random seed
 }
 RENAMED_KEYS = {"claims.json": {"seed": "guide"}}  # the claim rows' column of the guide's figures
-NEW_KEYS = {"as_written", "dtype", "gradient_checkpointing", "fsdp"}  # settings added after the golden was made
+NEW_KEYS = {
+    "as_written",
+    "dtype",
+    "gradient_checkpointing",
+    "fsdp",
+    "lora_dtype",
+    "world_size",
+    "global_batch_size",
+    "memory_estimate",
+}  # settings added after the golden was made
 
 
 def _renamed(value, keys: dict):

@@ -7,6 +7,7 @@ for importing torch and transformers (seconds).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -275,6 +276,8 @@ def train_sft_cmd(
     from .training.records import TrainMetrics
 
     m = TrainMetrics.from_dict(train(cfg, device=device, progress=not no_progress))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank trains; rank 0 reports
+        return
     before, after = m.before, m.after
     print(f"trained {m.steps} steps; adapter and metrics in {cfg.output}")
     if before:

@@ -170,6 +170,14 @@ def model_config(spec: str):
         return None
 
 
+def load_tokenizer(spec: str):
+    """The tokenizer of a spec, without the weights (a GGUF file's comes out of the file)."""
+    source = resolve(spec)
+    if source.kind == "gguf":
+        return AutoTokenizer.from_pretrained(source.path.parent, gguf_file=source.path.name)
+    return AutoTokenizer.from_pretrained(_where(source))
+
+
 def check_memory(
     spec: str, dtype: torch.dtype, device: str, batch: int, seq: int, fixes: str, **training
 ) -> memory.Estimate | None:

@@ -19,7 +19,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from tqdm.auto import tqdm
 
-from ..core import models
+from ..core import memory, models
 from ..core.data import held_out, read_jsonl
 from ..core.devices import dtype_name, resolve_device, resolve_dtype
 from ..core.errors import WorkbenchError
@@ -117,20 +117,12 @@ def lora_settings(cfg: TrainConfig) -> tuple[int, list[str]]:
 
 
 def estimated_trainable(cfg: TrainConfig, config, frozen: list[int]) -> int:
-    """Trainable parameters before loading: LoRA's r * (in + out) per targeted linear in each unfrozen layer, the shapes
-    read off the model built on the meta device (no memory); 0 for full fine-tuning (memory.py counts it itself)."""
+    """Trainable parameters before loading: LoRA's r * (in + out) per targeted linear in each unfrozen layer
+    (core/memory.py); 0 for full fine-tuning (the estimate counts it itself)."""
     if not (cfg.use_lora or cfg.adapter):
         return 0
-    from transformers import AutoModelForCausalLM
-
     rank, targets = lora_settings(cfg)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
-    return sum(
-        rank * (m.in_features + m.out_features)
-        for name, m in skeleton.named_modules()
-        if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in targets and layer_of(f"{name}.") not in frozen
-    )
+    return memory.lora_parameters(config, targets, rank, frozenset(frozen))
 
 
 def check_training_memory(cfg: TrainConfig, records: list[dict], dtype: torch.dtype, device: str, n_shards: int):
@@ -140,10 +132,8 @@ def check_training_memory(cfg: TrainConfig, records: list[dict], dtype: torch.dt
     config = models.model_config(cfg.model)
     if config is None or not records:
         return None
-    from transformers import AutoTokenizer
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(models._where(models.resolve(cfg.model)))
+        tokenizer = models.load_tokenizer(cfg.model)
     except Exception:  # load_hf names the problem in full, in one line
         return None
     max_length = int(getattr(config, "max_position_embeddings", 2048))
