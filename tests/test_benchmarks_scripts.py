@@ -1,0 +1,138 @@
+"""Cheap checks of benchmarks/train_throughput.py and benchmarks/gpu_check.sh (no GPU needed): the shell script's
+syntax, the random shapes against the published parameter counts, the report writer on fake numbers, and (slow)
+a tiny-model run of the throughput script and a dry run of the GPU check on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import gpu_models  # noqa: E402
+import train_throughput as tt  # noqa: E402
+
+
+def test_gpu_check_is_valid_bash():
+    res = subprocess.run(["bash", "-n", str(BENCH / "gpu_check.sh")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert os.access(BENCH / "gpu_check.sh", os.X_OK)
+
+
+def test_gpu_check_refuses_an_unknown_argument():
+    res = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--bogus"], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown argument --bogus" in res.stderr
+
+
+@pytest.mark.parametrize("name", list(gpu_models.SHAPES))
+def test_random_shapes_have_the_published_parameter_counts(name):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(gpu_models.llama_config(gpu_models.PREFIX + name))
+    assert sum(p.numel() for p in model.parameters()) == gpu_models.PUBLISHED_PARAMETERS[name]
+    assert gpu_models.parse(f"random:{name}@layers=2") == (name, 2)
+    with pytest.raises(ValueError, match="use one of"):
+        gpu_models.parse("random:llama-9b")
+
+
+def fake_result(model: str, scale: float = 1.0) -> dict:
+    results, ratios = [], []
+    for n in (16, 512):
+        secs = {"bridge": 1.2 * scale * n / 16, "hf_eager": 1.0 * scale * n / 16, "hf_sdpa": 0.8 * scale * n / 16}
+        for c, s in secs.items():
+            row = dict(contender=c, length=n, median_s=s, min_s=s, max_s=s, reps=1, tokens_per_s=n / s)
+            results.append({**row, "step_peak_mib": 100.0 * n / 16 if c != "hf_sdpa" else None})
+        ratios.append(dict(length=n, bridge_over_hf_eager=secs["bridge"] / secs["hf_eager"], bridge_over_hf_sdpa=1.5))
+    return dict(model=model, dtype="bfloat16", device="cuda", results=results, ratios=ratios, ok=False)
+
+
+def test_table_summary_and_report_on_fake_numbers(tmp_path):
+    result = fake_result("default")
+    table = tt.format_table(result)
+    assert "| 512 | hf_eager | 32.0000 | 16 | 3200 | 1.200 |" in table
+    assert "| 512 | hf_sdpa | 25.6000 | 20 | - | 1.500 |" in table
+    summary = tt.summary_line(result)
+    assert summary.startswith("SUMMARY train_throughput:") and "bridge/hf_eager 1.200" in summary
+    assert "MISSED" in summary
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "env.json").write_text(
+        json.dumps(dict(date="2026-12-01", commit="abc1234", gpu="NVIDIA H200", dtype="bf16"))
+    )
+    (out / "steps.tsv").write_text("cuda_tests\tok\t0\t40\ntt_default\tok\t0\t61\ncapture\ttimeout\t124\t60\n")
+    (out / "tt_default.json").write_text(json.dumps(result))
+    (out / "tt_llama-3.1-8b.json").write_text(json.dumps(fake_result("random:llama-3.1-8b", 2.0)))
+    (out / "capture.log").write_text("noise\nSUMMARY capture_vs_hf: capture/hf = 0.701 (target <= 1.15): MET; x\n")
+    text = tt.render_gpu_section(out)
+    assert "NVIDIA H200" in text and "abc1234" in text and "Dry run" not in text
+    assert "| capture | timeout | 124 | 60 |" in text
+    assert "| random:llama-3.1-8b | bfloat16 | 512 |" in text and "| 1.200 | 1.500 | 3200 / 3200 / - |" in text
+    assert "capture / hf (capture_vs_hf.py): 0.701" in text
+    assert "greedy_decoding: no SUMMARY line" in text
+
+    doc = tmp_path / "performance.md"
+    doc.write_text(
+        "# Performance\n\n## CPU\n\nmeasured here\n\n<!-- gpu_check:begin -->\nold\n<!-- gpu_check:end -->\n"
+    )
+    tt.write_between_markers(doc, text)
+    tt.write_between_markers(doc, text)  # idempotent: one section, replaced in place
+    new = doc.read_text()
+    assert new.startswith("# Performance\n\n## CPU\n\nmeasured here\n") and "old" not in new
+    assert new.count(tt.BEGIN) == 1 and new.count("NVIDIA H200") == 1
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no markers\n")
+    tt.write_between_markers(bare, "x")
+    assert bare.read_text() == f"# no markers\n\n{tt.BEGIN}\nx\n{tt.END}\n"
+
+
+def env(**extra) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **extra}
+
+
+@pytest.mark.slow
+def test_train_throughput_on_a_tiny_model(tiny_dir, tmp_path):
+    """All three contenders, losses equal before training, memory from the fresh-subprocess children."""
+    out = tmp_path / "tt.json"
+    cmd = [sys.executable, str(BENCH / "train_throughput.py"), "--model", str(tiny_dir), "--lengths", "8,32"]
+    res = subprocess.run(cmd + ["--reps", "1", "--json", str(out)], capture_output=True, text=True, env=env())
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "SUMMARY train_throughput:" in res.stdout
+    result = json.loads(out.read_text())
+    assert {(r["contender"], r["length"]) for r in result["results"]} == {
+        (c, n) for c in tt.CONTENDERS for n in (8, 32)
+    }
+    assert max(result["losses_before"].values()) - min(result["losses_before"].values()) < 1e-4
+    assert all(r["step_peak_mib"] is not None and r["tokens_per_s"] > 0 for r in result["results"])
+    assert result["memory_method"].startswith("fresh subprocess per contender")
+    assert result["lora"]["trainable_parameters"] > 0 and result["resident_mib"]["adam"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_the_table(tiny_dir, tmp_path):
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\n## CPU\n\nkept\n")
+    extra = dict(
+        GPU_CHECK_DRY="1",
+        GPU_CHECK_MODELS=str(tiny_dir),
+        GPU_CHECK_SKIP="cuda_tests greedy capture",
+        GPU_CHECK_OUT=str(tmp_path / "out"),
+        GPU_CHECK_DOC=str(doc),
+        PYTHON=sys.executable,
+    )
+    res = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], capture_output=True, text=True, env=env(**extra))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "SUMMARY gpu_check:" in res.stdout and "0 failed or timed out" in res.stdout
+    text = doc.read_text()
+    assert text.startswith("# Performance\n\n## CPU\n\nkept\n")
+    assert "Dry run on the CPU" in text and "| greedy | skipped | - | 0 |" in text
+    assert f"| {tiny_dir} | float32 | 32 |" in text
