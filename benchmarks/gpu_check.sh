@@ -105,11 +105,12 @@ fi
 "$PY" - "$OUT/env.json" "$DRY" "$DTYPE" <<'PYEOF' || say "could not record the environment"
 import json, subprocess, sys, datetime
 import torch
-def version(mod):
+from importlib.metadata import PackageNotFoundError, version as dist_version
+def version(dist):
     try:
-        return __import__(mod).__version__
-    except Exception as exc:
-        return f"missing ({type(exc).__name__})"
+        return dist_version(dist)
+    except PackageNotFoundError:
+        return "missing"
 try:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 except OSError:
@@ -120,7 +121,7 @@ env = dict(
     dtype=sys.argv[3], torch=torch.__version__, cuda=torch.version.cuda,
     gpu=torch.cuda.get_device_name(0) if cuda else None,
     gpu_memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else None,
-    transformers=version("transformers"), transformer_lens=version("transformer_lens"), peft=version("peft"),
+    transformers=version("transformers"), transformer_lens=version("transformer-lens"), peft=version("peft"),
 )
 json.dump(env, open(sys.argv[1], "w"), indent=2)
 print(f"gpu: {env['gpu']} ({env['gpu_memory_gib']} GiB), commit {env['commit']}")

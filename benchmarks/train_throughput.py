@@ -556,9 +556,10 @@ def render_gpu_section(out: Path) -> str:
         lines += ["| step | status | exit | seconds |", "| --- | --- | ---: | ---: |"]
         lines += [f"| {s[0]} | {s[1]} | {s[2]} | {s[3]} |" for s in steps if len(s) >= 4]
         lines.append("")
-    rows = []
+    rows, methods = [], set()
     for path in sorted(out.glob("tt_*.json")):
         res = json.loads(path.read_text())
+        methods.add(res.get("memory_method") or "not measured")
         by = {(r["length"], r["contender"]): r for r in res["results"]}
         for ratio in res["ratios"]:
             n = ratio["length"]
@@ -574,7 +575,7 @@ def render_gpu_section(out: Path) -> str:
     if rows:
         lines += [
             "Training step (LoRA r=16 on v_proj,o_proj, dual-reward loss, AdamW), batch 1; tokens/s per contender; "
-            "step peak = max_memory_allocated during the step minus memory_allocated before it.",
+            f"step peak memory: {'; '.join(sorted(methods))}.",
             "",
             "| model | dtype | length | bridge tok/s | hf_eager tok/s | hf_sdpa tok/s | bridge/hf_eager | bridge/hf_sdpa "
             "| step peak MiB (bridge / eager / sdpa) |",
