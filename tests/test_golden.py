@@ -22,6 +22,8 @@ RENAMED_TEXT = {  # the phase configs are no longer SmolLM2's own (layer: auto, 
     "/configs/smollm2_phase1.yaml": "/configs/phase1.yaml",
     "/configs/smollm2_phase2.yaml": "/configs/phase2.yaml",
     "the seed's range": "the guide's range",  # "guide" names the guide, "seed" a random seed
+    # greedy decoding uses the KV cache now (issue 13): the description says so, the answers are the same
+    "greedy argmax through the bridge, prompt": "greedy argmax through the bridge with HF's KV cache, prompt",
 }
 RENAMED_KEYS = {"claims.json": {"seed": "guide"}}  # the claim rows' column of the guide's figures
 NEW_KEYS = {
