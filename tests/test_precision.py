@@ -133,7 +133,7 @@ def test_training_estimate_by_hand():
     """One layer, d=4, f=8, 2 heads, vocab 10, batch 1, seq 2, fp32: every term computed by hand."""
     shape = memory.Shape(parameters=100, n_layers=1, d_model=4, d_mlp=8, n_heads=2, vocab=10)
     est = memory.estimate(shape, torch.float32, batch=1, seq=2, training=True, trainable_params=10)
-    per_layer = (13 * 4 + 6 * 8) * 2 * 4 + int(2.5 * 2 * 4) * 4  # hidden terms + S^2 attention terms, 4 bytes
+    per_layer = (13 * 4 + 6 * 8) * 2 * 4 + 2 * 4 * (4 + 2)  # hidden terms (4-byte elements) + heads x S^2 x 6 bytes
     assert est.weights == 400 and est.trainable == 40 and est.gradients_and_optimizer == 120
     assert est.activations == per_layer + 2 * (1 * 2 * 10 * 4)
     checkpointed = memory.estimate(shape, torch.float32, 1, 2, training=True, trainable_params=10, checkpointing=True)

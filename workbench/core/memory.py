@@ -4,8 +4,9 @@ dying of OOM halfway.
 The estimate counts weights in the chosen dtype (parameters counted on the meta device: exact for any architecture),
 LoRA weights, their gradients and AdamW state in fp32 (peft keeps LoRA fp32 on a bf16 base), and activations for the
 batch and sequence length. Activations follow Korthikanti et al. (2022) per layer, adapted to a gated MLP and to the
-bridge's eager attention (it keeps the S x S scores and probabilities of every head for backward):
-``s*b*(13 h + 6 f)`` elements plus ``2.5 * heads * s^2 * b`` elements, and the logits in fp32. With gradient
+bridge's eager attention (it keeps the S x S probabilities of every head for backward, and computes its softmax in
+fp32): ``s*b*(13 h + 6 f)`` elements plus ``heads * s^2 * b * (element size + 2)`` bytes, and the logits in fp32.
+Measured against the real step (docs/performance.md), it errs on the safe side. With gradient
 checkpointing only each layer's input is kept, plus one layer recomputed at a time.
 """
 
@@ -94,7 +95,7 @@ def estimate(
     size = torch.finfo(dtype).bits // 8
     weights = shape.parameters * size // n_shards
     s, b, h, f = seq, batch, shape.d_model, shape.d_mlp
-    per_layer = (13 * h + 6 * f) * s * b * size + int(2.5 * shape.n_heads * s * s * b) * size
+    per_layer = (13 * h + 6 * f) * s * b * size + shape.n_heads * s * s * b * (size + 2)
     logits = b * s * shape.vocab * 4
     if not training:
         return Estimate(weights, 0, 0, per_layer // 4 + logits, f"forward of {b} x {s} tokens")
