@@ -19,6 +19,8 @@
 # GPU_CHECK_SKIP (step names to skip, e.g. "greedy capture"), GPU_CHECK_BUDGET (seconds for all steps; 570),
 # GPU_CHECK_OUT (results folder; .cache/gpu_check/<stamp>), GPU_CHECK_DOC (docs/performance.md),
 # GPU_CHECK_INSTALL=0 (never run pip; otherwise `pip install -e .` from PyPI only when a dependency is missing).
+# The lent GPU machine is offline: fetch the missing wheels here first with benchmarks/gpu_wheels.sh, carry ".whl",
+# and this script installs them into /tmp/site.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,7 +31,7 @@ for arg in "$@"; do
     case "$arg" in
         --cpu | --dry) DRY=1 ;;
         -h | --help)
-            sed -n '2,22p' "$0"
+            sed -n '2,23p' "$0"
             exit 0
             ;;
         *)
@@ -94,6 +96,13 @@ if [[ -z "$PY" ]]; then
     exit 2
 fi
 say "python: $PY ($("$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'))"
+
+if compgen -G "$REPO/.whl/*.whl" >/dev/null; then # carried wheels (benchmarks/gpu_wheels.sh): the GPU machine is offline
+    say "installing the carried wheels in .whl/ into /tmp/site (no index, no deps)"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        "$REPO"/.whl/*.whl >"$OUT/wheels.log" 2>&1 || say "wheel install failed (see $OUT/wheels.log); going on"
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
 
 if ! "$PY" -c 'import transformers, transformer_lens, peft, workbench' >/dev/null 2>&1; then
     if [[ "${GPU_CHECK_INSTALL:-1}" != 0 ]]; then
