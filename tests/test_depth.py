@@ -84,12 +84,15 @@ def test_every_phase_works_at_the_classifier_layer_of_the_model(depth_runs, n_la
 
     phase1 = _json(run / "seed-42" / "phase1_adapter" / "config.json")
     assert phase1["intermediate_loss_layer"] == phase1["intermediate_loss"]["layer"] == phase1["eval_layer"] == layer
-    assert phase1["as_written"] == {"intermediate_loss.layer": "auto"}
+    assert phase1["as_written"] == {"intermediate_loss.layer": "auto", "dtype": "auto"}
     assert _json(run / "seed-42" / "phase1_adapter" / "metrics.json")["after"]["lens"]["layer"] == layer
 
     phase2 = _json(run / "seed-42" / "phase2_adapter" / "config.json")
     assert phase2["frozen_layers"] == list(range(layer + 1)) and phase2["freeze_layers"] == f"0-{layer}"
-    assert phase2["as_written"] == {"freeze_layers": "through-classifier"} and phase2["eval_layer"] == layer
+    assert (
+        phase2["as_written"] == {"freeze_layers": "through-classifier", "dtype": "auto"}
+        and phase2["eval_layer"] == layer
+    )
     check = _json(run / "seed-42" / "phase2_classifier_check.json")
     assert check["layer"] == layer and check["frozen_layers"] == list(range(layer + 1)) and check["unchanged"]
     assert check["moved_layers"] and min(check["moved_layers"]) > layer  # later layers trained, frozen ones not

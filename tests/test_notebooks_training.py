@@ -48,7 +48,8 @@ def test_dual_reward_then_routing_notebooks(quick_run):
     resolved1 = _json(phase1 / "config.json")
     assert resolved1["intermediate_loss_layer"] == 16 and resolved1["intermediate_loss"]["weight"] == 0.4
     assert resolved1["intermediate_loss"]["layer"] == 16 and resolved1["as_written"] == {
-        "intermediate_loss.layer": "auto"
+        "intermediate_loss.layer": "auto",
+        "dtype": "auto",
     }
     assert (
         resolved1["learning_rate"] == 1e-3
@@ -78,7 +79,10 @@ def test_dual_reward_then_routing_notebooks(quick_run):
         assert (phase2 / name).is_file(), name
     resolved2 = _json(phase2 / "config.json")
     assert resolved2["adapter"] == str(phase1) and resolved2["frozen_layers"] == list(range(17))
-    assert resolved2["freeze_layers"] == "0-16" and resolved2["as_written"] == {"freeze_layers": "through-classifier"}
+    assert resolved2["freeze_layers"] == "0-16" and resolved2["as_written"] == {
+        "freeze_layers": "through-classifier",
+        "dtype": "auto",
+    }
     assert resolved2["mask_prompt"] is True and resolved2["learning_rate"] == 5e-4
     assert resolved2["intermediate_loss_layer"] is None
     log2 = [json.loads(line) for line in (phase2 / "train_log.jsonl").read_text().splitlines()]
