@@ -7,21 +7,24 @@ mode, tests/ having no __init__.py), as it does for conftest.py.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 
-def run_cli(*args, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
+def run_cli(*args, timeout: float = 600, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
     """`workbench ARGS...` in a fresh interpreter (``sys.executable -m workbench.cli``); arguments go through str(),
-    so paths and numbers can be passed as they are. Output is captured as text; the exit status is not checked."""
+    so paths and numbers can be passed as they are. Output is captured as text; the exit status is not checked.
+    ``env``: variables set on top of this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "workbench.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
+        env={**os.environ, **env} if env else None,
     )
 
 
