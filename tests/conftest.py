@@ -96,15 +96,6 @@ def quick_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("quick") / "run"
     # at the thread count the golden run had (torch's default on the 2-core machine): float sums, and so the last
-    # digits tests/test_golden.py compares, depend on it (`make test` gives its workers one thread each)
+    # digits tests/test_golden.py compares, depend on it
     proc = run_cli("run", "all", "--quick", "--seeds", "2", "--out", out, timeout=1500, env={"OMP_NUM_THREADS": "2"})
     return out, proc.returncode, proc.stdout, proc.stderr
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs two workers), the tests that read the session's quick run share one
-    worker, so the run is made once (session fixtures are per worker)."""
-    for item in items:
-        if "quick_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("quick_run"))
