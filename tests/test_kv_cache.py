@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from workbench.core import kv_cache
-from workbench.core.generation import greedy_answers
+from workbench.core.generation import greedy_answers, next_logits
 from workbench.core.models import load_hf, load_model
 
 PROMPTS = ["7 * 8 = ", "12 + 5 = ", "add 3 4", "9 - 12 = "]
@@ -36,13 +36,8 @@ def bridge_decode(lm, ids: torch.Tensor, cached: bool) -> tuple[torch.Tensor, to
     """Greedy tokens [batch, new] and the logits of every step [batch, new, vocab], through the bridge."""
     seq, cache, steps = ids, None, []
     with torch.inference_mode():
-        for step in range(NEW_TOKENS):
-            if not cached:
-                logits = lm.bridge(seq)
-            elif step == 0:
-                logits, cache = lm.bridge(seq, return_type="logits_and_cache", use_cache=True)
-            else:
-                logits, cache = lm.bridge(seq[:, -1:], return_type="logits_and_cache", past_key_values=cache)
+        for _ in range(NEW_TOKENS):
+            logits, cache = next_logits(lm, seq, cache, use_cache=cached)
             steps.append(logits[:, -1])
             seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return seq[:, ids.shape[1] :], torch.stack(steps, dim=1)

@@ -23,6 +23,16 @@ def integer_complete(text: str) -> bool:
     return match is not None and match.end() < len(text)
 
 
+def next_logits(lm: LoadedModel, seq: torch.Tensor, cache=None, use_cache: bool = True):
+    """One decode step through the bridge: (logits [batch, pos, vocab], cache). With the cache, the first call runs the
+    whole sequence and later calls only its last token; without it, every call re-runs the whole sequence."""
+    if not use_cache:
+        return lm.bridge(seq), None
+    if cache is None:
+        return lm.bridge(seq, return_type="logits_and_cache", use_cache=True)
+    return lm.bridge(seq[:, -1:], return_type="logits_and_cache", past_key_values=cache)
+
+
 @torch.inference_mode()
 def greedy_answers(
     lm: LoadedModel,
@@ -46,13 +56,8 @@ def greedy_answers(
     for members in groups.values():
         seq = torch.tensor([ids[i] for i in members], device=lm.device)  # [batch, pos]: the unfinished prompts
         cache = None
-        for step in range(max_new_tokens):
-            if not use_cache:
-                logits = lm.bridge(seq)
-            elif step == 0:
-                logits, cache = lm.bridge(seq, return_type="logits_and_cache", use_cache=True)
-            else:
-                logits, cache = lm.bridge(seq[:, -1:], return_type="logits_and_cache", past_key_values=cache)
+        for _ in range(max_new_tokens):
+            logits, cache = next_logits(lm, seq, cache, use_cache)
             nxt = logits[:, -1].argmax(-1)
             going = []
             for row, (i, token) in enumerate(zip(members, nxt.tolist())):

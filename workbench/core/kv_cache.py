@@ -26,7 +26,8 @@ def bridge_reads_cache_keyword() -> bool:
     from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
 
     update = getattr(AttentionBridge._update_kv_cache, "__wrapped__", AttentionBridge._update_kv_cache)
-    return '"cache"' in inspect.getsource(update) or "'cache'" in inspect.getsource(update)
+    source = inspect.getsource(update)
+    return '"cache"' in source or "'cache'" in source
 
 
 def needed() -> bool:
