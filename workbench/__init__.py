@@ -1,7 +1,7 @@
 """workbench: probes, the logit lens and dual-reward LoRA for vocabulary-aligned classifiers in language models.
 
-Four layers, each importing only from the ones before it (tests/test_layers.py): ``core`` (models, activations, lens,
-probes), ``training`` (config, losses, loop, GRPO), ``experiment`` (run layout, phases, engine, claims, report) and ``ui``
+Five layers, each importing only from the ones before it (tests/test_layers.py): ``core`` (models, activations, lens,
+probes), ``training`` (config, losses, loop, GRPO), ``tasks`` (task files, their data and its fetching), ``experiment`` (run layout, phases, engine, claims, report) and ``ui``
 (plots, widgets, the explorer server); the CLI sits on top. The names below are the short API (``import workbench as
 wb; wb.load_model(...)``); they load lazily so that `workbench --help` does not pay for importing torch.
 """
@@ -29,6 +29,8 @@ _API = {  # name -> (module, attribute)
     "generate_arithmetic": ("core.data", "generate_arithmetic"),
     "read_jsonl": ("core.data", "read_jsonl"),
     "load_config": ("training.config", "load_config"),
+    "load_task": ("tasks.spec", "load_task"),
+    "task_data": ("tasks.data", "task_data"),
     "build_config": ("training.config", "build_config"),
     "train": ("training.loop", "train"),
     "RunLayout": ("experiment.layout", "RunLayout"),

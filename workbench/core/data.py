@@ -117,26 +117,3 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ("prompt", "respons
     if not records:
         raise WorkbenchError(f"data file {str(path)!r} has no records: generate data with `workbench data generate`")
     return records
-
-
-def training_data(
-    train_data: str | Path | None,
-    heldout_data: str | Path | None,
-    fallback: tuple[Path, Path],
-    train_samples: int,
-    eval_samples: int,
-    seed: int,
-) -> tuple[list[dict], list[dict], Path, Path]:
-    """(records, held-out records, their two files) for a training notebook: the JSONL files it was given (a run's
-    ``data/``), with the first ``eval_samples`` held-out records; or, with none given, ``train_samples`` records made
-    with ``seed`` and ``eval_samples`` held out, written to the ``fallback`` files. A shortened held-out set is written
-    to ``fallback[1]`` too, so the files always hold exactly the records returned."""
-    if train_data is None or heldout_data is None:
-        records = generate_arithmetic(train_samples, seed)
-        heldout = held_out(records, eval_samples)
-        return records, heldout, write_jsonl(fallback[0], records), write_jsonl(fallback[1], heldout)
-    records, heldout = read_jsonl(train_data), read_jsonl(heldout_data)
-    if len(heldout) > eval_samples:
-        heldout = heldout[:eval_samples]
-        heldout_data = write_jsonl(fallback[1], heldout)
-    return records, heldout, Path(train_data), Path(heldout_data)

@@ -8,6 +8,7 @@ from .activations import capture_last_token
 from .lens import logit_lens
 from .models import LoadedModel
 from .probes import probe_layers
+from .surface import bag_of_tokens
 from .tasks import LabelledPrompts
 
 
@@ -28,6 +29,7 @@ def classifier_probe(
     n = len(data.prompts)
     result = probe_layers(feats[:n].numpy(), data.labels, layers, seed, feats[n:].numpy(), test_prompts)
     t2 = time.perf_counter()
+    surface = bag_of_tokens([lm.token_ids(p) for p in data.prompts], data.labels, seed)
     return {
         **lm.describe(),
         "num_layers": lm.n_layers,
@@ -35,6 +37,7 @@ def classifier_probe(
         "layers": layers,
         "prompts": data.by_class(),
         "test_prompts": test_prompts,
+        "bag_of_tokens": surface,
         "timings_s": {"forward": t1 - t0, "probe_fit": t2 - t1},
     }
 

@@ -71,6 +71,7 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
     base_lens, base_eight = _load(run.baseline_lens), _load(run.baseline_lens_eight)
     out = {
         "run_dir": str(run.root),
+        "task": ((_load(run.run_json) or {}).get("settings") or {}).get("task"),
         "base_probe": _probe(_load(run.baseline_classifier)),
         "base_lens": None if base_lens is None else lens_summary(base_lens),
         "base_eight": None if base_eight is None else lens_summary(base_eight),
@@ -80,6 +81,7 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
         m1, m2 = _load(files.phase1_metrics, TrainMetrics), _load(files.phase2_metrics, TrainMetrics)
         before = None if m1 is None else m1.before
         eight, check = _load(files.phase1_lens_eight), _load(files.phase2_check)
+        answers_base = _load(files.phase1_answers_base, GreedyEval)
         greedy_before, greedy_after = (
             _load(files.phase2_greedy_before, GreedyEval),
             _load(files.phase2_greedy_after, GreedyEval),
@@ -101,6 +103,7 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
             "exact_match_base": None if before is None else before.answer_exact_match,
             "exact_match_phase1": None if m1 is None else m1.after.answer_exact_match,
             "exact_match_phase2": None if m2 is None else m2.after.answer_exact_match,
+            "greedy_base": None if answers_base is None else answers_base.accuracy,
             "greedy_phase1": None if greedy_before is None else greedy_before.accuracy,
             "greedy_phase2": None if greedy_after is None else greedy_after.accuracy,
             "phase2_steps": None if m2 is None else m2.steps,
@@ -375,7 +378,21 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             values=[[d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"]] for d in em],
         )
     )
-    return rows
+    return rows if data.get("task") in (None, "arithmetic") else [_in_task_words(r) for r in rows]
+
+
+TASK_WORDS = {  # the claims say "operation" for the guide's task; another task's unit is its class
+    "correct-operation": "correct-class",
+    "the operation": "the class",
+    "the guide's eight prompts": "eight held-out prompts",
+}
+
+
+def _in_task_words(row: dict) -> dict:
+    for key in ("claim", "measured"):
+        for old, new in TASK_WORDS.items():
+            row[key] = row[key].replace(old, new)
+    return row
 
 
 def failures(claims: list[dict]) -> list[dict]:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from ..core.errors import WorkbenchError
 from ..core.results import SCHEMA_VERSION, check_free_space, check_writable, environment, write_json
+from ..tasks.data import examples_file
+from ..tasks.spec import DEFAULT_TASK, TaskSpec, load_task
 from .layout import RunLayout
 from .phases import DEFAULT_SEED, PHASES, ROOT, Phase, Step, phase_names
 
@@ -92,9 +94,10 @@ def step_parameters(
     seed: int | None,
     seeds: list[int],
     thresholds: Mapping[str, float] | None = None,
+    task: TaskSpec | None = None,
 ) -> dict:
     """The values papermill injects (a dict of values, never code): model, output_dir, seed, config, data paths,
-    training seeds, quick sizes. A seeded job gets its own seed; the others get ``seed`` when one is given."""
+    training seeds, the task, quick sizes. A seeded job gets its own seed; the others get ``seed`` when one is given."""
     params = {"model": model, "output_dir": str(job.folder(out)), **step.parameters}
     if job.seed is not None:
         params["seed"] = job.seed
@@ -107,6 +110,11 @@ def step_parameters(
         params["seeds"] = list(seeds)
     if step.thresholds_param:
         params["thresholds"] = dict(thresholds or {})
+    if task is not None:
+        params["task"] = task.path
+        params.update({name: str(out / rel) for name, rel in step.task_paths.items()})
+        if step.steps_key:
+            params["max_steps"] = getattr(task.steps, step.steps_key)
     if quick:
         params.update(step.quick)
     return params
@@ -279,8 +287,12 @@ def run(
     kernel_name: str = "python3",
     execution_timeout: int | None = None,
     echo: Callable[[str], None] = print,
+    task: str | None = None,
 ) -> dict:
     """Run ``phase`` (or ``all``) into the run folder ``out``; return the run.json document.
+
+    ``task``: a built-in task name or a task YAML file (None or "arithmetic": the guide's task, as before tasks were
+    data); its data must be fetched (`workbench data fetch`) before anything is written.
 
     Seeded phases run once per training seed (see ``training_seeds``) into ``seed-<s>/``. Skips jobs whose marker
     exists unless ``force``; rerunning a job drops the markers of the jobs that need its outputs. ``thresholds`` go to
@@ -288,6 +300,12 @@ def run(
     """
     names = phase_names(phase, phases)
     layout = RunLayout(Path(out).resolve())
+    if task is None and layout.run_json.is_file():  # a folder's later phases (and `run verify`) keep its task
+        task = ((_read_json(layout.run_json) or {}).get("settings") or {}).get("task_file")
+    spec = None if task in (None, DEFAULT_TASK) else load_task(task)
+    if spec is not None and spec.source.builtin != DEFAULT_TASK and not examples_file(spec).is_file():
+        fix = f"run `workbench data fetch {spec.name}` first" if spec.source.builtin else "check source.jsonl"
+        raise WorkbenchError(f"task {spec.name!r}: its examples file {examples_file(spec)} does not exist: {fix}")
     if layout.root.exists() and not layout.root.is_dir():
         raise WorkbenchError(f"--out {str(layout.root)!r} is a file: pass a folder for the run")
     chosen = training_seeds(layout, names, seed, seeds, phases)
@@ -295,7 +313,7 @@ def run(
     check_inputs(layout, names, jobs, phases, len(chosen))
     planned = {
         job.key: {
-            s.notebook.name: step_parameters(s, layout.root, job, model, quick, seed, chosen, thresholds)
+            s.notebook.name: step_parameters(s, layout.root, job, model, quick, seed, chosen, thresholds, spec)
             for s in phases[job.phase].steps
         }
         for job in jobs
@@ -311,11 +329,14 @@ def run(
         "seeds": chosen,
         "thresholds": dict(thresholds or {}),
         "kernel": kernel_name,
+        "task": None if spec is None else spec.name,
+        "task_file": None if spec is None else spec.path,
     }
     commit = git_commit(Path(cwd))
     record.start(phase, model, settings, commit, side=not any(phases[n].in_all for n in names))
+    on = "" if spec is None else f" --task {spec.name}"
     record.say(
-        f"workbench run {phase} --model {model} --out {layout.root} (seeds {chosen}{', quick' if quick else ''})"
+        f"workbench run {phase}{on} --model {model} --out {layout.root} (seeds {chosen}{', quick' if quick else ''})"
     )
     for job in jobs:
         run_job(

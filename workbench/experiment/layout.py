@@ -67,6 +67,8 @@ class PhaseFiles(_Files):
     phase1_adapter, phase1_metrics, phase1_config, phase1_log = adapter("phase1_adapter")
     phase1_summary, phase1_classifier = At("phase1_summary.json"), At("phase1_classifier.json")
     phase1_lens_eight_before, phase1_lens_eight = At("phase1_lens_eight_before.json"), At("phase1_lens_eight.json")
+    phase1_lens_ood_before, phase1_lens_ood = At("phase1_lens_ood_before.json"), At("phase1_lens_ood.json")
+    phase1_answers_base = At("phase1_answers_base.json")  # the base model's answers to the held-out prompts
     phase1_train, phase1_heldout = At("phase1_train.jsonl"), At("phase1_heldout.jsonl")  # data made without data/
     (
         phase1_losses_figure,
@@ -100,6 +102,7 @@ class RunLayout(_Files):
     """A run folder (see the module doc)."""
 
     data_dir, train_data, heldout_data = At("data"), At("data/train.jsonl"), At("data/heldout.jsonl")
+    ood_data = At("data/ood.jsonl")  # out-of-distribution records, for a task that has them
     generate = At("data/generate.json")
     baseline_classifier, baseline_lens = At("baseline_classifier.json"), At("baseline_logit_lens.json")
     baseline_lens_eight = At("baseline_logit_lens_eight.json")

@@ -31,7 +31,8 @@ NEEDS_DATA = ((DATA["train_data"], "generate"), (DATA["heldout_data"], "generate
 class Step:
     """One notebook of a phase. ``config``: a YAML file copied into ``<run>/configs/`` and passed as ``config``;
     ``paths``: parameters that name files inside the run folder (passed as absolute paths); ``seeds_param``: pass the
-    run's training seeds as ``seeds``; ``thresholds_param``: pass the claim thresholds as ``thresholds``."""
+    run's training seeds as ``seeds``; ``thresholds_param``: pass the claim thresholds as ``thresholds``. With a task
+    (`--task`), every notebook gets ``task`` and, where given, ``task_paths`` and the task's steps (``steps_key``)."""
 
     notebook: Path
     parameters: Mapping = field(default_factory=dict)
@@ -40,6 +41,8 @@ class Step:
     paths: Mapping = field(default_factory=dict)
     seeds_param: bool = False
     thresholds_param: bool = False
+    task_paths: Mapping = field(default_factory=dict)  # like ``paths``, passed only when a task is given
+    steps_key: str | None = None  # "phase1" | "phase2": with a task, its ``steps`` set max_steps
 
 
 @dataclass(frozen=True)
@@ -55,19 +58,25 @@ class Phase:
     in_all: bool = True  # part of `workbench run all`
 
 
-def _training(notebook: str, config: str, needs: tuple[tuple[str, str], ...] = ()) -> Phase:
+def _training(notebook: str, config: str, key: str, needs: tuple[tuple[str, str], ...] = ()) -> Phase:
     """A training phase: one notebook per training seed, with its YAML config and the run's data/."""
-    step = Step(NOTEBOOKS / notebook, quick=QUICK_TRAINING, config=CONFIGS / config, paths=DATA)
+    step = Step(NOTEBOOKS / notebook, quick=QUICK_TRAINING, config=CONFIGS / config, paths=DATA, steps_key=key)
     return Phase((step,), needs=(*NEEDS_DATA, *needs), seeded=True)
 
 
 PHASES: dict[str, Phase] = {
     "generate": Phase((Step(NOTEBOOKS / "00_generate_data.ipynb", quick=QUICK_DATA),)),
-    "baseline": Phase((Step(NOTEBOOKS / "01_baseline_probing.ipynb"), Step(NOTEBOOKS / "02_logit_lens.ipynb"))),
-    "phase1": _training("03_dual_reward_training.ipynb", "phase1.yaml"),
+    "baseline": Phase(
+        (
+            Step(NOTEBOOKS / "01_baseline_probing.ipynb", task_paths=DATA),
+            Step(NOTEBOOKS / "02_logit_lens.ipynb", task_paths=DATA),
+        )
+    ),
+    "phase1": _training("03_dual_reward_training.ipynb", "phase1.yaml", "phase1"),
     "phase2": _training(
         "04_routing_training.ipynb",
         "phase2.yaml",
+        "phase2",
         needs=((f"{PhaseFiles.phase1_adapter.rel}/adapter_config.json", "phase1"),),
     ),
     "verify": Phase((Step(NOTEBOOKS / "05_verification.ipynb", seeds_param=True, thresholds_param=True),), always=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.guide import THRESHOLD_HELP
+from ..tasks.spec import BUILTIN_DIR
 from .claims import VERDICTS
 from .layout import RunLayout
 from .phases import DEFAULT_SEED
@@ -34,6 +35,9 @@ def run_command(run: dict) -> str:
     settings = run.get("settings") or {}
     seeds = settings.get("seeds") or []
     parts = ["workbench run all", f"--model {run.get('model', 'default')}"]
+    if settings.get("task"):
+        builtin = Path(settings.get("task_file") or "").parent == BUILTIN_DIR
+        parts.append(f"--task {settings['task'] if builtin else settings['task_file']}")
     if len(seeds) > 1:
         parts.append(f"--seeds {len(seeds)}")
     if seeds and seeds[0] != DEFAULT_SEED:
@@ -63,7 +67,8 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
     lines = ["# Classifier-emergence experiment: results", ""]
     lines += [
-        f"- model: `{run.get('model', '?')}`; training seeds: {', '.join(map(str, seeds)) or 'one (no seed folders)'}",
+        f"- model: `{run.get('model', '?')}`; task: {(run.get('settings') or {}).get('task') or 'arithmetic'}; "
+        f"training seeds: {', '.join(map(str, seeds)) or 'one (no seed folders)'}",
         f"- command: `{run_command(run)}`" if run else "- command: notebooks run by hand (no run.json)",
         f"- git commit: {commits(run)}; verified {run.get('updated', '?')}",
     ]

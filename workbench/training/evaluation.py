@@ -84,6 +84,49 @@ def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -
     }
 
 
+CLASS_WORD_RULE = (
+    "the class word whose first token has the highest final logit at the last prompt token (the lens at the last "
+    "layer is the model's own output); greedy: the top token over the whole vocabulary"
+)
+
+
+def class_word_eval(lm: LoadedModel, records: list[dict], classes: dict[str, str]) -> dict:
+    """The answer of a classification task: correct when, of the class words, the record's own is the most probable
+    next token after the prompt. Rows and accuracy as ``greedy_eval`` writes them."""
+    words = list(classes.values())
+    expected = [classes[r["classification_target"]] for r in records]
+    lens = logit_lens(lm, [r["prompt"] for r in records], words, lm.n_layers - 1, expected=expected)
+    rows = []
+    for r, row in zip(records, lens.results):
+        answer = max(words, key=row.target_probs.get)
+        rows.append(
+            {
+                "prompt": r["prompt"],
+                "response": r["response"],
+                "operation": r["classification_target"],
+                "greedy": row.top_token,
+                "answer": answer,
+                "correct": answer == r["response"],
+            }
+        )
+    return {
+        "decoding": CLASS_WORD_RULE,
+        "max_new_tokens": 1,
+        "rows": rows,
+        "accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None,
+    }
+
+
+def answer_eval(
+    lm: LoadedModel, records: list[dict], answer: str, classes: dict[str, str], max_new_tokens: int = 8
+) -> dict:
+    """A task's final answer on held-out records: the computed result by greedy decoding (arithmetic, ``computed``)
+    or the class word at the last position (``class_word``)."""
+    if answer == "computed":
+        return greedy_eval(lm, records, max_new_tokens)
+    return class_word_eval(lm, records, classes)
+
+
 def heldout_measurement(lm: LoadedModel, records: list[dict], known: dict | None = None) -> dict:
     """What the comparisons measure on held-out prompts: the lens at the classifier layer (the four operation words),
     the teacher-forced answer metrics and greedy accuracy. ``known``: parts a trainer has just measured on the same

@@ -76,7 +76,7 @@ class GreedyRow(Record):
     prompt: str
     response: str
     greedy: str
-    answer: int | None
+    answer: int | str | None  # the integer read from the completion, or a classification task's class word
     correct: bool
 
 
