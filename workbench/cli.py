@@ -85,15 +85,6 @@ def _task_probe_prompts(task: str):
     return probe_set(spec, data), heldout_test_prompts(spec, data)
 
 
-def _task_lens_prompts(task: str):
-    """A task's lens prompts (two held out per class), class words and expected words, as notebook 02 reads them."""
-    from .tasks.data import lens_prompts
-
-    spec, data = _task_records(task)
-    prompts, expected = lens_prompts(spec, data, 2 * len(spec.classes))
-    return prompts, list(spec.classes.values()), expected
-
-
 @introspect.command("classifier")
 def classifier_cmd(
     output: OutputOpt,
@@ -191,7 +182,9 @@ def logit_lens_cmd(
 
     expected_list = parse_prompt_list(expected, "--expected") if expected else None
     if task:
-        task_prompts, task_targets, task_expected = _task_lens_prompts(task)
+        from .tasks.data import lens_set
+
+        task_prompts, task_targets, task_expected = lens_set(task)
         prompt_list = parse_prompt_list(prompts, "--prompts") if prompts else task_prompts
         targets = targets or task_targets
         expected_list = expected_list or (task_expected if not prompts else None)
@@ -576,6 +569,7 @@ def explore_cmd(
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8866,
     dtype: DtypeOpt = "auto",
     device_map: DeviceMapOpt = None,
+    task: TaskOpt = None,
 ):
     """Serve the layer explorer (notebook 06) with Voila on http://127.0.0.1:PORT/ until Ctrl-C (or SIGTERM)."""
     from .core.devices import resolve_device, resolve_dtype
@@ -585,11 +579,17 @@ def explore_cmd(
     resolve_dtype(dtype, resolve_device(None))  # bad flags fail here, not inside the served page
     if device_map is not None and device_map not in DEVICE_MAPS:
         raise WorkbenchError(f"--device-map {device_map!r}: use one of {', '.join(DEVICE_MAPS)}")
+    if task is None and run_dir is not None and (run_dir / "run.json").is_file():  # a run's explorer shows its task
+        task = (json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("settings") or {}).get("task_file")
+    if task is not None:
+        from .tasks.spec import load_task
+
+        load_task(task)  # a bad task fails here, not inside the served page
 
     print(
         f"layer explorer: http://127.0.0.1:{port}/ (model {model}{f', run {run_dir}' if run_dir else ''}; Ctrl-C stops it)"
     )
-    raise typer.Exit(serve_until_stopped(model, run_dir, port, dtype, device_map))
+    raise typer.Exit(serve_until_stopped(model, run_dir, port, dtype, device_map, task))
 
 
 def _int_option(flag: str, value: str) -> int:

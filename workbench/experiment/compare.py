@@ -11,7 +11,8 @@ Methods (the guide's "Training Requirements" table, plus Q/K for its "V/O vs Q/K
 
 Every method is measured the same way on the same held-out "a op b = " prompts: the lens at the classifier layer
 (mean correct-operation probability, top-1 count), the top-1 score on the guide's eight prompts, teacher-forced exact
-match and greedy answer accuracy.
+match and greedy answer accuracy. With a task (`run compare --task`), its held-out prompts, class words, eight
+held-out prompts and answer rule; GRPO then rewards the class word (``rewards.class_word_reward``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import torch
 
 from ..core.data import read_jsonl, write_jsonl
 from ..core.errors import WorkbenchError
-from ..core.guide import DUAL_REWARD_WEIGHT, EIGHT_PROMPTS, METHOD_FIGURES, OPERATIONS, TARGET_FIGURES
+from ..core.guide import DUAL_REWARD_WEIGHT, METHOD_FIGURES, TARGET_FIGURES
 from ..core.models import load_model
 from ..core.readouts import lens_readout
 from ..core.results import atomic_write_text, read_result
+from ..tasks.data import TaskData, lens_prompts
+from ..tasks.spec import TaskSpec, load_task
 from ..training.config import build_config
 from ..training.evaluation import heldout_measurement
 from ..training.grpo import load_grpo_config, rl_prompts, train_grpo
@@ -52,14 +55,22 @@ SFT_SETTINGS = {
 
 
 def measure(
-    spec: str, heldout: list[dict], adapter: Path | None = None, device: str | None = None, known: dict | None = None
+    spec: str,
+    heldout: list[dict],
+    adapter: Path | None = None,
+    device: str | None = None,
+    known: dict | None = None,
+    task: TaskSpec | None = None,
 ) -> dict:
     """The one evaluation every method gets: ``evaluation.heldout_measurement`` (reusing ``known``, the trainer's own
-    after-training numbers) plus the guide's eight prompts. The row keeps the full measurement under "measurement"."""
+    after-training numbers) plus eight prompts (the guide's; a task's: eight held out, classes taking turns). The row
+    keeps the full measurement under "measurement"."""
+    task = task or load_task()
     lm = load_model(spec, device=device, adapter=adapter)
-    full = heldout_measurement(lm, heldout, known)
+    full = heldout_measurement(lm, heldout, known, classes=task.classes, answer=task.answer)
+    prompts, expected = lens_prompts(task, TaskData(task, [], heldout, []), 8)
     with torch.inference_mode():
-        eight = lens_readout(lm, EIGHT_PROMPTS, list(OPERATIONS))
+        eight = lens_readout(lm, prompts, list(task.classes.values()), expected=expected)
     m = Measurement.from_dict(full)
     return {
         "layer": lm.classifier_layer,
@@ -74,6 +85,14 @@ def measure(
         "greedy_accuracy": m.greedy_accuracy,
         "measurement": full,
     }
+
+
+def rl_data(records: list[dict], task: TaskSpec) -> list[dict]:
+    """GRPO's prompts: the guide's ("Calculate: a op b = ", + - * only) for arithmetic, else the task's own prompts
+    with their class words as answers."""
+    if task.answer == "computed":
+        return rl_prompts(records)
+    return [{"prompt": r["prompt"], "answer": r["response"]} for r in records]
 
 
 def run_method(
@@ -93,19 +112,21 @@ def run_method(
     grpo_reward: str | None = None,
     base: dict | None = None,
     device: str | None = None,
+    task: TaskSpec | None = None,
 ) -> dict:
-    """Train ``method`` for ``steps`` steps into ``out`` and measure it. The SFT methods see one example per step (the
+    """Train ``method`` for ``steps`` steps into ``out`` and measure it (on ``task``'s terms; None: arithmetic). The SFT methods see one example per step (the
     seed's phase 1); GRPO sees ``grpo_prompts_per_step`` prompts x ``grpo_generations`` sampled completions per step at
     TRL's scale of learning rate (1e-4), on the + - * records of the same training data — its own budget differs, and
     the tables say so. ``base``: the untrained model's "measurement" (method "none"), reused as GRPO's starting point.
     "none" trains nothing and does not depend on the seed."""
     if method not in METHODS:
         raise WorkbenchError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    task = task or load_task()
     heldout = read_jsonl(heldout_data)
     if method == "none":
-        return {"method": method, "seed": None, "steps": 0, **measure(spec, heldout, device=device)}
-    if method == "grpo":  # the same training records, as the guide's RL prompts ("Calculate: ...", + - * only)
-        rl_data = write_jsonl(out.parent / "rl_prompts.jsonl", rl_prompts(read_jsonl(train_data)))
+        return {"method": method, "seed": None, "steps": 0, **measure(spec, heldout, device=device, task=task)}
+    if method == "grpo":  # the same training records as RL prompts (the guide's: "Calculate: ...", + - * only)
+        prompts = write_jsonl(out.parent / "rl_prompts.jsonl", rl_data(read_jsonl(train_data), task))
         cfg = load_grpo_config(
             None,
             {
@@ -115,18 +136,31 @@ def run_method(
                 "seed": seed,
                 "lora_rank": rank,
                 "learning_rate": grpo_learning_rate,
-                "data": str(rl_data),
+                "data": str(prompts),
                 "eval_data": str(heldout_data),
                 "eval_samples": len(heldout),
                 "prompts_per_step": grpo_prompts_per_step,
                 "num_generations": grpo_generations,
                 **({"reward": grpo_reward} if grpo_reward else {}),
+                **(
+                    {}
+                    if task.answer == "computed"
+                    else {
+                        "lens_targets": task.classes,
+                        "answer": task.answer,
+                        "reward": grpo_reward or "workbench.training.rewards:class_word_reward",
+                    }
+                ),
             },
         )
         metrics = train_grpo(cfg, before=base)
     else:
         settings = SFT_SETTINGS[method]
-        loss = {**settings.get("intermediate_loss", {}), "weight": weight} if "intermediate_loss" in settings else None
+        loss = (
+            {**settings["intermediate_loss"], "weight": weight, "targets": task.classes}
+            if "intermediate_loss" in settings
+            else None
+        )
         cfg = build_config(
             {
                 "model": spec,
@@ -140,7 +174,7 @@ def run_method(
                 "lora_rank": rank,
                 "eval_samples": len(heldout),
                 **{k: v for k, v in settings.items() if k != "intermediate_loss"},
-                **({"intermediate_loss": loss} if loss else {}),
+                "intermediate_loss": loss or {"targets": task.classes},  # the lens the evaluation reads
             },
             source=f"method {method}",
         )
@@ -149,7 +183,7 @@ def run_method(
         "method": method,
         "seed": seed,
         "steps": steps,
-        **measure(spec, heldout, adapter=out, device=device, known=metrics["after"]),
+        **measure(spec, heldout, adapter=out, device=device, known=metrics["after"], task=task),
     }
 
 
@@ -166,6 +200,7 @@ def run_methods(
     weight: float = DUAL_REWARD_WEIGHT,
     grpo_prompts_per_step: int = 2,
     grpo_generations: int = 4,
+    task: TaskSpec | None = None,
 ) -> list[dict]:
     """ "none" once into ``root/none/`` (the untrained model does not depend on the seed), every other method for every
     seed into ``root/<method>/seed-<s>/``. A saved ``result.json`` made with the same ``settings`` and the same values of
@@ -198,6 +233,7 @@ def run_methods(
                 rank=rank,
                 weight=weight,
                 base=base,
+                task=task,
                 **grpo,
             ),
             "params": params,

@@ -15,7 +15,7 @@ from ..core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
 from ..core.errors import WorkbenchError
 from ..core.tasks import LabelledPrompts, guide_classes
 from . import sources
-from .spec import TaskSpec
+from .spec import TaskSpec, load_task
 
 MIN_TRAIN, MIN_HELDOUT = 2, 1  # per class, after the split
 
@@ -239,6 +239,14 @@ def lens_prompts(spec: TaskSpec, data: TaskData, n: int) -> tuple[list[str], lis
         return list(guide.LENS_PROMPTS if n == 4 else guide.EIGHT_PROMPTS), None
     rows = interleaved(data.heldout, n)
     return [r["prompt"] for r in rows], [r["response"] for r in rows]
+
+
+def lens_set(task: str | Path | None) -> tuple[list[str], list[str], list[str] | None]:
+    """(prompts, class words, expected words) a task shows in the lens: two held-out prompts per class (the guide's
+    four for arithmetic, expected from the operator: None), as notebook 02, the CLI and the explorer read it."""
+    spec = load_task(task)
+    prompts, expected = lens_prompts(spec, task_data(spec, 1000, 200), 2 * len(spec.classes))
+    return prompts, list(spec.classes.values()), expected
 
 
 def check_class_words(spec: TaskSpec, tokenizer) -> dict[str, list[str]]:

@@ -127,19 +127,31 @@ def answer_eval(
     return class_word_eval(lm, records, classes)
 
 
-def heldout_measurement(lm: LoadedModel, records: list[dict], known: dict | None = None) -> dict:
-    """What the comparisons measure on held-out prompts: the lens at the classifier layer (the four operation words),
-    the teacher-forced answer metrics and greedy accuracy. ``known``: parts a trainer has just measured on the same
-    prompts (its metrics.json "after"), reused instead of measured again."""
+def heldout_measurement(
+    lm: LoadedModel,
+    records: list[dict],
+    known: dict | None = None,
+    classes: dict[str, str] | None = None,
+    answer: str = "computed",
+) -> dict:
+    """What the comparisons measure on held-out prompts: the lens at the classifier layer (``classes``' words; None:
+    the four operation words), the teacher-forced answer metrics and answer accuracy (``answer_eval``). ``known``:
+    parts a trainer has just measured on the same prompts (its metrics.json "after"), reused instead of measured
+    again."""
+    classes = classes or {op: op for op in OPERATIONS}
     known = known or {}
     lens = known.get("lens")
     if lens is not None and (lens["layer"] != lm.classifier_layer or lens["prompts"] != len(records)):
         raise ValueError(f"the trainer measured layer {lens['layer']} on {lens['prompts']} prompts, not these")
     lm.bridge.eval()
     with torch.inference_mode():
-        lens = lens or lens_metrics(lm, records, {op: op for op in OPERATIONS}, lm.classifier_layer)
+        lens = lens or lens_metrics(lm, records, classes, lm.classifier_layer)
         answers = known if "answer_exact_match" in known else answer_metrics(lm, records)
-        greedy = known["greedy_accuracy"] if "greedy_accuracy" in known else greedy_eval(lm, records)["accuracy"]
+        greedy = (
+            known["greedy_accuracy"]
+            if "greedy_accuracy" in known
+            else answer_eval(lm, records, answer, classes)["accuracy"]
+        )
     return {
         "lens": lens,
         "answer_loss": answers["answer_loss"],

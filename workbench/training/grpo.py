@@ -54,6 +54,10 @@ class GrpoConfig(BaseModel):
     seed: int = 42
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # of the base weights; LoRA stays fp32
     device: str = "auto"  # cpu, cuda (auto: cuda when available)
+    # what the held-out measurement reads (a task's, from `run compare --task`): the lens's class -> word (None: the
+    # four operations) and the answer rule (computed: greedy integer; class_word: the class word at the last position)
+    lens_targets: dict[str, str] | None = None
+    answer: Literal["computed", "class_word"] = "computed"
 
 
 def load_grpo_config(path: str | Path | None, overrides: dict | None = None) -> GrpoConfig:
@@ -98,14 +102,15 @@ def rl_records(samples: int, seed: int) -> list[dict]:
 
 
 def measure(
-    spec: str, eval_records: list[dict], adapter: Path | None = None, device: str = "cpu", dtype: str = "auto"
+    cfg: GrpoConfig, spec: str, eval_records: list[dict], adapter: Path | None = None, device: str = "cpu"
 ) -> dict:
     """The same held-out measurements as `workbench train sft` (lens at the classifier layer, answer metrics), plus
-    greedy answer accuracy."""
+    answer accuracy, as ``cfg`` says to read them."""
     from ..core.models import load_model  # after train_grpo has set HF_HUB_OFFLINE: transformers reads it on import
     from .evaluation import heldout_measurement
 
-    return heldout_measurement(load_model(spec, device=device, adapter=adapter, dtype=dtype), eval_records)
+    lm = load_model(spec, device=device, adapter=adapter, dtype=cfg.dtype)
+    return heldout_measurement(lm, eval_records, classes=cfg.lens_targets, answer=cfg.answer)
 
 
 def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = None) -> dict:
@@ -136,7 +141,7 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
 
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    before = before or measure(cfg.model, eval_records, device=device, dtype=cfg.dtype)
+    before = before or measure(cfg, cfg.model, eval_records, device=device)
     torch.manual_seed(cfg.seed)
     model, tokenizer, source = load_hf(cfg.model, dtype)  # never booted into a bridge: HF's cache serves the rollouts
     if tokenizer.pad_token is None:
@@ -202,9 +207,9 @@ def train_grpo(cfg: GrpoConfig, progress: bool = False, before: dict | None = No
     seconds = time.perf_counter() - start
     trainer.save_model(str(output))  # peft's standard adapter files (or the full model without LoRA)
     after = (
-        measure(cfg.model, eval_records, adapter=output, device=device, dtype=cfg.dtype)
+        measure(cfg, cfg.model, eval_records, adapter=output, device=device)
         if cfg.use_lora
-        else measure(str(output), eval_records, device=device, dtype=cfg.dtype)
+        else measure(cfg, str(output), eval_records, device=device)
     )
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     metrics = envelope(

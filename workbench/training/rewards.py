@@ -16,3 +16,15 @@ def arithmetic_reward(completions: list, answer: list[str], **_) -> list[float]:
         value = first_integer(text)
         out.append(1.0 if value is not None and str(value) == str(expected).strip() else 0.0)
     return out
+
+
+def class_word_reward(completions: list, answer: list[str], **_) -> list[float]:
+    """A classification task's reward: 1.0 when the completion begins with the class word (" positive" after
+    "Sentiment:"; the word must end there, so " positively" does not count), else 0.0."""
+    out = []
+    for completion, expected in zip(completions, answer):
+        text = (completion if isinstance(completion, str) else completion[-1]["content"]).lstrip()
+        word = str(expected).strip()
+        rest = text[len(word) :]
+        out.append(1.0 if text.startswith(word) and not (rest[:1].isalnum() or rest[:1] == "_") else 0.0)
+    return out

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
+from ..tasks.spec import load_task
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "06_layer_explorer.ipynb"
@@ -37,8 +38,15 @@ def voila_command(port: int, notebook: Path = NOTEBOOK, check_xsrf: bool = True)
     return cmd
 
 
-def explorer_env(model: str, run_dir: str | Path | None, dtype: str = "auto", device_map: str | None = None) -> dict:
-    """The environment notebook 06 reads. Paths become absolute: Voila runs the notebook in its own folder."""
+def explorer_env(
+    model: str,
+    run_dir: str | Path | None,
+    dtype: str = "auto",
+    device_map: str | None = None,
+    task: str | None = None,
+) -> dict:
+    """The environment notebook 06 reads. Paths become absolute: Voila runs the notebook in its own folder. ``task``
+    (checked here, so a bad one fails before Voila starts): its prompts and class words are shown."""
     if run_dir is not None and not Path(run_dir).is_dir():
         raise WorkbenchError(
             f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none"
@@ -47,6 +55,7 @@ def explorer_env(model: str, run_dir: str | Path | None, dtype: str = "auto", de
         model = str(Path(model).resolve())
     env = dict(os.environ, WORKBENCH_MODEL=model, WORKBENCH_RUN=str(Path(run_dir).resolve()) if run_dir else "")
     env.update(WORKBENCH_DTYPE=dtype, WORKBENCH_DEVICE_MAP=device_map or "")
+    env["WORKBENCH_TASK"] = "" if task is None else str(load_task(task).path)
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     return env
 
@@ -129,12 +138,17 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 def serve_until_stopped(
-    model: str, run_dir: str | Path | None, port: int, dtype: str = "auto", device_map: str | None = None
+    model: str,
+    run_dir: str | Path | None,
+    port: int,
+    dtype: str = "auto",
+    device_map: str | None = None,
+    task: str | None = None,
 ) -> int:
     """`workbench explore`: Voila in the foreground until it exits, Ctrl-C or SIGTERM; returns the exit status (130 or
     143 for the signals). Handlers are installed even when the command was started as a background job (which
     inherits Ctrl-C ignored), and the process adopts orphans, so no kernel outlives it."""
-    env = explorer_env(model, run_dir, dtype, device_map)
+    env = explorer_env(model, run_dir, dtype, device_map, task)
     adopt_orphans()
     received: dict[str, int] = {}
 
