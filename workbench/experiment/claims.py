@@ -18,7 +18,7 @@ from ..core.guide import FIGURES, THRESHOLDS
 from ..core.results import read_result
 from ..training.records import GreedyEval, TrainMetrics
 from .layout import PhaseFiles, RunLayout, pattern
-from .summary import layer_ranges, lens_summary, pct, probe_summary, spread
+from .summary import in_task_words, layer_ranges, lens_summary, pct, probe_summary, spread
 
 VERDICTS = ("holds", "fails", "mixed", "not measured", "reported")
 BASE_PROBE, BASE_LENS = RunLayout.baseline_classifier.rel, RunLayout.baseline_lens.rel
@@ -378,21 +378,11 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             values=[[d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"]] for d in em],
         )
     )
-    return rows if data.get("task") in (None, "arithmetic") else [_in_task_words(r) for r in rows]
+    return [_in_task_words(r, data.get("task")) for r in rows]
 
 
-TASK_WORDS = {  # the claims say "operation" for the guide's task; another task's unit is its class
-    "correct-operation": "correct-class",
-    "the operation": "the class",
-    "the guide's eight prompts": "eight held-out prompts",
-}
-
-
-def _in_task_words(row: dict) -> dict:
-    for key in ("claim", "measured"):
-        for old, new in TASK_WORDS.items():
-            row[key] = row[key].replace(old, new)
-    return row
+def _in_task_words(row: dict, task: str | None) -> dict:
+    return {**row, **{key: in_task_words(row[key], task) for key in ("claim", "measured")}}
 
 
 def failures(claims: list[dict]) -> list[dict]:

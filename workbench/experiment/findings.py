@@ -16,6 +16,7 @@ from .summary import (
     classifier_layer_rule,
     expected_prob_range,
     fmt_prob,
+    in_task_words,
     layer_ranges,
     lens_summary,
     probe_summary,
@@ -23,6 +24,11 @@ from .summary import (
 )
 
 RANGE = guide.FIGURES["trained_lens"]
+
+
+def _task(doc: dict) -> str | None:
+    """The task a result was measured on (its settings name it; None: the guide's arithmetic)."""
+    return (doc.get("settings") or {}).get("task")
 
 
 def _within_guide(low: float, high: float) -> str:
@@ -39,6 +45,9 @@ def _within_guide(low: float, high: float) -> str:
 def data(run: RunLayout) -> str:
     """Notebook 00: the records, the rule checks and how the model tokenizes them (``data/generate.json``)."""
     g = read_result(run.generate)
+    task = g.get("task") or {}
+    if task.get("answer") == "class_word":
+        return _task_data(g, task)
     problems = sum(n for c in g["violations"].values() for n in c.values())
     ops = ", ".join(f"{op} {v['train']}" for op, v in g["operations"].items())
     lengths = list(map(int, g["response_tokens"]))
@@ -59,9 +68,37 @@ def data(run: RunLayout) -> str:
     )
 
 
+def _task_data(g: dict, task: dict) -> str:
+    """Notebook 00 for a task file's data: the split, the classes, the out-of-distribution set, the prompts' length."""
+    counts = ", ".join(f"{c} {v['train']}/{v['heldout']}" for c, v in g["operations"].items())
+    ood = task.get("ood")
+    return " ".join(
+        [
+            f"**Data.** Task `{task['name']}`: {g['train']['records']} training and {g['heldout']['records']} held-out "
+            f"records (training/held out per class: {counts}), split by {task['split']['by']}"
+            + (f" with held-out subsets {task['split']['heldout_subsets']}" if task["split"]["heldout_subsets"] else "")
+            + f"; {g['heldout_in_train']} held-out prompts and {task['heldout_groups_in_train']} held-out groups occur in "
+            "the training data.",
+            f"Out of distribution: {ood['records']} records ({', '.join(f'{k} {v}' for k, v in ood['subsets'].items())})."
+            if ood
+            else "",
+            f"Prompts are {task['prompt_tokens']['mean']:.0f} tokens long on average (at most "
+            f"{task['prompt_tokens']['max']}) for `{g['model']}`, and end in "
+            + " or ".join(map(repr, g["last_prompt_tokens"]))
+            + "; every class word is "
+            + (
+                "one token."
+                if all(len(t) == 1 for t in task["class_tokens"].values())
+                else "read through its first token (some are several)."
+            ),
+        ]
+    ).replace("  ", " ")
+
+
 def baseline_probe(result_path: str | Path, last_tokens: list[str]) -> str:
     """Notebook 01: the base model's probe at every layer (``last_tokens``: each prompt's last token, as tokenized)."""
-    s = probe_summary(read_result(result_path))
+    doc = read_result(result_path)
+    s, task = probe_summary(doc), _task(doc)
     last = sorted(set(last_tokens))
     every = (
         f"As the guide says, every one of the {s['layers_probed']} layers reaches 100%."
@@ -71,29 +108,51 @@ def baseline_probe(result_path: str | Path, last_tokens: list[str]) -> str:
         f"here; the weakest layer is L{s['min_accuracy_layer']} ({s['min_accuracy']:.0%})"
         + ("." if s["best_accuracy"] >= 1.0 else f" and the best L{s['best_layer']} ({s['best_accuracy']:.0%}).")
     )
-    return " ".join(
-        [
-            f"**Hidden-space classifier.** On `{s['model']}` a linear probe on the last-token residual stream separates the "
-            f"{len(s['classes'])} operations with cross-validated accuracy **{s['accuracy']:.0%}** at the classifier layer "
-            f"L{s['layer']}{classifier_layer_rule(s['layer'], s['num_layers'])} (control task {s['control_accuracy']:.0%}, "
-            f"selectivity {s['selectivity']:+.2f}; chance {s['chance']:.0%}; {s['folds']}-fold CV).",
-            every,
-            f"The control task averages {s['mean_control_accuracy']:.0%} over layers (at most {s['max_control_accuracy']:.0%})"
-            + (
-                ", close to chance, so the probes are not just memorising their prompts"
-                if s["mean_control_accuracy"] < s["chance"] + 0.15
-                else ""
-            )
-            + f"; selectivity peaks at {s['max_selectivity']:+.2f} at L{s['max_selectivity_layer']}.",
-            f"Refitted at L{s['layer']}, the probe labels {s['test_correct']} of {s['test_total']} test prompts correctly.",
-            (
-                f"Every prompt ends in the same token ({last[0]!r}), so the probe cannot read the operator from the last "
-                "token itself: the operator's identity reaches the last position through attention — which is still compatible "
-                "with a mere copy of the operator (see the caveat)."
-                if len(last) == 1
-                else f"The prompts end in {len(last)} different tokens, so part of what the probe reads may be the last token itself."
-            ),
-        ]
+    return in_task_words(
+        " ".join(
+            [
+                f"**Hidden-space classifier.** On `{s['model']}` a linear probe on the last-token residual stream separates the "
+                f"{len(s['classes'])} operations with cross-validated accuracy **{s['accuracy']:.0%}** at the classifier layer "
+                f"L{s['layer']}{classifier_layer_rule(s['layer'], s['num_layers'])} (control task {s['control_accuracy']:.0%}, "
+                f"selectivity {s['selectivity']:+.2f}; chance {s['chance']:.0%}; {s['folds']}-fold CV).",
+                every,
+                f"The control task averages {s['mean_control_accuracy']:.0%} over layers (at most {s['max_control_accuracy']:.0%})"
+                + (
+                    ", close to chance, so the probes are not just memorising their prompts"
+                    if s["mean_control_accuracy"] < s["chance"] + 0.15
+                    else ""
+                )
+                + f"; selectivity peaks at {s['max_selectivity']:+.2f} at L{s['max_selectivity_layer']}.",
+                f"Refitted at L{s['layer']}, the probe labels {s['test_correct']} of {s['test_total']} test prompts correctly."
+                if s["test_total"]
+                else "",
+                _surface(doc, s, last, task),
+            ]
+        ),
+        task,
+    )
+
+
+def _surface(doc: dict, s: dict, last: list[str], task: str | None) -> str:
+    """What the probe could be reading instead of a classifier: the operator (arithmetic) or the prompt's tokens."""
+    bag = doc.get("bag_of_tokens")
+    if task in (None, "arithmetic") or bag is None:
+        return (
+            f"Every prompt ends in the same token ({last[0]!r}), so the probe cannot read the operator from the last "
+            "token itself: the operator's identity reaches the last position through attention — which is still compatible "
+            "with a mere copy of the operator (see the caveat)."
+            if len(last) == 1
+            else f"The prompts end in {len(last)} different tokens, so part of what the probe reads may be the last token itself."
+        )
+    gap = s["best_accuracy"] - bag["accuracy"]
+    return (
+        f"A bag-of-tokens baseline (logistic regression on the prompts' token counts, the same folds) reaches "
+        f"{bag['accuracy']:.0%}: the best probe (L{s['best_layer']}, {s['best_accuracy']:.0%}) is "
+        + (
+            f"{gap:+.0%} above the prompts' surface."
+            if gap > 0.05
+            else "no better than the prompts' surface, so it need not read a hidden-space classifier."
+        )
     )
 
 
@@ -129,7 +188,7 @@ def baseline_lens(run: RunLayout, vocab_size: int) -> str:
         f"({s['peak_mean_expected_prob']:.2e}); the largest value on any prompt and layer is "
         f"{s['max_expected_prob_any_layer']:.2e}.",
     ]
-    return " ".join(text + _multi_token(s))
+    return in_task_words(" ".join(text + _multi_token(s)), _task(read_result(run.baseline_lens)))
 
 
 def _multi_token(summary: dict) -> list[str]:
@@ -179,7 +238,7 @@ def phase1(files: PhaseFiles, window: int = 25) -> str:
         f"operation with accuracy **{ps['accuracy']:.0%}** at L{ps['layer']} (control task {ps['control_accuracy']:.0%}, "
         f"selectivity {ps['selectivity']:+.2f}); {ps['n_layers_at_100']} of {ps['layers_probed']} layers reach 100%.",
     ]
-    return " ".join(text + _multi_token(e))
+    return in_task_words(" ".join(text + _multi_token(e)), _task(read_result(files.phase1_summary)))
 
 
 def phase2(files: PhaseFiles, window: int = 25) -> str:
@@ -202,38 +261,41 @@ def phase2(files: PhaseFiles, window: int = 25) -> str:
         if worse
         else " — a mixed result."
     )
-    return " ".join(
-        [
-            f"**Classifier {'unchanged' if c['unchanged'] else 'CHANGED'}.** Phase 2 froze {layer_ranges(c['frozen_layers'])} "
-            f"and trained {resolved['trainable_parameters']:,} LoRA parameters for {s['steps']} steps on the answers only "
-            f"({s['train_seconds']:.0f} s of training steps). At the classifier layer L{c['layer']}, over {lc['n_prompts']} "
-            f"held-out prompts, the largest change of any target probability is **{lc['max_abs_diff_target_prob']:.1e}** "
-            + (
-                "(bit for bit identical)"
-                if lc["max_abs_diff_target_prob"] == 0.0
-                else f"(tolerance {c['tolerance']:.0e})"
-            )
-            + f" and {lc['same_top_token']}/{lc['n_prompts']} top tokens are the same; `metrics.json` agrees (largest change "
-            f"{mc['max_abs_diff']:.1e}; mean correct-target probability {fmt_prob(s['before_mean_prob'])} before and "
-            f"{fmt_prob(s['after_mean_prob'])} after, top-1 {s['before_top1_correct']}/{s['top1_total']} and "
-            f"{s['after_top1_correct']}/{s['top1_total']}).",
-            f"The saved LoRA weights of {layer_ranges(c['still_layers']) or 'no layer'} did not move at all"
-            + (
-                f"; those of {layer_ranges(c['moved_layers'])} moved by up to {c['max_weight_change']:.2g}."
-                if c["moved_layers"]
-                else "; no layer's weights moved."
-            )
-            + (
-                f" Frozen layers whose weights moved anyway: {layer_ranges(c['frozen_layers_moved'])}."
-                if c["frozen_layers_moved"]
-                else ""
-            ),
-            f"**Answers.** The training answer loss (rolling mean over {s['window']} steps) went from "
-            f"{s['answer_loss_start']:.3g} to {s['answer_loss_end']:.3g}. On the {s['eval_prompts']} held-out prompts the "
-            f"answer loss went from {s['before_answer_loss']:.2f} to **{s['after_answer_loss']:.2f}** nats per response "
-            f"token, teacher-forced exact match from {s['before_exact_match']:.1%} to **{s['after_exact_match']:.1%}**, and "
-            f"greedy answers with the right number from {before:.1%} to **{after:.1%}**" + verdict,
-        ]
+    return in_task_words(
+        " ".join(
+            [
+                f"**Classifier {'unchanged' if c['unchanged'] else 'CHANGED'}.** Phase 2 froze {layer_ranges(c['frozen_layers'])} "
+                f"and trained {resolved['trainable_parameters']:,} LoRA parameters for {s['steps']} steps on the answers only "
+                f"({s['train_seconds']:.0f} s of training steps). At the classifier layer L{c['layer']}, over {lc['n_prompts']} "
+                f"held-out prompts, the largest change of any target probability is **{lc['max_abs_diff_target_prob']:.1e}** "
+                + (
+                    "(bit for bit identical)"
+                    if lc["max_abs_diff_target_prob"] == 0.0
+                    else f"(tolerance {c['tolerance']:.0e})"
+                )
+                + f" and {lc['same_top_token']}/{lc['n_prompts']} top tokens are the same; `metrics.json` agrees (largest change "
+                f"{mc['max_abs_diff']:.1e}; mean correct-target probability {fmt_prob(s['before_mean_prob'])} before and "
+                f"{fmt_prob(s['after_mean_prob'])} after, top-1 {s['before_top1_correct']}/{s['top1_total']} and "
+                f"{s['after_top1_correct']}/{s['top1_total']}).",
+                f"The saved LoRA weights of {layer_ranges(c['still_layers']) or 'no layer'} did not move at all"
+                + (
+                    f"; those of {layer_ranges(c['moved_layers'])} moved by up to {c['max_weight_change']:.2g}."
+                    if c["moved_layers"]
+                    else "; no layer's weights moved."
+                )
+                + (
+                    f" Frozen layers whose weights moved anyway: {layer_ranges(c['frozen_layers_moved'])}."
+                    if c["frozen_layers_moved"]
+                    else ""
+                ),
+                f"**Answers.** The training answer loss (rolling mean over {s['window']} steps) went from "
+                f"{s['answer_loss_start']:.3g} to {s['answer_loss_end']:.3g}. On the {s['eval_prompts']} held-out prompts the "
+                f"answer loss went from {s['before_answer_loss']:.2f} to **{s['after_answer_loss']:.2f}** nats per response "
+                f"token, teacher-forced exact match from {s['before_exact_match']:.1%} to **{s['after_exact_match']:.1%}**, and "
+                f"greedy answers with the right number from {before:.1%} to **{after:.1%}**" + verdict,
+            ]
+        ),
+        _task(read_result(files.phase2_summary)),
     )
 
 

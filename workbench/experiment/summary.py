@@ -412,3 +412,25 @@ def classifier_layer_rule(layer: int, n_layers: int, sep: str = ", ") -> str:
     if layer != guide.classifier_layer(n_layers):
         return ""
     return f"{sep}the guide's int({guide.CLASSIFIER_DEPTH} × {n_layers}) rule"
+
+
+TASK_WORDS = (  # the guide's task says "operation"; another task's unit is its class
+    ("correct-operation", "correct-class"),
+    ("operation word", "class word"),
+    ("operations", "classes"),
+    ("operation", "class"),
+    ("The guide's eight prompts", "Eight held-out prompts"),
+    ("the guide's eight prompts", "eight held-out prompts"),
+    ("the guide's eight", "eight held-out prompts"),
+    ("the guide's 8 prompts", "the 8 held-out prompts"),
+    ("with the right number", "with the right class word"),
+)
+
+
+def in_task_words(text: str, task: str | None) -> str:
+    """``text`` as a task other than the guide's arithmetic (``task``: its name; None: arithmetic) would say it."""
+    if task in (None, "arithmetic"):
+        return text
+    for old, new in TASK_WORDS:
+        text = text.replace(old, new)
+    return text

@@ -35,8 +35,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
+from workbench.core.cache import cache_root
 from workbench.core.errors import WorkbenchError
-from workbench.core.models import cache_root
 
 TIMEOUT_S = 600  # per command
 KEYS = ("text", "label", "group", "subset")
