@@ -349,3 +349,35 @@ def test_publish_refuses_bad_input_before_writing(tmp_path):
     with pytest.raises(WorkbenchError, match="fig.png .embedded in report.md. is missing"):
         publish(root, docs, readme)
     assert not docs.exists() and readme.read_text() == f"{START}\n{END}\n"
+
+
+def test_the_tasks_block_is_the_tables_and_survives_publish(tmp_path, capsys):
+    """`workbench table --docs` writes only its block (the row read from the run's files, the verdicts from its
+    claims.json); a later `workbench publish` rewrites the report around it and keeps it."""
+    from helpers import cli
+
+    from workbench.experiment import crosstask
+
+    root = _published_run(tmp_path)
+    run = {
+        "model": "default",
+        "settings": {"task": "sentiment", "seeds": [42]},
+        "phases": {"generate": {"seconds": 90}},
+    }
+    (root / "run.json").write_text(json.dumps(run))
+    docs = tmp_path / "docs" / "results.md"
+    docs.parent.mkdir()
+    docs.write_text("# an older report\n")
+    code, out, err = cli(capsys, "table", root, "--docs", docs)
+    assert code == 0, err
+    text = docs.read_text()
+    assert text.startswith("# an older report\n\n" + crosstask.START)
+    row = next(line for line in text.splitlines() if line.startswith("| sentiment |"))
+    assert row.split(" | ")[6] == "0.600"  # GOOD's trained lens on held-out prompts, one seed
+    assert "`workbench run all --model default --task sentiment` (1.5 min of phases)" in text
+    assert "routing training improves the answers*: holds for sentiment on default." in text.lower()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    publish(root, docs, readme)
+    again = docs.read_text()
+    assert "an older report" not in again and crosstask.block_of(again) == crosstask.block_of(text)

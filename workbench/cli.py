@@ -543,23 +543,31 @@ def publish_cmd(
 def table_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="run folders, one per task and model")],
     output: flag(Path, "--output", "-o", help="also write the markdown table to this file") = None,
+    docs: flag(
+        Path, "--docs", help="put the table, its commands and what generalises into this page's tasks block"
+    ) = None,
 ):
     """The cross-task table: probe, bag-of-tokens baseline, lens before/after training, answers, per run folder."""
     from .core.results import atomic_write_text, check_writable
-    from .experiment.crosstask import cross_task_table
+    from .experiment.crosstask import cross_task_table, docs_block, with_block
 
     for run_dir in run_dirs:
         if not (run_dir / "run.json").is_file():
             raise WorkbenchError(
                 f"{str(run_dir)!r} is not a run folder (no run.json): pass folders `workbench run` wrote"
             )
-    if output:
-        check_writable(output)
+    for path in (output, docs):
+        if path:
+            check_writable(path)
     table = cross_task_table(run_dirs)
     print(table, end="")
     if output:
         atomic_write_text(output, table)
         print(f"wrote {output}")
+    if docs:
+        page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
+        atomic_write_text(docs, with_block(page, docs_block(run_dirs)))
+        print(f"wrote the tasks block of {docs}")
 
 
 @app.command("explore")

@@ -3,12 +3,16 @@ files. `workbench table RUN...` prints it; docs/results.md publishes it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from statistics import mean, stdev
 
 from ..core.results import read_result
 from .claims import collect
 from .layout import RunLayout
+from .report import run_command
+
+START, END = "<!-- tasks:start -->", "<!-- tasks:end -->"  # the block `workbench table --docs` owns in results.md
 
 COLUMNS = (
     "task",
@@ -65,7 +69,19 @@ def task_row(run_dir: str | Path) -> dict:
         "answer accuracy base → phase 1 → phase 2": " → ".join(answers),
         "seeds": str(len([d for d in seeds if d["lens_after"] is not None])),
         "quick": bool(run.get("quick")),
+        "probe_gap": None
+        if not probe or "bag_of_tokens" not in probe or not base
+        else base["best_accuracy"] - probe["bag_of_tokens"]["accuracy"],
+        "verdicts": _verdicts(layout),
+        "command": run_command(run) if run else None,
+        "phase_seconds": {k: p.get("seconds") for k, p in (run.get("phases") or {}).items()},
     }
+
+
+def _verdicts(layout: RunLayout) -> dict[str, str]:
+    if not layout.claims.is_file():
+        return {}
+    return {c["id"]: c["verdict"] for c in json.loads(layout.claims.read_text(encoding="utf-8"))["claims"]}
 
 
 def cross_task_table(run_dirs: list[str | Path]) -> str:
@@ -76,3 +92,73 @@ def cross_task_table(run_dirs: list[str | Path]) -> str:
         cells = [row[c] + (" (quick)" if c == "task" and row["quick"] else "") for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+CLAIMS = (  # claim id -> how the paragraph names it
+    (
+        "base_probe_classifier_layer",
+        "a linear probe reads the class at the classifier layer (accuracy 1, selectivity 0.5)",
+    ),
+    ("base_lens", "the base model's lens does not read the class word there (below 0.5%)"),
+    ("phase1_lens", "dual-reward V/O training makes the lens read it (at least 36% on held-out prompts)"),
+    ("phase1_eight", "eight held-out prompts read correctly at top-1 after training"),
+    ("phase2_unchanged", "routing training leaves the frozen classifier unchanged"),
+    ("phase2_answers", "routing training improves the answers"),
+)
+
+
+def _label(row: dict) -> str:
+    return f"{row['task']} on {row['model']}"
+
+
+def generalisation(rows: list[dict]) -> str:
+    """Which of the guide's claims hold on which task and model, from each run's claims.json, and where the probe
+    stands against the bag-of-tokens baseline."""
+    text = []
+    for claim_id, words in CLAIMS:
+        judged = [(r, r["verdicts"].get(claim_id)) for r in rows if r["verdicts"].get(claim_id)]
+        if not judged:
+            continue
+        holds = [_label(r) for r, v in judged if v == "holds"]
+        other = [f"{_label(r)} ({v})" for r, v in judged if v != "holds"]
+        text.append(
+            f"*{words[0].upper() + words[1:]}*: holds for {', '.join(holds) or 'none'}"
+            + (f"; not for {', '.join(other)}" if other else "")
+            + "."
+        )
+    gaps = [(r, r["probe_gap"]) for r in rows if r["probe_gap"] is not None]
+    if gaps:
+        text.append(
+            "*The probe against the prompt's surface* (best probe accuracy minus the bag-of-tokens baseline): "
+            + ", ".join(f"{_label(r)} {g:+.2f}" for r, g in gaps)
+            + "."
+        )
+    return " ".join(text)
+
+
+def docs_block(run_dirs: list[str | Path]) -> str:
+    """The cross-task section of docs/results.md: the table, the commands and phase times behind each row, and the
+    paragraph on what generalises."""
+    rows = [task_row(d) for d in run_dirs]
+    lines = [START, "## Beyond arithmetic: tasks and models", "", cross_task_table(run_dirs), ""]
+    lines += ["Each row is one run folder, made by:", ""]
+    for row in rows:
+        seconds = sum(v for v in row["phase_seconds"].values() if isinstance(v, (int, float)))
+        lines.append(f"- {_label(row)}: `{row['command']}` ({seconds / 60:.1f} min of phases)")
+    lines += ["", "**What generalises.** " + generalisation(rows), "", END]
+    return "\n".join(lines) + "\n"
+
+
+def with_block(text: str, block: str) -> str:
+    """``text`` with its tasks block replaced by ``block`` (appended when it has none)."""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        return head + block.rstrip("\n") + rest.split(END, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def block_of(text: str) -> str | None:
+    """The tasks block of ``text``, markers included (None when it has none)."""
+    if START not in text or END not in text:
+        return None
+    return START + text.split(START, 1)[1].split(END, 1)[0] + END + "\n"

@@ -16,6 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from ..core.errors import WorkbenchError
 from ..core.results import atomic_write_text
+from .crosstask import block_of, with_block
 from .layout import RunLayout
 from .report import claims_table, commits, run_command
 
@@ -67,7 +68,8 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
         f"<!-- written by `workbench publish {run_dir.name}` from that run's report.md; regenerate with "
         f"`make experiment` and `workbench publish runs/experiment` -->\n"
     )
-    atomic_write_text(docs, note + body)
+    kept = block_of(docs.read_text(encoding="utf-8")) if docs.is_file() else None  # `workbench table --docs`'s
+    atomic_write_text(docs, note + (with_block(body, kept) if kept else body))
 
     source = (
         f"Measured by `{run_command(run)}` (git commit: {commits(run)}), "

@@ -36,8 +36,8 @@ def run_command(run: dict) -> str:
     seeds = settings.get("seeds") or []
     parts = ["workbench run all", f"--model {run.get('model', 'default')}"]
     if settings.get("task"):
-        builtin = Path(settings.get("task_file") or "").parent == BUILTIN_DIR
-        parts.append(f"--task {settings['task'] if builtin else settings['task_file']}")
+        file = settings.get("task_file")
+        parts.append(f"--task {file if file and Path(file).parent != BUILTIN_DIR else settings['task']}")
     if len(seeds) > 1:
         parts.append(f"--seeds {len(seeds)}")
     if seeds and seeds[0] != DEFAULT_SEED:
