@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,37 @@ def test_gpu_check_dry_run_writes_the_table(tiny_dir, tmp_path):
     assert text.startswith("# Performance\n\n## CPU\n\nkept\n")
     assert "Dry run on the CPU" in text and "| greedy | skipped | - | 0 |" in text
     assert f"| {tiny_dir} | float32 | 32 |" in text
+
+
+def test_lens_vocab_peak_meter_sees_an_allocation_and_the_script_runs(tiny_dir):
+    """benchmarks/lens_vocab.py: its RSS meter sees a 64 MiB buffer written inside the block (and not one made
+    before it), and the script runs both contenders on a tiny model."""
+    import lens_vocab
+    import numpy as np
+
+    before = np.ones(2**24, dtype=np.float32)  # 64 MiB, resident before the meter starts
+    with lens_vocab.PeakRSS() as quiet:
+        before.sum()
+    with lens_vocab.PeakRSS() as loud:
+        inside = np.ones(2**24, dtype=np.float32)
+        time.sleep(0.01)
+    assert loud.grew >= 60 * 2**20 > quiet.grew and inside.size
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "lens_vocab.py"),
+            "--model",
+            str(tiny_dir),
+            "--reps",
+            "1",
+            "--batch-size",
+            "4",
+            "--words",
+            " add| sub",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "SUMMARY lens_vocab" in res.stdout and "forward  median" in res.stdout

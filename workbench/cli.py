@@ -200,6 +200,11 @@ def logit_lens_cmd(
 
     start_png_export()
     lm = load_model(model, device, adapter, dtype, device_map, batch_size)
+    if task:
+        from .tasks.data import check_class_words
+        from .tasks.spec import load_task
+
+        check_class_words(load_task(task), lm.tokenizer)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
     adapter_path = str(adapter) if adapter else None
     settings = dict(
@@ -375,6 +380,10 @@ def _task_training_inputs(task: str, config: Path | None, given: dict) -> dict:
 
     base = load_config(config, given) if config else build_config(given, "command line")
     spec, data = _task_records(task, 1000, base.eval_samples, base.seed)
+    from .core.models import load_tokenizer
+    from .tasks.data import check_class_words
+
+    check_class_words(spec, load_tokenizer(base.model))  # two classes read through one token: an error, before training
     out = {"intermediate_loss": {**base.intermediate_loss.model_dump(), "targets": dict(spec.classes)}}
     if "data" not in given:  # the task's records, whatever data file the YAML names
         folder = Path(base.output) / "data"
