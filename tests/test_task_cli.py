@@ -94,3 +94,32 @@ def test_class_word_reward_wants_the_whole_word():
         [" positive.", " positively", "negative", [{"content": " positive"}]], [" positive"] * 4
     )
     assert rewards == [1.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.slow
+def test_the_comparison_on_a_task_trains_and_measures_its_class_words(task_file, tiny_dir, tmp_path):
+    """`run compare --task`: the dual reward targets the class words, GRPO's prompts are the task's own with the class
+    word as the answer (and the class-word reward), and every method is measured on the task's lens and answers."""
+    pytest.importorskip("trl")
+    from workbench.core.data import write_jsonl
+    from workbench.experiment.compare import run_method
+    from workbench.tasks.data import task_data
+
+    spec = load_task(task_file)
+    data = task_data(spec, 16, 8)
+    write_jsonl(tmp_path / "train.jsonl", data.train)
+    write_jsonl(tmp_path / "heldout.jsonl", data.heldout)
+    files = (tmp_path / "train.jsonl", tmp_path / "heldout.jsonl")
+    for method in ("dual_vo", "grpo"):
+        row = run_method(method, str(tiny_dir), tmp_path / method, *files, seed=0, steps=2, rank=4, task=spec)
+        lens = row["measurement"]["lens"]
+        assert set(lens["per_operation_prob"]) == {"plus", "minus"} and set(lens["target_tokens"]) == {" add", " sub"}
+        assert row["eight_total"] == 8 and row["heldout_prompts"] == len(data.heldout)
+        config = json.loads((tmp_path / method / "config.json").read_text())
+        if method == "grpo":
+            prompts = [json.loads(x) for x in (tmp_path / method / "grpo_prompts.jsonl").read_text().splitlines()]
+            assert [p["prompt"] for p in prompts] == [r["prompt"] for r in data.train]
+            assert {p["answer"] for p in prompts} == {" add", " sub"}
+            assert config["reward"].endswith(":class_word_reward") and config["lens_targets"] == spec.classes
+        else:
+            assert config["intermediate_loss"]["targets"] == spec.classes
