@@ -115,6 +115,8 @@ def step_parameters(
         params.update({name: str(out / rel) for name, rel in step.task_paths.items()})
         if step.steps_key:
             params["max_steps"] = getattr(task.steps, step.steps_key)
+        if step.task_sizes:
+            params["eval_samples"] = task.steps.eval_samples
     if quick:
         params.update(step.quick)
     return params

@@ -43,6 +43,7 @@ class Step:
     thresholds_param: bool = False
     task_paths: Mapping = field(default_factory=dict)  # like ``paths``, passed only when a task is given
     steps_key: str | None = None  # "phase1" | "phase2": with a task, its ``steps`` set max_steps
+    task_sizes: bool = False  # with a task, its ``steps.eval_samples`` sets eval_samples
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,14 @@ class Phase:
 
 def _training(notebook: str, config: str, key: str, needs: tuple[tuple[str, str], ...] = ()) -> Phase:
     """A training phase: one notebook per training seed, with its YAML config and the run's data/."""
-    step = Step(NOTEBOOKS / notebook, quick=QUICK_TRAINING, config=CONFIGS / config, paths=DATA, steps_key=key)
+    step = Step(
+        NOTEBOOKS / notebook, quick=QUICK_TRAINING, config=CONFIGS / config, paths=DATA, steps_key=key, task_sizes=True
+    )
     return Phase((step,), needs=(*NEEDS_DATA, *needs), seeded=True)
 
 
 PHASES: dict[str, Phase] = {
-    "generate": Phase((Step(NOTEBOOKS / "00_generate_data.ipynb", quick=QUICK_DATA),)),
+    "generate": Phase((Step(NOTEBOOKS / "00_generate_data.ipynb", quick=QUICK_DATA, task_sizes=True),)),
     "baseline": Phase(
         (
             Step(NOTEBOOKS / "01_baseline_probing.ipynb", task_paths=DATA),

@@ -49,11 +49,13 @@ class Split(BaseModel):
 
 
 class Steps(BaseModel):
-    """Training steps of the two phases for this task (the guide's 500 and 300 for arithmetic)."""
+    """What `workbench run all --task` trains and measures: the two phases' training steps (the guide's 500 and 300
+    for arithmetic) and the held-out records measured (the guide's 200; out-of-distribution records as many)."""
 
     model_config = ConfigDict(extra="forbid")
     phase1: int = Field(500, ge=1)
     phase2: int = Field(300, ge=1)
+    eval_samples: int = Field(200, ge=1)
 
 
 class TaskSpec(BaseModel):
