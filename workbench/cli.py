@@ -376,13 +376,12 @@ def train_sft_cmd(
 def _task_training_inputs(task: str, config: Path | None, given: dict) -> dict:
     """The keys --task sets: the lens loss's targets (the class words) and, without --data, the task's records."""
     from .core.data import write_jsonl
+    from .core.models import load_tokenizer
+    from .tasks.data import check_class_words
     from .training.config import build_config, load_config
 
     base = load_config(config, given) if config else build_config(given, "command line")
     spec, data = _task_records(task, 1000, base.eval_samples, base.seed)
-    from .core.models import load_tokenizer
-    from .tasks.data import check_class_words
-
     check_class_words(spec, load_tokenizer(base.model))  # two classes read through one token: an error, before training
     out = {"intermediate_loss": {**base.intermediate_loss.model_dump(), "targets": dict(spec.classes)}}
     if "data" not in given:  # the task's records, whatever data file the YAML names
