@@ -382,7 +382,7 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
 
 
 def _in_task_words(row: dict, task: str | None) -> dict:
-    return {**row, **{key: in_task_words(row[key], task) for key in ("claim", "measured")}}
+    return {**row, **{key: in_task_words(row[key], task) for key in ("claim", "measured", "threshold")}}
 
 
 def failures(claims: list[dict]) -> list[dict]:

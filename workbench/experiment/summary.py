@@ -424,6 +424,8 @@ TASK_WORDS = (  # the guide's task says "operation"; another task's unit is its 
     ("the guide's eight", "eight held-out prompts"),
     ("the guide's 8 prompts", "the 8 held-out prompts"),
     ("with the right number", "with the right class word"),
+    ("greedy answers", "class-word answers"),
+    ("greedy accuracy", "answer accuracy"),
 )
 
 
