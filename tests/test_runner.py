@@ -114,6 +114,8 @@ def test_parameters_reach_notebooks_as_values_and_run_json(tmp_path, phases):
         "seeds": [7],
         "thresholds": {},
         "kernel": "python3",
+        "task": None,
+        "task_file": None,
     }
     assert list(doc["phases"]) == ["first", "second"]
     for name, notebooks in (("first", ["a.ipynb", "b.ipynb"]), ("second", ["c.ipynb"])):
@@ -338,3 +340,22 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     code, _, err = cli(capsys, "run", "baseline", "--max-steps", "3")
     assert_one_line_error(code, err, "--max-steps")
+
+
+def test_a_task_reaches_the_notebooks_with_its_steps_and_sizes(tmp_path):
+    """`--task`: every notebook gets the task file; the baseline gets the run's data, training its task's steps and
+    held-out size, --quick still wins; the guide's arithmetic (no task) gets none of it, as before tasks were data."""
+    from workbench.tasks.spec import load_task
+
+    spec = load_task("sentiment")
+    train, base = PHASES["phase1"].steps[0], PHASES["baseline"].steps[0]
+    seeded, once = engine.Job("phase1", 42), engine.Job("baseline", None)
+    p = engine.step_parameters(train, tmp_path, seeded, "default", False, None, [42], None, spec)
+    assert p["task"] == spec.path and p["max_steps"] == 200 and p["eval_samples"] == 100
+    q = engine.step_parameters(train, tmp_path, seeded, "default", True, None, [42], None, spec)
+    assert (q["max_steps"], q["eval_samples"]) == (4, 32)
+    b = engine.step_parameters(base, tmp_path, once, "default", False, None, [42], None, spec)
+    assert b["train_data"] == str(tmp_path / "data" / "train.jsonl") and "max_steps" not in b
+    plain = engine.step_parameters(base, tmp_path, once, "default", False, None, [42])
+    assert "task" not in plain and "train_data" not in plain
+    assert "task" not in engine.step_parameters(train, tmp_path, seeded, "default", False, None, [42])
