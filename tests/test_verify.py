@@ -368,9 +368,10 @@ def test_the_tasks_block_is_the_tables_and_survives_publish(tmp_path, capsys):
     docs = tmp_path / "docs" / "results.md"
     docs.parent.mkdir()
     docs.write_text("# an older report\n")
-    code, out, err = cli(capsys, "table", root, "--docs", docs)
+    code, out, err = cli(capsys, "table", root, "--docs", docs, "--note", "it shared the machine")
     assert code == 0, err
     text = docs.read_text()
+    assert "\nNote: it shared the machine\n" in text
     assert text.startswith("# an older report\n\n" + crosstask.START)
     row = next(line for line in text.splitlines() if line.startswith("| sentiment |"))
     assert row.split(" | ")[6] == "0.600"  # GOOD's trained lens on held-out prompts, one seed

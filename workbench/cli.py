@@ -554,6 +554,9 @@ def table_cmd(
     docs: flag(
         Path, "--docs", help="put the table, its commands and what generalises into this page's tasks block"
     ) = None,
+    note: Annotated[
+        Optional[list[str]], typer.Option("--note", help="a sentence the block adds under the table (repeatable)")
+    ] = None,
 ):
     """The cross-task table: probe, bag-of-tokens baseline, lens before/after training, answers, per run folder."""
     from .core.results import atomic_write_text, check_writable
@@ -574,7 +577,7 @@ def table_cmd(
         print(f"wrote {output}")
     if docs:
         page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
-        atomic_write_text(docs, with_block(page, docs_block(run_dirs)))
+        atomic_write_text(docs, with_block(page, docs_block(run_dirs, note)))
         print(f"wrote the tasks block of {docs}")
 
 

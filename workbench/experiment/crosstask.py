@@ -102,6 +102,7 @@ CLAIMS = (  # claim id -> how the paragraph names it
     ("base_lens", "the base model's lens does not read the class word there (below 0.5%)"),
     ("phase1_lens", "dual-reward V/O training makes the lens read it (at least 36% on held-out prompts)"),
     ("phase1_eight", "eight held-out prompts read correctly at top-1 after training"),
+    ("phase1_probe", "the probe still reads the class at the classifier layer after training (accuracy 1)"),
     ("phase2_unchanged", "routing training leaves the frozen classifier unchanged"),
     ("phase2_answers", "routing training improves the answers"),
 )
@@ -136,8 +137,9 @@ def generalisation(rows: list[dict]) -> str:
     return " ".join(text)
 
 
-def docs_block(run_dirs: list[str | Path]) -> str:
-    """The cross-task section of docs/results.md: the table, the commands and phase times behind each row, and the
+def docs_block(run_dirs: list[str | Path], notes: list[str] | None = None) -> str:
+    """The cross-task section of docs/results.md: the table, the commands and phase times behind each row, the
+    ``notes`` given (what the folders cannot say: a run that shared the machine, a row from elsewhere), and the
     paragraph on what generalises."""
     rows = [task_row(d) for d in run_dirs]
     lines = [START, "## Beyond arithmetic: tasks and models", "", cross_task_table(run_dirs), ""]
@@ -145,7 +147,7 @@ def docs_block(run_dirs: list[str | Path]) -> str:
     for row in rows:
         seconds = sum(v for v in row["phase_seconds"].values() if isinstance(v, (int, float)))
         lines.append(f"- {_label(row)}: `{row['command']}` ({seconds / 60:.1f} min of phases)")
-    lines += ["", "**What generalises.** " + generalisation(rows), "", END]
+    lines += ["", *[f"Note: {n}" for n in notes or []], "", "**What generalises.** " + generalisation(rows), "", END]
     return "\n".join(lines) + "\n"
 
 
