@@ -147,7 +147,9 @@ def docs_block(run_dirs: list[str | Path], notes: list[str] | None = None) -> st
     for row in rows:
         seconds = sum(v for v in row["phase_seconds"].values() if isinstance(v, (int, float)))
         lines.append(f"- {_label(row)}: `{row['command']}` ({seconds / 60:.1f} min of phases)")
-    lines += ["", *[f"Note: {n}" for n in notes or []], "", "**What generalises.** " + generalisation(rows), "", END]
+    for note in notes or []:
+        lines += ["", f"Note: {note}"]
+    lines += ["", "**What generalises.** " + generalisation(rows), "", END]
     return "\n".join(lines) + "\n"
 
 
