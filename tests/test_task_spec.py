@@ -10,6 +10,7 @@ import pytest
 from conftest import build_tiny_tokenizer
 from helpers import assert_one_line_error, cli
 
+from workbench.core import guide
 from workbench.core.data import generate_arithmetic, held_out
 from workbench.core.errors import WorkbenchError
 from workbench.core.surface import bag_of_tokens, token_counts
@@ -59,7 +60,7 @@ def test_every_builtin_task_loads_and_arithmetic_is_the_guides_generator():
     assert data.train == records and data.heldout == held_out(records, 20) and data.ood == []
     assert probe_set(spec, data).prompts[:4] == ["7 * 8 = ", "12 * 5 = ", "3 * 9 = ", "6 * 7 = "]
     assert heldout_test_prompts(spec, data) == ["11 * 12 = ", "6 * 9 = ", "13 + 14 = ", "25 + 17 = "]
-    assert lens_prompts(spec, data, 8) == (lens_prompts(spec, data, 8)[0], None)
+    assert lens_prompts(spec, data, 8) == (list(guide.EIGHT_PROMPTS), None)  # expected: read from the operator
 
 
 def test_a_user_task_splits_by_group_and_fills_the_template(tmp_path):
