@@ -33,7 +33,6 @@ def next_logits(lm: LoadedModel, seq: torch.Tensor, cache=None, use_cache: bool 
     return lm.bridge(seq[:, -1:], return_type="logits_and_cache", past_key_values=cache)
 
 
-@torch.inference_mode()
 def greedy_answers(
     lm: LoadedModel,
     prompts: list[str],
@@ -42,12 +41,28 @@ def greedy_answers(
     until_integer: bool = False,
     use_cache: bool = True,
 ) -> list[str]:
-    """Each prompt's greedy continuation (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
+    """Each prompt's greedy continuation, decoded (see ``greedy_tokens``)."""
+    new = greedy_tokens(lm, prompts, max_new_tokens, eos_token_id, until_integer, use_cache)
+    return [lm.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
+
+
+@torch.inference_mode()
+def greedy_tokens(
+    lm: LoadedModel,
+    prompts: list[str],
+    max_new_tokens: int = 8,
+    eos_token_id: int | None = None,
+    until_integer: bool = False,
+    use_cache: bool = True,
+    until=None,
+) -> list[list[int]]:
+    """Each prompt's greedy continuation as token ids (argmax at every step, no sampling), stopped at EOS (default: the tokenizer's)
     or after ``max_new_tokens`` — or, with ``until_integer``, as soon as its first integer is complete (the answer
     ``first_integer`` reads is then the same as from the full continuation). Prompts with the same number of tokens
     decode as one batch, so no padding is ever involved; a finished prompt leaves its batch (and its rows leave the
-    KV cache). ``use_cache=False`` re-runs the whole sequence at every step (the reference the cache is tested on)."""
+    KV cache). ``until(text)``: any other stop rule on the decoded continuation. ``use_cache=False`` re-runs the whole sequence at every step (the reference the cache is tested on)."""
     eos = lm.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    until = integer_complete if until_integer else until
     ids = [lm.token_ids(p) for p in prompts]
     groups: dict[int, list[int]] = {}
     for i, row in enumerate(ids):
@@ -64,7 +79,7 @@ def greedy_answers(
                 if token == eos:
                     continue
                 new[i].append(token)
-                if not (until_integer and integer_complete(lm.tokenizer.decode(new[i], skip_special_tokens=True))):
+                if not (until and until(lm.tokenizer.decode(new[i], skip_special_tokens=True))):
                     going.append(row)
             if not going:
                 break
@@ -72,7 +87,7 @@ def greedy_answers(
                 cache.batch_select_indices(torch.tensor(going, device=seq.device))
             members = [members[row] for row in going]
             seq = torch.cat([seq, nxt[:, None]], dim=1)[going]
-    return [lm.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
+    return new
 
 
 def first_integer(text: str) -> int | None:
