@@ -171,3 +171,36 @@ def test_lens_vocab_peak_meter_sees_an_allocation_and_the_script_runs(tiny_dir):
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "SUMMARY lens_vocab" in res.stdout and "forward  median" in res.stdout
+
+
+def test_routing_latency_on_a_tiny_model(tiny_dir, tmp_path):
+    """benchmarks/routing_latency.py in-process on the tiny Llama (--quick, no adapter): every contender timed on every
+    prompt, the early exit entered fewer blocks than the full forward, and the JSON holds the ratios and the
+    LayerSkip-style fields (positive numbers; no wall-clock threshold)."""
+    import routing_latency
+    import torch
+
+    out = tmp_path / "routing.json"
+    threads = torch.get_num_threads()
+    argv = ["--model", str(tiny_dir), "--quick", "--threads", "1", "--warmup", "1", "--json", str(out)]
+    result = routing_latency.main(argv + ["--routers", "regex,direction,probe,neural"])
+    assert torch.get_num_threads() == threads  # restored for the rest of the session
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["prompts"] == 12 and doc["settings"]["routers"] == ["regex", "direction", "probe", "neural"]
+    assert set(doc["decision_s"]) == {"full_forward", "regex", "direction", "probe", "neural"}
+    assert all(s["n"] == 12 and s["median"] >= 0 for s in doc["decision_s"].values())
+    n_layers, early = doc["settings"]["n_layers"], doc["settings"]["classifier_layer"] + 1
+    assert doc["blocks_entered"]["full_forward"] == n_layers and doc["blocks_entered"]["regex"] == 0
+    assert doc["blocks_entered"]["probe"] == doc["blocks_entered"]["direction"] == early < n_layers
+    ratios = [doc["ratios"]["vs_full_forward"][r] for r in ("direction", "probe", "neural")]
+    ratios += [doc["ratios"]["neural_vs"][r] for r in ("direction", "probe")]
+    for st in ratios:
+        assert set(st) == {"median_over_median", "median_of_paired"}
+        assert all(isinstance(v, float) and v > 0 for v in st.values())
+    assert set(doc["end_to_end_s"]) == {"model_only", "regex", "direction", "probe", "neural"}
+    assert doc["end_to_end_s"]["model_only"]["model"]["n"] == 12
+    for name, ls in doc["layerskip"].items():
+        assert ls["total_time_s"] > 0 and ls["time_per_answer_s"] > 0 and 0 <= ls["expert_call_rate"] <= 1, name
+        assert ls["model_tokens"] == 0 or (ls["time_per_token_s"] > 0 and ls["tokens_per_s"] > 0), name
+    assert doc["layerskip"]["regex"]["expert_call_rate"] > 0  # the symbol prompts went to the calculator
+    assert len(doc["per_prompt"]) == 12 and isinstance(doc["ok"], bool) and doc["ok"] == result["ok"]

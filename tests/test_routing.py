@@ -371,3 +371,31 @@ def test_router_table_and_findings_read_the_numbers():
     assert "on word prompts the probe router beats regex (70.0% vs 0.0% answered right)" in text
     markdown = compare.table_markdown(compare.router_table(comparison))
     assert "| probe | 2 | 0.800 ± 0.141 |" in markdown and markdown.count("\n") == 5
+
+
+@pytest.mark.integration
+def test_on_smollm2_the_probe_router_sends_every_symbol_prompt_to_the_calculator_after_17_blocks(smol):
+    probe = routers.fit_router("probe", smol, prompts.training_items(), seed=0)
+    assert probe.layer == 16
+    symbol = [i for i in prompts.evaluation_items(per_kind=12) if i.kind == "symbol"]
+    result = virtual.evaluate(smol, probe, symbol, warmup=1)
+    assert result["metrics"]["overall"]["routing_accuracy"] == 1.0
+    assert result["metrics"]["overall"]["answer_accuracy"] == 1.0
+    assert {r["blocks_run"] for r in result["rows"]} == {17}
+    assert sorted(set(_blocks_run(smol, lambda: probe.decide(smol, symbol[0].prompt)))) == list(range(17))
+
+
+def test_the_docs_block_replaces_only_itself(tmp_path):
+    comparison = {
+        "settings": {"model_id": "m", "n_items": 10, "layer": 16, "n_layers": 30, "per_kind": 2, "seeds": [1]},
+        "full_forward_s": {"median": 0.1},
+        "results": [{"seed": 1, "router": {"router": "probe"}, "metrics": _metrics(0.9, 1.0, 0.8, 0.05)}],
+    }
+    page = tmp_path / "results.md"
+    page.write_text("# report\n\nkept text\n")
+    compare.write_docs_block(comparison, page, "papermill 09 ...", note="shared the machine")
+    compare.write_docs_block(comparison, page, "papermill 09 ...", note="shared the machine")  # replaced, not added
+    text = page.read_text()
+    assert text.startswith("# report\n\nkept text\n\n" + compare.START) and text.count(compare.START) == 1
+    assert compare.findings(comparison) in text and "Made by: `papermill 09 ...`." in text
+    assert "| probe | 1 | 0.900 |" in text and "Note: shared the machine" in text

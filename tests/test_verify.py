@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.results import marked_block
 from workbench.experiment import claims as verification
 from workbench.experiment import report
 from workbench.experiment.layout import RunLayout
 from workbench.experiment.publish import END, START, publish
+from workbench.routing import compare as routing_compare
 
 OPS = ("multiply", "add", "subtract", "divide")
 
@@ -377,8 +379,11 @@ def test_the_tasks_block_is_the_tables_and_survives_publish(tmp_path, capsys):
     assert row.split(" | ")[6] == "0.600"  # GOOD's trained lens on held-out prompts, one seed
     assert "`workbench run all --model default --task sentiment` (1.5 min of phases)" in text
     assert "routing training improves the answers*: holds for sentiment on default." in text.lower()
+    routing_block = f"{routing_compare.START}\n## Virtual experts\n| probe | 1 |\n{routing_compare.END}\n"
+    docs.write_text(text + "\n" + routing_block)  # notebook 09's block, written after the tasks block
     readme = tmp_path / "README.md"
     readme.write_text(f"{START}\n{END}\n")
     publish(root, docs, readme)
     again = docs.read_text()
     assert "an older report" not in again and crosstask.block_of(again) == crosstask.block_of(text)
+    assert marked_block(again, routing_compare.START, routing_compare.END) == routing_block

@@ -110,3 +110,19 @@ def read_result(path: str | Path) -> dict:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise WorkbenchError(f"cannot read result file {str(path)!r}: {exc}") from None
+
+
+def with_marked_block(text: str, block: str, start: str, end: str) -> str:
+    """``text`` with the block between the ``start`` and ``end`` marker lines replaced by ``block`` (appended when it
+    has none). ``block`` holds its markers."""
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        return head + block.rstrip("\n") + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def marked_block(text: str, start: str, end: str) -> str | None:
+    """The block of ``text`` between its ``start`` and ``end`` markers, markers included (None when it has none)."""
+    if start not in text or end not in text:
+        return None
+    return start + text.split(start, 1)[1].split(end, 1)[0] + end + "\n"

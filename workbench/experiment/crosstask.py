@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from statistics import mean, stdev
 
-from ..core.results import read_result
+from ..core.results import marked_block, read_result, with_marked_block
 from .claims import collect
 from .layout import RunLayout
 from .report import run_command
@@ -155,14 +155,9 @@ def docs_block(run_dirs: list[str | Path], notes: list[str] | None = None) -> st
 
 def with_block(text: str, block: str) -> str:
     """``text`` with its tasks block replaced by ``block`` (appended when it has none)."""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        return head + block.rstrip("\n") + rest.split(END, 1)[1]
-    return text.rstrip("\n") + "\n\n" + block
+    return with_marked_block(text, block, START, END)
 
 
 def block_of(text: str) -> str | None:
     """The tasks block of ``text``, markers included (None when it has none)."""
-    if START not in text or END not in text:
-        return None
-    return START + text.split(START, 1)[1].split(END, 1)[0] + END + "\n"
+    return marked_block(text, START, END)

@@ -15,12 +15,14 @@ from pathlib import Path
 from plotly.offline import get_plotlyjs
 
 from ..core.errors import WorkbenchError
-from ..core.results import atomic_write_text
-from .crosstask import block_of, with_block
+from ..core.results import atomic_write_text, marked_block, with_marked_block
+from ..routing import compare as routing_compare
+from . import crosstask
 from .layout import RunLayout
 from .report import claims_table, commits, run_command
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+KEPT_BLOCKS = ((crosstask.START, crosstask.END), (routing_compare.START, routing_compare.END))
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
 EXTERNAL_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>')
 
@@ -68,8 +70,11 @@ def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: s
         f"<!-- written by `workbench publish {run_dir.name}` from that run's report.md; regenerate with "
         f"`make experiment` and `workbench publish runs/experiment` -->\n"
     )
-    kept = block_of(docs.read_text(encoding="utf-8")) if docs.is_file() else None  # `workbench table --docs`'s
-    atomic_write_text(docs, note + (with_block(body, kept) if kept else body))
+    page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
+    for start, end in KEPT_BLOCKS:  # the blocks other commands own: `workbench table --docs`, notebook 09
+        kept = marked_block(page, start, end)
+        body = with_marked_block(body, kept, start, end) if kept else body
+    atomic_write_text(docs, note + body)
 
     source = (
         f"Measured by `{run_command(run)}` (git commit: {commits(run)}), "

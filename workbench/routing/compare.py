@@ -17,6 +17,7 @@ from .routers import build_router
 from .virtual import evaluate, full_forward_s, spread
 
 ORDER = ("regex", "direction", "probe", "lens", "neural")
+START, END = "<!-- routing:start -->", "<!-- routing:end -->"  # the block notebook 09 owns in docs/results.md
 
 
 def compare_routers(
@@ -210,3 +211,34 @@ def findings(comparison: dict) -> str:
             out.append(f"{name} keeps {kept:.1%} of the negatives away from the calculator;")
     text = " ".join(out)
     return text[:-1] + "." if text.endswith(";") else text
+
+
+def docs_block(comparison: dict, command: str, note: str | None = None) -> str:
+    """The virtual-experts section of docs/results.md: the router table, how it was made, and its findings."""
+    settings = comparison["settings"]
+    lines = [
+        START,
+        "## Virtual experts",
+        "",
+        f"Routers on {settings['model_id']}, {settings['n_items']} prompts of the routing evaluation set "
+        f"({settings['per_kind']} per arithmetic phrasing; negatives kept = routed to the model), classifier layer "
+        f"{settings['layer']}; fitted routers over seeds {settings['seeds']}; answers: the first integer equals the "
+        "exact answer. Latency: per prompt, batch 1, medians, side by side in one process "
+        "([routing.md](routing.md) says what each router does).",
+        "",
+        table_markdown(router_table(comparison)),
+        f"Made by: `{command}`.",
+    ]
+    if note:
+        lines += ["", f"Note: {note}"]
+    lines += ["", "**What we found.** " + findings(comparison), "", END]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs_block(comparison: dict, docs: str | Path, command: str, note: str | None = None) -> Path:
+    """Replace (or append) the virtual-experts block of ``docs``, atomically; the rest of the page stays."""
+    from ..core.results import atomic_write_text, with_marked_block
+
+    docs = Path(docs)
+    page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
+    return atomic_write_text(docs, with_marked_block(page, docs_block(comparison, command, note), START, END))
