@@ -109,7 +109,10 @@ def test_a_users_expert_answers_and_a_raising_one_falls_back(capsys, tiny_dir, t
         (["--router", "probe", "--prompts", "x", "--fit", "f.json", "--router-file", "g.json"], ["exclude each other"]),
         (["--router", "lens", "--prompts", "x"], ["--adapter"]),
         (["--router", "lens", "--prompts", "x", "--adapter", "a", "--threshold", "2"], ["--threshold 2.0"]),
-        (["--router", "regex", "--prompts", "x", "--threshold", "high"], ["Invalid value for '--threshold'", "valid number"]),
+        (
+            ["--router", "regex", "--prompts", "x", "--threshold", "high"],
+            ["Invalid value for '--threshold'", "valid number"],
+        ),
         (["--router", "regex", "--prompts", "x", "--expert", "nomodule_here:f"], ["cannot import expert module"]),
         (["--router", "probe", "--prompts", "x", "--layer", "9"], ["--layer 9 is out of range"]),
         (["--router", "probe", "--prompts", "x", "--router-file", "missing.json"], ["does not exist"]),

@@ -369,6 +369,7 @@ def test_router_table_and_findings_read_the_numbers():
     assert "probe answers 95.0% of symbol prompts right (meets 95%)" in text
     assert "neural answers 50.0% of symbol prompts right (misses 95%)" in text
     assert "on word prompts the probe router beats regex (70.0% vs 0.0% answered right)" in text
+    assert "on the mixed phrasings no router was fitted on the probe router beats regex (70.0% vs 0.0%" in text
     markdown = compare.table_markdown(compare.router_table(comparison))
     assert "| probe | 2 | 0.800 ± 0.141 |" in markdown and markdown.count("\n") == 5
 

@@ -196,14 +196,19 @@ def findings(comparison: dict) -> str:
             met = "meets" if symbol >= SYMBOL_MIN_ANSWERS else "misses"
             out.append(f"{name} answers {symbol:.1%} of symbol prompts right ({met} {SYMBOL_MIN_ANSWERS:.0%});")
     regex = rows.get("regex")
-    if regex and regex["answer_word"]["mean"] is not None:
+    for key, where in (
+        ("answer_word", "word prompts"),
+        ("answer_mixed", "the mixed phrasings no router was fitted on"),
+    ):
+        if not regex or regex[key]["mean"] is None:
+            continue
         for name in ("direction", "probe", "lens"):
             row = rows.get(name)
-            if row and row["answer_word"]["mean"] is not None:
-                verdict = "beats" if row["answer_word"]["mean"] > regex["answer_word"]["mean"] else "does not beat"
+            if row and row[key]["mean"] is not None:
+                verdict = "beats" if row[key]["mean"] > regex[key]["mean"] else "does not beat"
                 out.append(
-                    f"on word prompts the {name} router {verdict} regex ({row['answer_word']['mean']:.1%} vs "
-                    f"{regex['answer_word']['mean']:.1%} answered right);"
+                    f"on {where} the {name} router {verdict} regex ({row[key]['mean']:.1%} vs "
+                    f"{regex[key]['mean']:.1%} answered right);"
                 )
     for name, row in rows.items():
         kept = row["negatives_kept"]["mean"]
