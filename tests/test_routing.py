@@ -328,6 +328,18 @@ def test_evaluate_on_the_tiny_model_keeps_one_row_per_item(tiny_lm):
     symbol = result["metrics"]["by_kind"]["symbol"]
     assert symbol["routing_accuracy"] == 1.0 and symbol["answer_accuracy"] == 1.0  # regex + calculator on symbols
     assert result["metrics"]["by_kind"]["word"]["recall"] == 0.0
+    timing = result["metrics"]["timing"]
+    assert timing["full_forward_s"]["n"] == len(items) and all(r["full_forward_s"] > 0 for r in result["rows"])
+    assert timing["decision_vs_full_forward"] == timing["decision_s"]["median"] / timing["full_forward_s"]["median"]
+
+
+def test_a_training_seed_may_not_draw_the_evaluation_set_and_adapters_match_seeds():
+    with pytest.raises(WorkbenchError, match="evaluation set's own prompts"):
+        prompts.training_items(seed=prompts.EVAL_SEED)
+    with pytest.raises(WorkbenchError, match="1 adapters for 2 seeds"):
+        compare.compare_routers(adapters=["a"], seeds=[1, 2], routers=["lens"])
+    with pytest.raises(WorkbenchError, match="unknown router 'magic'"):
+        compare.compare_routers(routers=["magic"])
 
 
 # --- the comparison table and its findings ----------------------------------------------------------------------------
@@ -364,7 +376,7 @@ def test_router_table_and_findings_read_the_numbers():
     assert probe["routing_accuracy"]["std"] == pytest.approx(np.std([0.9, 0.7], ddof=1))
     assert probe["decision_vs_full_forward"] == pytest.approx(0.6) and probe["neural_vs_decision"] == pytest.approx(15)
     text = compare.findings(comparison)
-    assert "the early-exit probe router decides in 60.0 ms, 0.60x of a full forward (meets the 0.6x target)" in text
+    assert "the early-exit probe router decides in 60 ms, 0.6x of a full forward (meets the 0.6x target)" in text
     assert "15.0x faster than the neural router's generated decision (meets 10x)" in text
     assert "probe answers 95.0% of symbol prompts right (meets 95%)" in text
     assert "neural answers 50.0% of symbol prompts right (misses 95%)" in text

@@ -11,10 +11,9 @@ import statistics
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
-from ..core.models import load_model
 from . import prompts as route_prompts
 from .routers import build_router
-from .virtual import evaluate, full_forward_s, spread
+from .virtual import ANSWER_TOKENS, evaluate, spread
 
 ORDER = ("regex", "direction", "probe", "lens", "neural")
 START, END = "<!-- routing:start -->", "<!-- routing:end -->"  # the block notebook 09 owns in docs/results.md
@@ -28,38 +27,45 @@ def compare_routers(
     extra_negatives: list[str] = (),
     routers: list[str] = ORDER,
     warmup: int = 3,
+    max_new_tokens: int = ANSWER_TOKENS,
     layer: int | None = None,
     device: str | None = "cpu",
     progress=None,
 ) -> dict:
     """The router comparison: one result per router and seed, the full-forward reference and every setting."""
+    from ..core.models import load_model  # here: the table and findings import without the model stack
+
     unknown = sorted(set(routers) - set(ORDER))
     if unknown:
         raise WorkbenchError(f"unknown router {unknown[0]!r}: choose from {', '.join(ORDER)}")
     if "lens" in routers and not adapters:
         raise WorkbenchError("the lens router needs a trained dual-reward adapter: pass adapters (phase1_adapter/)")
+    if "lens" in routers and len(adapters) != len(seeds):
+        raise WorkbenchError(
+            f"{len(adapters)} adapters for {len(seeds)} seeds: pass one phase-1 adapter per seed, in the seeds' order"
+        )
     say = progress or (lambda message: None)
     items = route_prompts.evaluation_items(per_kind, list(extra_negatives))
     lm = load_model(model, device=device)
     chosen = lm.classifier_layer if layer is None else layer
-    reference = full_forward_s(lm, [i.prompt for i in items], warmup)
     results = []
+    options = dict(warmup=warmup, max_new_tokens=max_new_tokens)
     for name in (r for r in ORDER if r in routers):
         if name in ("regex", "neural"):
             say(f"router {name}")
-            results.append({"seed": None, **evaluate(lm, build_router(name, lm), items, warmup)})
+            results.append({"seed": None, **evaluate(lm, build_router(name, lm), items, **options)})
         elif name in ("direction", "probe"):
             for seed in seeds:
                 say(f"router {name}, seed {seed}")
                 results.append(
-                    {"seed": seed, **evaluate(lm, build_router(name, lm, layer=chosen, seed=seed), items, warmup)}
+                    {"seed": seed, **evaluate(lm, build_router(name, lm, layer=chosen, seed=seed), items, **options)}
                 )
     if "lens" in routers:
-        for seed, adapter in zip(seeds, adapters, strict=False):
+        for seed, adapter in zip(seeds, adapters, strict=True):
             say(f"router lens, adapter {adapter}")
             adapted = load_model(model, device=device, adapter=adapter)
             router = build_router("lens", adapted, layer=chosen)
-            results.append({"seed": seed, **evaluate(adapted, router, items, warmup)})
+            results.append({"seed": seed, **evaluate(adapted, router, items, **options)})
             del adapted
     return {
         "settings": {
@@ -73,9 +79,10 @@ def compare_routers(
             "n_items": len(items),
             "extra_negatives": len(extra_negatives),
             "warmup": warmup,
+            "max_new_tokens": max_new_tokens,
             "device": lm.device,
         },
-        "full_forward_s": spread(reference),
+        "full_forward_s": spread([r["full_forward_s"] for res in results for r in res["rows"]]),
         "results": results,
     }
 
@@ -113,6 +120,8 @@ def router_table(comparison: dict) -> list[dict]:
             return _mean_std(values)
 
         decision = statistics.median([m["timing"]["decision_s"]["median"] for m in runs])
+        ratios = [m["timing"].get("decision_vs_full_forward") for m in runs]
+        ratio = statistics.median(ratios) if None not in ratios else (decision / full if full else None)
         rows.append(
             {
                 "router": name,
@@ -127,7 +136,7 @@ def router_table(comparison: dict) -> list[dict]:
                 "negatives_kept": stat("by_kind", "negative", "routing_accuracy"),
                 "expert_call_rate": stat("overall", "expert_call_rate"),
                 "decision_s": decision,
-                "decision_vs_full_forward": decision / full if full else None,
+                "decision_vs_full_forward": ratio,
                 "neural_vs_decision": neural_s / decision if neural_s and decision else None,
                 "total_s": statistics.median([m["timing"]["total_s"]["median"] for m in runs]),
             }
@@ -142,11 +151,11 @@ def _cell(stat: dict) -> str:
 
 
 def _ms(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds * 1e3:.1f}"
+    return "—" if seconds is None else f"{seconds * 1e3:.3g}"
 
 
 def _ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}x"
+    return "—" if value is None else f"{value:.3g}x"
 
 
 def table_markdown(rows: list[dict]) -> str:

@@ -12,6 +12,7 @@ import random
 from dataclasses import asdict, dataclass
 
 from ..core.data import SYMBOLS
+from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
 
 TRAIN_SEED, EVAL_SEED = 7, 1234
@@ -136,6 +137,8 @@ def _negatives(extra: list[str], part: int) -> list[RouteItem]:
 
 def training_items(per_kind: int = 32, extra_negatives: list[str] = (), seed: int = TRAIN_SEED) -> list[RouteItem]:
     """What a fitted router (probe, direction) learns from: symbol and word prompts, and half the negatives."""
+    if seed == EVAL_SEED:
+        raise WorkbenchError(f"seed {EVAL_SEED} draws the evaluation set's own prompts: pick another training seed")
     rng = random.Random(seed)
     return _arithmetic(rng, "symbol", per_kind) + _arithmetic(rng, "word", per_kind) + _negatives(extra_negatives, 0)
 

@@ -97,17 +97,20 @@ def route_all(lm: LoadedModel, router, prompts: list[str], warmup: int = 3, **op
 
 
 @torch.inference_mode()
+def forward_s(lm: LoadedModel, prompt: str) -> float:
+    """Seconds of one plain forward of ``prompt`` through every block, to the logits: what early exit is compared
+    with."""
+    ids = torch.tensor([lm.token_ids(prompt)], device=lm.device)
+    start = time.perf_counter()
+    lm.bridge(ids)
+    return time.perf_counter() - start
+
+
 def full_forward_s(lm: LoadedModel, prompts: list[str], warmup: int = 3) -> list[float]:
-    """Seconds of one plain forward through every block (the logits) per prompt: what early exit is compared with."""
-    ids = [torch.tensor([lm.token_ids(p)], device=lm.device) for p in prompts]
-    for row in ids[:warmup]:
-        lm.bridge(row)
-    out = []
-    for row in ids:
-        start = time.perf_counter()
-        lm.bridge(row)
-        out.append(time.perf_counter() - start)
-    return out
+    """``forward_s`` per prompt, after ``warmup`` untimed forwards."""
+    for prompt in prompts[:warmup]:
+        forward_s(lm, prompt)
+    return [forward_s(lm, prompt) for prompt in prompts]
 
 
 def spread(values: list[float]) -> dict:
@@ -167,11 +170,32 @@ def score(items: list[RouteItem], rows: list[Routed]) -> dict:
     }
 
 
-def evaluate(lm: LoadedModel, router, items: list[RouteItem], warmup: int = 3, **options) -> dict:
-    """Every item routed and answered; the scores, the router's settings and one row per prompt."""
-    rows = route_all(lm, router, [item.prompt for item in items], warmup, **options)
+def evaluate(
+    lm: LoadedModel, router, items: list[RouteItem], warmup: int = 3, reference: bool = True, **options
+) -> dict:
+    """Every item routed and answered; the scores, the router's settings and one row per prompt. With ``reference``,
+    a plain full forward of the same model is timed just before each decision (interleaved, so machine drift hits both
+    alike) and ``timing`` gains its spread and ``decision_vs_full_forward`` (the ratio of the medians)."""
+    prompts = [item.prompt for item in items]
+    for prompt in prompts[:warmup]:
+        if reference:
+            forward_s(lm, prompt)
+        route(lm, router, prompt, **options)
+    rows, forwards = [], []
+    for prompt in prompts:
+        if reference:
+            forwards.append(forward_s(lm, prompt))
+        rows.append(route(lm, router, prompt, **options))
+    metrics = score(items, rows)
+    if reference:
+        timing = metrics["timing"]
+        timing["full_forward_s"] = spread(forwards)
+        timing["decision_vs_full_forward"] = timing["decision_s"]["median"] / timing["full_forward_s"]["median"]
     return {
         "router": router.describe(),
-        "metrics": score(items, rows),
-        "rows": [item.to_dict() | row.to_dict() for item, row in zip(items, rows)],
+        "metrics": metrics,
+        "rows": [
+            item.to_dict() | row.to_dict() | ({"full_forward_s": f} if reference else {})
+            for item, row, f in zip(items, rows, forwards or [None] * len(rows))
+        ],
     }
