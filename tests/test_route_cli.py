@@ -71,7 +71,10 @@ def test_eval_scores_the_built_in_set(capsys, tiny_dir, tmp_path):
 
 def test_a_users_expert_answers_and_a_raising_one_falls_back(capsys, tiny_dir, tmp_path, monkeypatch):
     (tmp_path / "my_expert.py").write_text(
-        "def answer(prompt, operation):\n    return f'{operation}!'\n\ndef broken(prompt, operation):\n    raise KeyError(prompt)\n"
+        "import pathlib\n"
+        f"LOG = pathlib.Path({str(tmp_path / 'calls.log')!r})\n"
+        "def answer(prompt, operation):\n    with LOG.open('a') as f:\n        f.write(prompt + '\\n')\n"
+        "    return f'{operation}!'\n\ndef broken(prompt, operation):\n    raise KeyError(prompt)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     code, stdout, err = cli(
@@ -80,6 +83,7 @@ def test_a_users_expert_answers_and_a_raising_one_falls_back(capsys, tiny_dir, t
     assert code == 0, err
     (row,) = _lines(stdout)
     assert (row["expert"], row["answer"]) == ("my_expert:answer", "multiply!")
+    assert (tmp_path / "calls.log").read_text() == "7 * 8 = \n"  # the warm-up never calls an expert
     code, stdout, err = cli(
         capsys,
         "route",

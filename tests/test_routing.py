@@ -248,7 +248,7 @@ def test_neural_router_parses_the_word_the_model_writes(tiny_lm):
         assert written.startswith(decision.detail["written"].split("\n")[0])
         word = (written.strip().split() or [""])[0].strip(".,:;!").lower()
         assert decision.operation == (word if word in OPERATIONS else None)
-        assert decision.blocks_run == tiny_lm.n_layers
+        assert decision.blocks_run == tiny_lm.n_layers * max(1, decision.detail["new_tokens"])
     with pytest.raises(WorkbenchError, match="no \\{prompt\\}"):
         routers.NeuralRouter(template="no slot")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,13 @@ class _LayerRouter:
             )
         if not 0 <= self.layer < lm.n_layers:
             raise WorkbenchError(f"router layer {self.layer} is out of range for {lm.n_layers} layers: refit it")
+        fitted_on = self.fitted.get("adapter")
+        if (fitted_on is None) != (lm.adapter is None):
+            warnings.warn(
+                f"the {self.name} router was fitted {'with adapter ' + fitted_on if fitted_on else 'on the base model'}"
+                f", and the model now has {'adapter ' + lm.adapter if lm.adapter else 'none'}: its features differ",
+                stacklevel=2,
+            )
 
     def describe(self) -> dict:
         return {
@@ -180,7 +188,7 @@ class ProbeRouter(_LayerRouter):
         coef, intercept = logistic.coef_, logistic.intercept_
         if coef.shape[0] == 1:  # two classes: scikit-learn keeps one row, the second class's logit
             coef, intercept = np.concatenate([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
-        return cls(list(logistic.classes_), scaler.mean_, scaler.scale_, coef, intercept, **where)
+        return cls([str(c) for c in logistic.classes_], scaler.mean_, scaler.scale_, coef, intercept, **where)
 
     def probabilities(self, state: torch.Tensor) -> torch.Tensor:
         return torch.softmax(((state - self.mean) / self.std) @ self.coef.T + self.intercept, -1)
@@ -257,7 +265,8 @@ class NeuralRouter:
         written = lm.tokenizer.decode(tokens, skip_special_tokens=True)
         word = (written.strip().split() or [""])[0].strip(".,:;!").lower()
         operation = word if word in OPERATIONS else None
-        return Decision(operation, 1.0, lm.n_layers, {"written": written, "new_tokens": len(tokens)})
+        forwards = max(1, len(tokens))  # the prompt's forward gives the first token, one decode step each next
+        return Decision(operation, 1.0, lm.n_layers * forwards, {"written": written, "new_tokens": len(tokens)})
 
     def describe(self) -> dict:
         return {"router": self.name, "template": self.template, "max_new_tokens": self.max_new_tokens}

@@ -2,7 +2,8 @@
 
 One prompt at a time, as a server would see them: the router decides (timed), the chosen expert answers (timed), and a
 prompt the expert cannot answer (declined, raised, timed out) falls back to the model, recorded. Timings are
-``time.perf_counter`` around each call; the first ``warmup`` prompts run once untimed before the timed pass.
+``time.perf_counter`` around each call; the first ``warmup`` prompts are decided and answered once untimed before
+the timed pass.
 """
 
 from __future__ import annotations
@@ -89,10 +90,17 @@ def route(
     )
 
 
+def warm_up(lm: LoadedModel, router, prompts: list[str]) -> None:
+    """Untimed first calls (the router's decision and a one-token model answer) on ``prompts``; experts are not called,
+    so a user's expert sees each prompt once."""
+    for prompt in prompts:
+        router.decide(lm, prompt)
+        model_answer(lm, prompt, 1)
+
+
 def route_all(lm: LoadedModel, router, prompts: list[str], warmup: int = 3, **options) -> list[Routed]:
-    """``route`` over ``prompts`` in order, after ``warmup`` untimed calls on the first prompts."""
-    for prompt in prompts[:warmup]:
-        route(lm, router, prompt, **options)
+    """``route`` over ``prompts`` in order, after warming up on the first ``warmup`` of them."""
+    warm_up(lm, router, prompts[:warmup])
     return [route(lm, router, prompt, **options) for prompt in prompts]
 
 
@@ -100,9 +108,8 @@ def route_all(lm: LoadedModel, router, prompts: list[str], warmup: int = 3, **op
 def forward_s(lm: LoadedModel, prompt: str) -> float:
     """Seconds of one plain forward of ``prompt`` through every block, to the logits: what early exit is compared
     with."""
-    ids = torch.tensor([lm.token_ids(prompt)], device=lm.device)
-    start = time.perf_counter()
-    lm.bridge(ids)
+    start = time.perf_counter()  # tokenizing included, as in every router's decision
+    lm.bridge(torch.tensor([lm.token_ids(prompt)], device=lm.device))
     return time.perf_counter() - start
 
 
@@ -177,10 +184,9 @@ def evaluate(
     a plain full forward of the same model is timed just before each decision (interleaved, so machine drift hits both
     alike) and ``timing`` gains its spread and ``decision_vs_full_forward`` (the ratio of the medians)."""
     prompts = [item.prompt for item in items]
-    for prompt in prompts[:warmup]:
-        if reference:
-            forward_s(lm, prompt)
-        route(lm, router, prompt, **options)
+    warm_up(lm, router, prompts[:warmup])
+    if reference:
+        full_forward_s(lm, prompts[:warmup], warmup=0)
     rows, forwards = [], []
     for prompt in prompts:
         if reference:
