@@ -1,4 +1,4 @@
-"""The package's layers: core < training < tasks < routing < experiment < ui < cli. A module may import from its own layer and the ones
+"""The package's layers: core < training < tasks < causal < routing < experiment < ui < cli. A module may import from its own layer and the ones
 below it, never from one above (every import is read from the source, including those inside functions)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import workbench
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
-ORDER = ["core", "training", "tasks", "routing", "experiment", "ui", "cli"]
+ORDER = ["core", "training", "tasks", "causal", "routing", "experiment", "ui", "cli"]
 
 
 def _layer(module: str) -> str:
