@@ -581,6 +581,107 @@ def table_cmd(
         print(f"wrote the tasks block of {docs}")
 
 
+def _float_list(flag: str, text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise WorkbenchError(f"{flag} {text!r} is not a list of numbers: pass e.g. -2,-1,0,1,2") from None
+
+
+@introspect.command("steer")
+def steer_cmd(
+    output: OutputOpt,
+    direction: Annotated[
+        str, typer.Option("--direction", help="mean-diff:CLASS_A,CLASS_B | unembed:WORD | file:PATH | random:SEED")
+    ],
+    task: TaskOpt = None,
+    prompts: flag(str, "--prompts", help='"p1|p2" or @file.txt (default: --task\'s lens prompts)') = None,
+    targets: Annotated[
+        Optional[list[str]],
+        typer.Option("--targets", help="word whose probability is read (repeat; default: --task's)"),
+    ] = None,
+    layers: Annotated[
+        str, typer.Option("--layers", help="steered layers: auto (6, evenly spaced) | 3,5 | 2-8")
+    ] = "auto",
+    strengths: Annotated[
+        str, typer.Option("--strengths", help="comma-separated, in units of the layer's median residual norm")
+    ] = "-2,-1,-0.5,0,0.5,1,2",
+    readout_layer: flag(int, "--readout-layer", help="lens layer read (default: the classifier layer)") = None,
+    control_seed: Annotated[int, typer.Option("--control-seed", help="seed of the random control direction")] = 0,
+    generate: Annotated[bool, typer.Option("--generate/--no-generate", help="also greedy answers, steered")] = True,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 8,
+    model: ModelOpt = "default",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    adapter: AdapterOpt = None,
+):
+    """Steering: add a direction after a layer at every position and decode step; the effect over layer x strength
+    on the model's p(target), the lens and the greedy answers, against a random direction of the same norm."""
+    from .core.results import check_writable
+    from .core.tasks import parse_layers, parse_prompt_list
+
+    strength_list = _float_list("--strengths", strengths)
+    labels = None
+    if prompts is None or not targets or direction.startswith("mean-diff:"):
+        from .tasks.data import lens_set
+
+        task_prompts, task_targets, _ = lens_set(task or "arithmetic")
+        targets = targets or task_targets
+        if direction.startswith("mean-diff:"):
+            probe, _ = _task_probe_prompts(task or "arithmetic")
+            labelled_prompts, labels = probe.prompts, probe.labels
+    prompt_list = parse_prompt_list(prompts, "--prompts") if prompts else task_prompts
+    check_writable(output)
+    from .causal.steering import direction_from, steer_sweep
+    from .core.models import load_model
+    from .core.results import write_result
+    from .ui.causal_plots import steering_sweep_figure
+    from .ui.plots import start_png_export, write_figure
+
+    start_png_export()
+    lm = load_model(model, device, adapter, dtype)
+    n = lm.n_layers
+    chosen = sorted({round(i * (n - 1) / 5) for i in range(6)}) if layers == "auto" else parse_layers(layers, n)
+    readout = lm.classifier_layer if readout_layer is None else readout_layer
+    found = direction_from(direction, lm, readout, labelled_prompts if labels else None, labels)
+    result = steer_sweep(
+        lm, prompt_list, found, chosen, strength_list, targets, readout, control_seed, generate, max_new_tokens
+    )
+    settings = dict(
+        model=model,
+        direction=direction,
+        task=task,
+        layers=layers,
+        strengths=strength_list,
+        readout_layer=readout,
+        control_seed=control_seed,
+        generate=generate,
+        max_new_tokens=max_new_tokens,
+        adapter=str(adapter) if adapter else None,
+        dtype=lm.describe()["dtype"],
+        direction_layer=readout if direction.startswith("mean-diff:") else None,
+    )
+    write_result(output, "introspect.steer", result, settings)
+    write_figure(steering_sweep_figure(result), _figure_path(output))
+    target = result["targets"][0]
+    print(f"baseline p({target.strip()}) {result['baseline']['output_p'][target]:.4g}; change per layer x strength:")
+    print(
+        f"{'layer':>5} {'strength':>8} {'direction':>10} {'control':>10}"
+        + ("  answers changed (dir/ctl)" if generate else "")
+    )
+    cells = {(c["layer"], c["strength"], c["kind"]): c for c in result["cells"]}
+    base = result["baseline"]["output_p"][target]
+    for layer in chosen:
+        for strength in strength_list:
+            d, c = cells[(layer, strength, "direction")], cells[(layer, strength, "control")]
+            changed = f"  {d['answers_changed']:.2f}/{c['answers_changed']:.2f}" if generate else ""
+            print(
+                f"{layer:>5} {strength:>8g} {d['output_p'][target] - base:>+10.3g} {c['output_p'][target] - base:>+10.3g}"
+                + changed
+            )
+    print(f"wrote {output} and {_figure_path(output)}")
+
+
 @app.command("route")
 def route_cmd(
     router: Annotated[str, typer.Option("--router", help="probe | lens | direction | regex | neural")],
