@@ -133,3 +133,28 @@ def test_the_sweep_has_every_cell_and_strength_zero_reproduces_the_baseline(tiny
     assert strong[0]["output_p"]["multiply"] > result["baseline"]["output_p"]["multiply"]
     with pytest.raises(WorkbenchError, match="layer 4 is out of range"):
         steering.steer_sweep(tiny_lm, PROMPTS, direction, [4], [1.0], ["multiply"])
+
+
+def test_the_sweep_figure_shows_the_change_from_the_baseline():
+    from workbench.ui.causal_plots import steering_sweep_figure
+
+    cells = [
+        {"layer": layer, "strength": s, "kind": kind, "output_p": {" a": 0.1 + layer * s * (kind == "direction")}}
+        for layer in (1, 3)
+        for s in (0.0, 2.0)
+        for kind in ("direction", "control")
+    ]
+    result = {
+        "targets": [" a"],
+        "baseline": {"output_p": {" a": 0.1}},
+        "layers": [1, 3],
+        "strengths": [0.0, 2.0],
+        "direction": "unembed: a",
+        "control": "random:0",
+        "cells": cells,
+    }
+    direction, control = steering_sweep_figure(result).data
+    np.testing.assert_allclose(np.asarray(direction.z), [[0.0, 2.0], [0.0, 6.0]], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(control.z), [[0.0, 0.0], [0.0, 0.0]], atol=1e-12)
+    assert direction.zmax == pytest.approx(6.0)
+    assert list(direction.y) == ["L1", "L3"] and list(direction.x) == ["0.0", "2.0"]
