@@ -1,0 +1,132 @@
+"""Ablation of a trained adapter: switch its LoRA off per layer or per module group, and re-measure.
+
+A peft LoRA layer computes ``base(x) + lora_B(lora_A(x)) * scaling``; with ``scaling`` set to 0 it is the base layer
+exactly. ``without_lora`` does that for the chosen (layer, module) pairs inside a ``with`` block and restores every
+scaling after it, even on an error. Which layers carry the classifier: the lens (and the answers) with each layer's
+LoRA removed, against the adapter whole and the base model.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import torch
+
+from ..core.errors import WorkbenchError
+from ..core.generation import greedy_answers
+from ..core.lens import logit_lens
+from ..core.models import LoadedModel
+
+GROUPS = {"vo": ("v_proj", "o_proj"), "qk": ("q_proj", "k_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
+_LAYER_RE = re.compile(r"\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$")
+
+
+def lora_modules(lm: LoadedModel) -> dict[tuple[int, str], object]:
+    """Every LoRA layer of the loaded adapter by (layer, module name, e.g. "v_proj")."""
+    from peft.tuners.lora import LoraLayer
+
+    if lm.peft_model is None:
+        raise WorkbenchError("the model has no adapter: pass --adapter DIR (a trained peft adapter) to ablate")
+    found = {}
+    for name, module in lm.hf_model.named_modules():
+        match = _LAYER_RE.search(name.replace("._original_component", ""))  # the bridge wraps HF modules in place
+        if match and isinstance(module, LoraLayer):
+            found[(int(match.group(1)), match.group(2))] = module
+    if not found:
+        raise WorkbenchError(f"adapter {lm.adapter!r} has no LoRA layers on decoder layers: nothing to ablate")
+    return found
+
+
+def select(lm: LoadedModel, layers: list[int] | None = None, modules: list[str] | None = None) -> list[tuple[int, str]]:
+    """The (layer, module) pairs to switch off: ``modules`` are names (v_proj) or groups (vo, qk, mlp); None: all."""
+    present = lora_modules(lm)
+    names = None
+    if modules is not None:
+        names = {n for m in modules for n in GROUPS.get(m, (m,))}
+        have = sorted({module for _, module in present})
+        missing = sorted(names - set(have))
+        if missing:
+            groups = ", ".join(f"{k}={'+'.join(v)}" for k, v in GROUPS.items())
+            raise WorkbenchError(
+                f"adapter {lm.adapter!r} has no LoRA on {', '.join(missing)}: it has {', '.join(have)} "
+                f"(groups: {groups})"
+            )
+    if layers is not None:
+        bad = [layer for layer in layers if not 0 <= layer < lm.n_layers]
+        if bad:
+            raise WorkbenchError(f"layer {bad[0]} is out of range: the model has layers 0-{lm.n_layers - 1}")
+    return [
+        key for key in sorted(present) if (layers is None or key[0] in layers) and (names is None or key[1] in names)
+    ]
+
+
+@contextmanager
+def without_lora(lm: LoadedModel, pairs: list[tuple[int, str]]):
+    """Inside: the LoRA of each (layer, module) pair contributes nothing (its scaling is 0); restored after."""
+    present = lora_modules(lm)
+    saved = []
+    try:
+        for key in pairs:
+            module = present[key]
+            saved.append((module, dict(module.scaling)))
+            for adapter in module.scaling:
+                module.scaling[adapter] = 0.0
+        yield
+    finally:
+        for module, scaling in saved:
+            module.scaling.update(scaling)
+
+
+@torch.inference_mode()
+def _measure(lm: LoadedModel, prompts: list[str], targets: list[str], expected, layer: int, max_new_tokens: int):
+    lens = logit_lens(lm, prompts, targets, layer=layer, expected=expected)
+    answers = greedy_answers(lm, prompts, max_new_tokens) if max_new_tokens else None
+    return {"lens_expected_p": lens.mean_expected_prob, "lens_top1": lens.score["fraction"], "answers": answers}
+
+
+def ablation_sweep(
+    lm: LoadedModel,
+    prompts: list[str],
+    targets: list[str],
+    expected: list[str] | None = None,
+    readout_layer: int | None = None,
+    per: str = "layer",
+    modules: list[str] | None = None,
+    max_new_tokens: int = 8,
+) -> dict:
+    """The lens at ``readout_layer`` (mean p of each prompt's expected class word, top-1 share) and the greedy answers
+    with the whole adapter, with none of it, and with each layer's (``per="layer"``) or each module's
+    (``per="module"``) LoRA removed; ``modules`` restricts which modules are removed."""
+    if per not in ("layer", "module"):
+        raise WorkbenchError(f"--per {per!r}: use layer or module")
+    layer = lm.classifier_layer if readout_layer is None else readout_layer
+    if not 0 <= layer < lm.n_layers:
+        raise WorkbenchError(f"--readout-layer {layer} is out of range: the model has layers 0-{lm.n_layers - 1}")
+    pairs = select(lm, None, modules)
+    whole = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
+    with without_lora(lm, select(lm)):
+        none = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for key in pairs:
+        groups.setdefault(f"L{key[0]}" if per == "layer" else key[1], []).append(key)
+    rows = []
+    for name, removed in groups.items():
+        with without_lora(lm, removed):
+            measured = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
+        if whole["answers"] is not None:
+            measured["answers_changed"] = sum(a != b for a, b in zip(measured["answers"], whole["answers"])) / len(
+                prompts
+            )
+        rows.append({"removed": name, "modules": [f"L{lay}.{mod}" for lay, mod in removed], **measured})
+    return {
+        "adapter": lm.adapter,
+        "readout_layer": layer,
+        "per": per,
+        "modules": modules,
+        "targets": targets,
+        "prompts": prompts,
+        "whole_adapter": whole,
+        "no_adapter": none,
+        "rows": rows,
+    }
