@@ -96,3 +96,48 @@ def test_the_sweep_brackets_each_layer_between_whole_and_none(adapted, tiny_lm):
     assert [r["removed"] for r in per_module["rows"]] == ["o_proj", "v_proj"] and per_module["whole_adapter"][
         "answers"
     ] is None
+
+
+def test_ablate_cli_writes_the_sweep_and_bad_input_is_one_line(capsys, tiny_dir, adapter, tmp_path):
+    import json
+
+    from helpers import assert_one_line_error, cli
+
+    out = tmp_path / "ablate.json"
+    prompts = "|".join(PROMPTS)
+    code, stdout, err = cli(
+        capsys,
+        "introspect",
+        "ablate",
+        "-o",
+        out,
+        "-m",
+        tiny_dir,
+        "--adapter",
+        adapter,
+        "--prompts",
+        prompts,
+        "--readout-layer",
+        "2",
+        "--max-new-tokens",
+        "2",
+    )
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "introspect.ablate" and [r["removed"] for r in doc["rows"]] == ["L0", "L1", "L2", "L3"]
+    assert "no adapter" in stdout and "-L3" in stdout
+    for args, needle in [
+        (["--per", "head"], "--per 'head'"),
+        (["--modules", "qk"], "has no LoRA on k_proj, q_proj"),
+        (["--readout-layer", "9"], "out of range"),
+    ]:
+        bad = tmp_path / "bad.json"
+        code, _, err = cli(
+            capsys, "introspect", "ablate", "-o", bad, "-m", tiny_dir, "--adapter", adapter, "--prompts", prompts, *args
+        )
+        assert_one_line_error(code, err, needle)
+        assert not bad.exists()
+    code, _, err = cli(
+        capsys, "introspect", "ablate", "-o", tmp_path / "x.json", "-m", tiny_dir, "--adapter", tmp_path / "none"
+    )
+    assert_one_line_error(code, err, "adapter_config.json")

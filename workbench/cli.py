@@ -682,6 +682,66 @@ def steer_cmd(
     print(f"wrote {output} and {_figure_path(output)}")
 
 
+@introspect.command("ablate")
+def ablate_cmd(
+    output: OutputOpt,
+    adapter: Annotated[Path, typer.Option("--adapter", help="the trained peft adapter whose LoRA is removed")],
+    per: Annotated[
+        str, typer.Option("--per", help="layer: each layer's LoRA in turn | module: each module's")
+    ] = "layer",
+    modules: Annotated[
+        Optional[list[str]], typer.Option("--modules", help="only these: v_proj, ... or vo | qk | mlp (repeat)")
+    ] = None,
+    task: TaskOpt = None,
+    prompts: flag(str, "--prompts", help='"p1|p2" or @file.txt (default: --task\'s lens prompts)') = None,
+    readout_layer: flag(int, "--readout-layer", help="lens layer read (default: the classifier layer)") = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=0, help="greedy answer tokens (0: none)")] = 8,
+    model: ModelOpt = "default",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+):
+    """Remove a trained adapter's LoRA per layer or per module and re-measure the lens at the classifier layer and the
+    greedy answers: which layers carry the classifier?"""
+    from .core.results import check_writable, write_result
+    from .core.tasks import parse_prompt_list
+    from .tasks.data import lens_set
+
+    if per not in ("layer", "module"):
+        raise WorkbenchError(f"--per {per!r}: use layer or module")
+    task_prompts, targets, expected = lens_set(task or "arithmetic")
+    prompt_list = parse_prompt_list(prompts, "--prompts") if prompts else task_prompts
+    check_writable(output)
+    from .causal.ablation import ablation_sweep
+    from .core.models import load_model
+
+    lm = load_model(model, device, adapter, dtype)
+    result = ablation_sweep(
+        lm, prompt_list, targets, None if prompts else expected, readout_layer, per, modules, max_new_tokens
+    )
+    settings = dict(
+        model=model,
+        adapter=str(adapter),
+        per=per,
+        modules=modules,
+        task=task,
+        readout_layer=result["readout_layer"],
+        max_new_tokens=max_new_tokens,
+        dtype=lm.describe()["dtype"],
+    )
+    write_result(output, "introspect.ablate", result, settings)
+
+    def show(name: str, row: dict) -> None:
+        p, top1 = row["lens_expected_p"], row["lens_top1"]
+        print(f"{name:>12}  {p if p is None else f'{p:.4f}':>10}  {top1 if top1 is None else f'{top1:.2f}':>6}")
+
+    print(f"lens at layer {result['readout_layer']}: mean p(expected class word), top-1 share")
+    show("whole", result["whole_adapter"])
+    show("no adapter", result["no_adapter"])
+    for row in result["rows"]:
+        show(f"-{row['removed']}", row)
+    print(f"wrote {output}")
+
+
 @app.command("route")
 def route_cmd(
     router: Annotated[str, typer.Option("--router", help="probe | lens | direction | regex | neural")],
