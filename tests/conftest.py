@@ -69,6 +69,22 @@ def tiny_lm(tiny_dir):
 
 
 @pytest.fixture(scope="session")
+def adapter(tiny_dir, tmp_path_factory):
+    """A LoRA adapter with random (non-zero) weights on v_proj/o_proj, saved in peft's format."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=16, target_modules=["v_proj", "o_proj"], init_lora_weights=False)
+    )
+    path = tmp_path_factory.mktemp("adapter")
+    peft_model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def smol():
     """The embedded SmolLM2-135M (converted once into $WORKBENCH_CACHE or the user cache)."""
     from workbench.core.models import load_model

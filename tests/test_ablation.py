@@ -16,21 +16,6 @@ TARGETS = ["multiply", "add", "subtract", "divide"]
 
 
 @pytest.fixture(scope="module")
-def adapter(tiny_dir, tmp_path_factory):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=16, target_modules=["v_proj", "o_proj"], init_lora_weights=False)
-    )
-    path = tmp_path_factory.mktemp("adapter")
-    peft_model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def adapted(tiny_dir, adapter):
     return load_model(str(tiny_dir), device="cpu", adapter=adapter)
 

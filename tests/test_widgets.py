@@ -8,7 +8,6 @@ import html
 import math
 
 import pytest
-import torch
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.lens import logit_lens
@@ -17,22 +16,6 @@ from workbench.ui.widgets import BASE, BOTH, LayerExplorer, LensView, _prompt_li
 pytest.importorskip("ipywidgets")
 TARGETS = ["multiply", "add", "subtract", "divide"]
 PROMPTS = ["7 * 8 = ", "23 + 45 = "]
-
-
-@pytest.fixture(scope="module")
-def adapter(tiny_dir, tmp_path_factory):
-    """A LoRA adapter with random (non-zero) weights on v_proj/o_proj, saved in peft's format."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=16, target_modules=["v_proj", "o_proj"], init_lora_weights=False)
-    )
-    path = tmp_path_factory.mktemp("adapter")
-    peft_model.save_pretrained(path)
-    return path
 
 
 def test_lens_view_equals_the_logit_lens(tiny_lm):

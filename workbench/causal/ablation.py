@@ -17,6 +17,7 @@ from ..core.errors import WorkbenchError
 from ..core.generation import greedy_answers
 from ..core.lens import logit_lens
 from ..core.models import LoadedModel
+from ..core.tasks import check_layers
 
 GROUPS = {"vo": ("v_proj", "o_proj"), "qk": ("q_proj", "k_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
 _LAYER_RE = re.compile(r"\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$")
@@ -53,9 +54,7 @@ def select(lm: LoadedModel, layers: list[int] | None = None, modules: list[str] 
                 f"(groups: {groups})"
             )
     if layers is not None:
-        bad = [layer for layer in layers if not 0 <= layer < lm.n_layers]
-        if bad:
-            raise WorkbenchError(f"layer {bad[0]} is out of range: the model has layers 0-{lm.n_layers - 1}")
+        check_layers(layers, lm.n_layers)
     return [
         key for key in sorted(present) if (layers is None or key[0] in layers) and (names is None or key[1] in names)
     ]
@@ -101,8 +100,7 @@ def ablation_sweep(
     if per not in ("layer", "module"):
         raise WorkbenchError(f"--per {per!r}: use layer or module")
     layer = lm.classifier_layer if readout_layer is None else readout_layer
-    if not 0 <= layer < lm.n_layers:
-        raise WorkbenchError(f"--readout-layer {layer} is out of range: the model has layers 0-{lm.n_layers - 1}")
+    check_layers([layer], lm.n_layers, "--readout-layer")
     pairs = select(lm, None, modules)
     whole = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
     with without_lora(lm, select(lm)):

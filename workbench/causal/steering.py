@@ -25,6 +25,7 @@ from ..core.errors import WorkbenchError
 from ..core.generation import greedy_answers
 from ..core.lens import lens_log_probs, resolve_targets
 from ..core.models import LoadedModel
+from ..core.tasks import check_layers
 
 KINDS = ("mean-diff", "unembed", "file", "random")
 
@@ -140,12 +141,6 @@ def steered(lm: LoadedModel, layer: int, vector: Tensor | None):
         return
     with lm.bridge.hooks(fwd_hooks=[(resid_hook_name(layer), add_hook(vector))]):
         yield
-
-
-def check_layers(layers: list[int], n_layers: int) -> None:
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise WorkbenchError(f"layer {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
 
 
 @torch.inference_mode()

@@ -137,6 +137,13 @@ def parse_layers(text: str | None, n_layers: int) -> list[int]:
     return sorted(layers)
 
 
+def check_layers(layers: list[int], n_layers: int, what: str = "layer") -> None:
+    """Refuse a layer index outside 0..n_layers-1 (``what`` names it in the message: "layer", "--readout-layer")."""
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad:
+        raise WorkbenchError(f"{what} {bad[0]} is out of range: the model has layers 0-{n_layers - 1}")
+
+
 def layer_spans(layers: list[int]) -> list[tuple[int, int]]:
     """Layer indices as inclusive runs: [0, 1, 2, 3, 7] -> [(0, 3), (7, 7)]."""
     spans: list[list[int]] = []

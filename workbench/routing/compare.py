@@ -101,7 +101,6 @@ def _mean_std(values: list[float]) -> dict:
 def router_table(comparison: dict) -> list[dict]:
     """One row per router, means and stds over its seeds: routing accuracy, precision, recall, answer accuracy on
     symbol / word / mixed prompts, negatives kept from the calculator, decision latency and its ratios."""
-    full = comparison["full_forward_s"]["median"]
     by_router: dict[str, list[dict]] = {}
     for result in comparison["results"]:
         by_router.setdefault(result["router"]["router"], []).append(result["metrics"])
@@ -120,8 +119,7 @@ def router_table(comparison: dict) -> list[dict]:
             return _mean_std(values)
 
         decision = statistics.median([m["timing"]["decision_s"]["median"] for m in runs])
-        ratios = [m["timing"].get("decision_vs_full_forward") for m in runs]
-        ratio = statistics.median(ratios) if None not in ratios else (decision / full if full else None)
+        full = statistics.median([m["timing"]["full_forward_s"]["median"] for m in runs])  # timed beside decisions
         rows.append(
             {
                 "router": name,
@@ -136,7 +134,7 @@ def router_table(comparison: dict) -> list[dict]:
                 "negatives_kept": stat("by_kind", "negative", "routing_accuracy"),
                 "expert_call_rate": stat("overall", "expert_call_rate"),
                 "decision_s": decision,
-                "decision_vs_full_forward": ratio,
+                "decision_vs_full_forward": decision / full,
                 "neural_vs_decision": neural_s / decision if neural_s and decision else None,
                 "total_s": statistics.median([m["timing"]["total_s"]["median"] for m in runs]),
             }

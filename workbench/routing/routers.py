@@ -32,6 +32,7 @@ from ..core.guide import OPERATIONS
 from ..core.lens import lens_log_probs, resolve_targets
 from ..core.models import LoadedModel
 from ..core.results import write_json
+from ..core.tasks import check_layers
 from .prompts import NONE, RouteItem
 
 ROUTERS = ("regex", "direction", "probe", "lens", "neural")
@@ -219,8 +220,7 @@ class LensRouter:
     name = "lens"
 
     def __init__(self, lm: LoadedModel, layer: int, class_words: dict[str, str], threshold: float = LENS_THRESHOLD):
-        if not 0 <= layer < lm.n_layers:
-            raise WorkbenchError(f"--layer {layer} is out of range: the model has layers 0-{lm.n_layers - 1}")
+        check_layers([layer], lm.n_layers, "--layer")
         self.layer, self.threshold, self.class_words = layer, float(threshold), dict(class_words)
         self.targets = resolve_targets(lm, list(class_words.values()))
         self.token_ids = torch.tensor([t.token_id for t in self.targets])
@@ -282,8 +282,7 @@ def fit_router(kind: str, lm: LoadedModel, items: list[RouteItem], layer: int | 
     if kind not in FITTED:
         raise WorkbenchError(f"router {kind!r} is not fitted: only {', '.join(FITTED)} are")
     layer = lm.classifier_layer if layer is None else layer
-    if not 0 <= layer < lm.n_layers:
-        raise WorkbenchError(f"--layer {layer} is out of range: the model has layers 0-{lm.n_layers - 1}")
+    check_layers([layer], lm.n_layers, "--layer")
     features = layer_features(lm, [item.prompt for item in items], layer)
     labels = [item.label for item in items]
     counts = {label: labels.count(label) for label in LABELS}
