@@ -310,7 +310,7 @@ def train_sft_cmd(
     learning_rate: flag(float, "--learning-rate", "--lr") = None,
     weight_decay: flag(float, "--weight-decay") = None,
     warmup_steps: flag(int, "--warmup-steps", min=0) = None,
-    max_grad_norm: flag(float, "--max-grad-norm", help="gradient clipping (default 1.0)") = None,
+    max_grad_norm: flag(float, "--max-grad-norm", help="gradient clipping (default 1.0; 0 = none, as the guide)") = None,
     seed: SeedFlag = None,
     save_every: flag(int, "--save-every", min=1, help="checkpoint every N steps") = None,
     eval_samples: flag(

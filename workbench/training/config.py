@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
-    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_grad_norm: float | None = Field(1.0, ge=0)  # 0 or None: no clipping (the guide sets none)
     seed: int = 42
 
     use_lora: bool = True
