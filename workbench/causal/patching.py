@@ -100,6 +100,31 @@ def arithmetic_pairs(records: list[dict], source_class: str, target_class: str, 
     return pairs
 
 
+def task_pairs(task: str | Path | None, source_class: str, target_class: str, n: int) -> tuple[list[Pair], dict]:
+    """``n`` pairs from a task's held-out records and its class words. Arithmetic: same operands
+    (``arithmetic_pairs``); any other task: the i-th held-out prompt of the source class with the i-th of the target
+    class, each answered by its class word (lengths differ: patch them with ``align="last"``)."""
+    from ..core.data import generate_arithmetic, held_out
+    from ..tasks.data import task_data
+    from ..tasks.spec import load_task
+
+    spec = load_task(task)
+    for name in (source_class, target_class):
+        if name not in spec.classes:
+            raise WorkbenchError(f"class {name!r} is not one of task {spec.name!r}'s: {', '.join(spec.classes)}")
+    if spec.source.builtin == "arithmetic":
+        records = held_out(generate_arithmetic(1000, 42), max(200, 8 * n))
+        return arithmetic_pairs(records, source_class, target_class, n), dict(spec.classes)
+    data = task_data(spec, 1, max(200, 2 * n * len(spec.classes)))
+    of = {c: [r for r in data.heldout if r["classification_target"] == c] for c in (source_class, target_class)}
+    words = spec.classes
+    pairs = [
+        Pair(s["prompt"], t["prompt"], source_class, target_class, words[source_class], words[target_class])
+        for s, t in zip(of[source_class], of[target_class])
+    ][:n]
+    return pairs, dict(words)
+
+
 class _Readout:
     """What ``transformer_lens.patching`` runs as "the model": the bridge, with the readout layer's residual at the
     last token kept beside the logits, so a metric can read the lens there."""
@@ -327,6 +352,8 @@ def _summarise(values: Tensor, corrupted: Tensor, clean: Tensor, confidence: flo
         "ci_high": high.tolist(),
         "recovered": ((mean - corrupted.mean()) / span).tolist() if abs(float(span)) > 1e-9 else None,
         "per_pair": values.tolist(),
+        "target_per_pair": corrupted.tolist(),
+        "source_per_pair": clean.tolist(),
     }
 
 

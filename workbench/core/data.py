@@ -72,10 +72,12 @@ def rule_violations(records: list[dict]) -> dict[str, int]:
 def held_out(train: list[dict], samples: int = 200, seed: int = HELD_OUT_SEED) -> list[dict]:
     """Examples from another seed whose prompts do not occur in ``train``."""
     seen = {r["prompt"] for r in train}
-    out, extra = [], 0
+    out, taken, extra = [], set(), 0
     while len(out) < samples:
         batch = generate_arithmetic(samples * 2, seed + extra)
-        out += [r for r in batch if r["prompt"] not in seen and r["prompt"] not in {o["prompt"] for o in out}]
+        fresh = [r for r in batch if r["prompt"] not in seen and r["prompt"] not in taken]
+        out += fresh
+        taken |= {r["prompt"] for r in fresh}  # a prompt twice in one batch stays twice, as before
         extra += 1
     return out[:samples]
 
