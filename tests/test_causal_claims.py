@@ -1,0 +1,62 @@
+"""The causal experiment's measurements (tiny random Llama + random LoRA) and its verdicts (hand-made summaries)."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.causal.patching import arithmetic_pairs, most_common_length
+from workbench.core.data import generate_arithmetic
+from workbench.core.lens import logit_lens
+from workbench.core.models import load_model
+from workbench.experiment.causal import interval, measure_adapter, summarise, verdicts
+
+TARGETS = ["multiply", "add", "subtract", "divide"]
+PROMPTS = ["7 * 8 = ", "3 + 4 = ", "9 - 2 = ", "8 / 4 = "]
+
+
+def test_measure_adapter_against_its_parts(tiny_dir, adapter):
+    lm = load_model(str(tiny_dir), device="cpu", adapter=str(adapter))
+    pairs = most_common_length(lm, arithmetic_pairs(generate_arithmetic(200, 3), "multiply", "add", 6))
+    row = measure_adapter(lm, pairs, PROMPTS, TARGETS, TARGETS, layer=2)
+    lens = logit_lens(lm, PROMPTS, TARGETS, layer=2, expected=TARGETS)
+    assert row["lens"]["top1"] == lens.score["fraction"]
+    read = [max(r.target_probs, key=r.target_probs.get) for r in lens.results]
+    assert row["lens"]["collapse"] == max(read.count(w) for w in read) / len(read)
+    patch = row["state_patch"]
+    assert 0 <= patch["follows"] <= 1 and patch["pairs"] <= len(pairs)
+    span = patch["answer_diff_source"] - patch["answer_diff_target"]
+    assert patch["recovered"] == pytest.approx((patch["answer_diff_patched"] - patch["answer_diff_target"]) / span)
+    ablation = row["ablation"]
+    assert ablation["whole"] == pytest.approx(lens.mean_expected_prob)
+    assert set(ablation["drop_by_layer"]) == {f"L{i}" for i in range(4)}
+    assert set(ablation["by_module"]) == {"v_proj", "o_proj"}
+
+
+def test_interval_is_the_t_interval():
+    stat = interval([1.0, 2.0, 3.0])
+    assert stat["mean"] == 2.0 and stat["std"] == 1.0
+    assert stat["ci"] == pytest.approx([2 - 4.302653 / 3**0.5, 2 + 4.302653 / 3**0.5], rel=1e-5)
+    assert interval([0.5])["ci"] is None and interval([])["mean"] is None
+
+
+def _row(top1, recovered, collapse=0.25):
+    return {"lens": {"top1": top1, "collapse": collapse}, "state_patch": {"recovered": recovered}}
+
+
+def test_verdicts_follow_the_thresholds():
+    summary = summarise(
+        {
+            "vo": [_row(1.0, 0.4), _row(0.95, 0.5)],
+            "qk": [_row(0.9, 0.3), _row(0.7, 0.2)],
+            "routing": [_row(1.0, 0.5), _row(1.0, 0.6), _row(1.0, 0.55)],
+            "control": [_row(0.0, 0.2), _row(0.0, 0.3), _row(0.0, 0.25)],
+            "noclip": [_row(1.0, 0.1), _row(0.25, 0.1, collapse=1.0)],
+        }
+    )
+    by_id = {row["id"]: row for row in verdicts(summary)}
+    assert by_id["mechanism_vo"]["verdict"] == "fails"  # Q/K reaches 0.8 > 0.5
+    assert summary["routing_minus_control"]["mean"] == pytest.approx(0.3)
+    assert by_id["routing_uses_classifier"]["verdict"] == "holds"
+    assert by_id["phase1_as_written"]["verdict"] == "mixed"
+    assert verdicts(summary, {"qk_max_top1": 0.9})[0]["verdict"] == "holds"
+    assert {r["id"] for r in verdicts(summarise({"vo": [_row(1.0, 0.4)]}))} == set()
