@@ -60,3 +60,16 @@ def test_verdicts_follow_the_thresholds():
     assert by_id["phase1_as_written"]["verdict"] == "mixed"
     assert verdicts(summary, {"qk_max_top1": 0.9})[0]["verdict"] == "holds"
     assert {r["id"] for r in verdicts(summarise({"vo": [_row(1.0, 0.4)]}))} == set()
+
+
+def test_verification_judges_notebook_08s_summary_with_its_thresholds(tmp_path):
+    from workbench.core.results import write_result
+    from workbench.experiment.claims import collect, judge
+
+    assert not [r for r in judge(collect(tmp_path)) if r["id"] == "mechanism_vo"]  # no summary: no causal rows
+    summary = summarise({"vo": [_row(1.0, 0.4), _row(0.95, 0.5)], "qk": [_row(0.9, 0.3), _row(0.7, 0.2)]})
+    write_result(tmp_path / "causal_summary.json", "causal.summary", {"summary": summary, "claims": []})
+    row = next(r for r in judge(collect(tmp_path)) if r["id"] == "mechanism_vo")
+    assert row["verdict"] == "fails" and row["source"] == "causal_summary.json" and "Q/K 0.80" in row["measured"]
+    row = next(r for r in judge(collect(tmp_path), {"qk_max_top1": 0.9}) if r["id"] == "mechanism_vo")
+    assert row["verdict"] == "holds"

@@ -39,6 +39,11 @@ NEW_KEYS = {
     "task_file",
     "bag_of_tokens",
     "greedy_base",
+    "causal",  # issue 15: claims.json's measurements hold notebook 08's summary (None: not run)
+    "classifier_min_top1",  # issue 15: the causal claims' thresholds
+    "qk_max_top1",
+    "min_routing_dependence",
+    "max_collapse",
 }  # settings added after the golden was made
 NEW_FILES = {"seed-42/phase1_answers_base.json", "seed-43/phase1_answers_base.json"}  # the base model's answers
 

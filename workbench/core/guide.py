@@ -53,6 +53,8 @@ FIGURES = {
     "frozen": "frozen (layers 0-12 of 22)",
     "routing": "enables circuit routing (no figure)",
     "answers": "not reported",
+    "mechanism": "V/O controls value composition (no figure)",
+    "phase1_as_written": "no gradient clipping in phase 1 (no figure)",
 }
 METHOD_FIGURES = {
     "none": "0%",
@@ -73,6 +75,11 @@ THRESHOLDS: dict[str, float] = {
     "eight_min_score": 8,  # the guide's "V/O only 8/8"
     "phase2_tolerance": 1e-5,  # ours: the largest lens change at the classifier layer still called unchanged
     "min_answer_gain": 0.01,  # ours: phase 2 must raise greedy answer accuracy by at least this much
+    # ours, for notebook 08's causal claims, written before the first causal measurement (issue 15)
+    "classifier_min_top1": 0.9,  # a classifier exists: held-out lens top-1 share at the classifier layer
+    "qk_max_top1": 0.5,  # "V/O is the mechanism" predicts Q/K-only training stays below this
+    "min_routing_dependence": 0.1,  # routing arm minus control arm, answer difference recovered by the state patch
+    "max_collapse": 0.5,  # a classifier reading more than this share of prompts as one word has collapsed
 }
 THRESHOLD_HELP = {
     "probe_accuracy": "probe accuracy that counts as the guide's 100%",
@@ -82,4 +89,8 @@ THRESHOLD_HELP = {
     "eight_min_score": "lowest top-1 score on the guide's eight prompts after phase 1 (the guide: 8)",
     "phase2_tolerance": "largest lens change at the classifier layer in phase 2 still called unchanged",
     "min_answer_gain": "smallest rise in greedy answer accuracy that phase 2 must bring",
+    "classifier_min_top1": "lowest held-out lens top-1 share that counts as a classifier (notebook 08)",
+    "qk_max_top1": "highest Q/K-only lens top-1 share still consistent with 'V/O is the mechanism'",
+    "min_routing_dependence": "smallest routing-minus-control gain in answer dependence on the classifier state",
+    "max_collapse": "largest share of prompts read as one class word before a classifier counts as collapsed",
 }

@@ -25,17 +25,14 @@ from pathlib import Path
 from ..causal.ablation import ablation_sweep
 from ..causal.attribution import direct_logit_attribution
 from ..causal.patching import Pair, patch_sweep
+from ..core.guide import THRESHOLDS
 from ..core.lens import logit_lens
 from ..core.models import LoadedModel
 from ..core.results import read_result, write_result
 
+CAUSAL_KEYS = ("classifier_min_top1", "qk_max_top1", "min_routing_dependence", "max_collapse")
 # Written before any causal measurement was made (issue 15); `verify --threshold NAME=VALUE` overrides them.
-CAUSAL_THRESHOLDS = {
-    "classifier_min_top1": 0.9,  # a classifier exists: held-out lens top-1 share at the classifier layer
-    "qk_max_top1": 0.5,  # "V/O is the mechanism" predicts Q/K-only training stays below this
-    "min_routing_dependence": 0.1,  # routing arm minus control arm, share of the answer difference recovered
-    "max_collapse": 0.5,  # a classifier that reads more than this share of prompts as one word has collapsed
-}
+CAUSAL_THRESHOLDS = {key: THRESHOLDS[key] for key in CAUSAL_KEYS}
 ARMS = {
     "vo": "phase 1, LoRA on v_proj,o_proj (the guide)",
     "qk": "phase 1, LoRA on q_proj,k_proj",
@@ -175,7 +172,7 @@ def _pm(stat: dict, fmt: str = ".2f") -> str:
 
 def verdicts(summary: dict, limits: dict | None = None) -> list[dict]:
     """The three causal claims, judged with the thresholds (``CAUSAL_THRESHOLDS`` with ``limits`` applied)."""
-    t = {**CAUSAL_THRESHOLDS, **(limits or {})}
+    t = {**CAUSAL_THRESHOLDS, **{k: v for k, v in (limits or {}).items() if k in CAUSAL_KEYS}}
     rows = []
     vo, qk = summary.get("vo"), summary.get("qk")
     if vo and qk and vo["top1"]["n"] and qk["top1"]["n"]:

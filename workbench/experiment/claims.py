@@ -76,6 +76,7 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
         "base_lens": None if base_lens is None else lens_summary(base_lens),
         "base_eight": None if base_eight is None else lens_summary(base_eight),
         "seeds": {},
+        "causal": _load(run.causal_summary),
     }
     for seed, files in run.seeds(seeds).items():
         m1, m2 = _load(files.phase1_metrics, TrainMetrics), _load(files.phase2_metrics, TrainMetrics)
@@ -378,7 +379,29 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             values=[[d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"]] for d in em],
         )
     )
+    rows += _causal_rows(data.get("causal"), t)
     return [_in_task_words(r, data.get("task")) for r in rows]
+
+
+CAUSAL_FIGURES = {
+    "mechanism_vo": FIGURES["mechanism"],
+    "routing_uses_classifier": FIGURES["routing"],
+    "phase1_as_written": FIGURES["phase1_as_written"],
+}
+
+
+def _causal_rows(document: dict | None, limits: dict) -> list[dict]:
+    """The causal claims of notebook 08, re-judged with these thresholds; none until notebook 08 has written
+    ``causal_summary.json`` into the run folder (they need trained adapters of several arms)."""
+    from .causal import verdicts
+
+    if document is None:
+        return []
+    source = RunLayout.causal_summary.rel
+    return [
+        _row(r["id"], r["claim"], CAUSAL_FIGURES[r["id"]], r["measured"], r["verdict"], r["threshold"], source)
+        for r in verdicts(document["summary"], limits)
+    ]
 
 
 def _in_task_words(row: dict, task: str | None) -> dict:

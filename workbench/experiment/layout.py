@@ -120,6 +120,7 @@ class RunLayout(_Files):
         "baseline_logit_lens_eight_heatmap_log10",
     )
     claims, report = At("claims.json"), At("report.md")
+    causal_summary = At("causal_summary.json")  # notebook 08: is the classifier used?
     verification_lens_figure, verification_probe_figure, verification_answers_figure = html(
         "verification_lens", "verification_probe", "verification_answers"
     )
