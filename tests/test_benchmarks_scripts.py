@@ -204,3 +204,17 @@ def test_routing_latency_on_a_tiny_model(tiny_dir, tmp_path):
         assert ls["model_tokens"] == 0 or (ls["time_per_token_s"] > 0 and ls["tokens_per_s"] > 0), name
     assert doc["layerskip"]["regex"]["expert_call_rate"] > 0  # the symbol prompts went to the calculator
     assert len(doc["per_prompt"]) == 12 and isinstance(doc["ok"], bool) and doc["ok"] == result["ok"]
+
+
+def test_causal_sweeps_on_a_tiny_model(tiny_dir, tmp_path):
+    """benchmarks/causal_sweeps.py in-process on the tiny Llama (--quick): every contender timed, the ratios
+    positive, the pairs of one token length (no wall-clock threshold)."""
+    import causal_sweeps
+
+    out = tmp_path / "causal.json"
+    result = causal_sweeps.main(["--model", str(tiny_dir), "--quick", "--threads", "1", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc == json.loads(json.dumps(result))
+    assert set(doc["median_s"]) == {"patch_sweep", "two_forwards", "steer_sweep", "steer_plain"}
+    assert doc["settings"]["pairs"] == 12 and doc["settings"]["steer_layers"] == [0, 1, 2, 3]
+    assert all(v > 0 for v in doc["ratios"].values())
