@@ -73,3 +73,18 @@ def test_verification_judges_notebook_08s_summary_with_its_thresholds(tmp_path):
     assert row["verdict"] == "fails" and row["source"] == "causal_summary.json" and "Q/K 0.80" in row["measured"]
     row = next(r for r in judge(collect(tmp_path), {"qk_max_top1": 0.9}) if r["id"] == "mechanism_vo")
     assert row["verdict"] == "holds"
+
+
+def test_measured_once_reads_back_only_the_same_settings(tmp_path):
+    from workbench.experiment.causal import measured_once
+
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    path = tmp_path / "m.json"
+    assert measured_once(path, {"n": 1}, measure)["value"] == 1
+    assert measured_once(path, {"n": 1}, measure)["value"] == 1 and len(calls) == 1
+    assert measured_once(path, {"n": 2}, measure)["value"] == 2 and len(calls) == 2

@@ -111,7 +111,7 @@ def measure_adapter(
     return out
 
 
-def measured_once(path: Path, settings: dict, measure) -> dict:
+def measured_once(path: Path, settings: dict, measure, kind: str = "causal.measure") -> dict:
     """``measure()``'s row, written to ``path`` with ``settings``; a file already there with the same settings is read
     back instead (its ``created`` time says when it was measured), so a rerun adding arms re-measures nothing else."""
     if path.is_file():
@@ -119,7 +119,7 @@ def measured_once(path: Path, settings: dict, measure) -> dict:
         if saved.get("settings") == settings:
             return {k: v for k, v in saved.items() if k not in ("schema_version", "kind", "settings", "environment")}
     row = measure()
-    write_result(path, "causal.measure", row, settings)
+    write_result(path, kind, row, settings)
     return row
 
 
