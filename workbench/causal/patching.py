@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,10 +231,22 @@ def _patch_group(
                 [(lay, pos, h) for lay in layers for pos in spots for h in range(n_heads)],
                 columns=["layer", "pos", "head"],
             )
-    result = patching.generic_activation_patch(
-        model, target, cache, metrics, setter, name, index_df=cells, reduce="none", baseline=True
-    )
+    with _quiet(patching):
+        result = patching.generic_activation_patch(
+            model, target, cache, metrics, setter, name, index_df=cells, reduce="none", baseline=True
+        )
     return result, {k: v.detach().cpu() for k, v in clean.items()}, counts, cells
+
+
+@contextmanager
+def _quiet(module):
+    """TransformerLens draws a progress bar per sweep (one per group of pairs): hidden here, the CLI prints a summary."""
+    bar = module.tqdm
+    module.tqdm = lambda items, *args, **kwargs: items
+    try:
+        yield
+    finally:
+        module.tqdm = bar
 
 
 def _all_positions(corrupted, index, clean):

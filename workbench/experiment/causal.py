@@ -167,7 +167,7 @@ def _pm(stat: dict, fmt: str = ".2f") -> str:
     if not stat or stat["mean"] is None:
         return "not measured"
     ci = f" (95% CI {stat['ci'][0]:{fmt}} to {stat['ci'][1]:{fmt}})" if stat.get("ci") else ""
-    return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}} over {stat['n']} seeds{ci}"
+    return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}} over {stat['n']} seed{'s' if stat['n'] != 1 else ''}{ci}"
 
 
 def verdicts(summary: dict, limits: dict | None = None) -> list[dict]:
