@@ -47,3 +47,52 @@ def steering_sweep_figure(result: dict, target: str | None = None) -> go.Figure:
         height=420,
     )
     return fig
+
+
+def patching_figure(result: dict, metric: str = "lens_diff") -> go.Figure:
+    """A patching sweep's mean effect per cell: a line with its bootstrap interval per layer (``positions`` last or
+    all), a layer x position heatmap (each), or a layer x head heatmap (heads), with the unpatched target and source
+    means as reference lines."""
+    stats = result["metrics"][metric]
+    cells, mean = result["cells"], stats["mean"]
+    label = {"lens_diff": f"lens logit diff at L{result['readout_layer']}", "answer_diff": "answer log-prob diff"}[
+        metric
+    ]
+    title = (
+        f"Patching {result['what']} ({result['positions']} positions) source -> target, {result['n_pairs']} pairs: "
+        f"{label} (source class minus target class)"
+    )
+    if result["what"] == "resid" and result["positions"] in ("last", "all"):
+        layers = [c["layer"] for c in cells]
+        fig = go.Figure(
+            [
+                go.Scatter(x=layers + layers[::-1], y=stats["ci_high"] + stats["ci_low"][::-1], fill="toself",
+                           line={"width": 0}, fillcolor="rgba(31,119,180,0.2)", name=f"{result['confidence']:.0%} CI",
+                           hoverinfo="skip"),
+                go.Scatter(x=layers, y=mean, mode="lines+markers", name="patched", line={"color": "#1f77b4"}),
+            ]
+        )  # fmt: skip
+        for name, value, dash in (
+            ("target (unpatched)", stats["target_mean"], "dot"),
+            ("source", stats["source_mean"], "dash"),
+        ):
+            fig.add_hline(y=value, line_dash=dash, annotation_text=name, line_color="grey")
+        fig.update_layout(
+            title=title, xaxis_title="layer patched (residual entering it)", yaxis_title=label, height=420
+        )
+        return fig
+    rows = "pos" if result["what"] == "resid" else "head"
+    layers = sorted({c["layer"] for c in cells})
+    keys = sorted({c[rows] for c in cells})
+    value = {(c["layer"], c[rows]): m for c, m in zip(cells, mean)}
+    z = [[value.get((layer, k)) for layer in layers] for k in keys]
+    span = max(abs(stats["source_mean"] - stats["target_mean"]), 1e-9)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=[f"L{layer}" for layer in layers], y=[str(k) for k in keys], colorscale="RdBu", reversescale=True,
+            zmid=stats["target_mean"], zmin=stats["target_mean"] - span, zmax=stats["target_mean"] + span,
+            colorbar={"title": label}, hovertemplate=f"layer %{{x}}, {rows} %{{y}}<br>%{{z:.3g}}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title=rows, height=420)
+    return fig
