@@ -88,3 +88,20 @@ def test_measured_once_reads_back_only_the_same_settings(tmp_path):
     assert measured_once(path, {"n": 1}, measure)["value"] == 1
     assert measured_once(path, {"n": 1}, measure)["value"] == 1 and len(calls) == 1
     assert measured_once(path, {"n": 2}, measure)["value"] == 2 and len(calls) == 2
+
+
+def test_docs_block_replaces_only_its_own_section(tmp_path):
+    from workbench.experiment.causal import DOCS_END, DOCS_START, docs_block, write_docs_block
+
+    summary = summarise({"vo": [_row(1.0, 0.4), _row(0.9, 0.6)], "qk": [_row(0.7, 0.2)]})
+    document = {"summary": summary, "claims": verdicts(summary), "model": "tiny", "layer": 2, "n_pairs": 6,
+                "n_prompts": 8, "seeds": [1, 2]}  # fmt: skip
+    block = docs_block(document, "papermill x")
+    assert "| phase 1, LoRA on v_proj,o_proj (the guide) | 2 | 0.95 ± 0.07 |" in block
+    assert "| phase 1, LoRA on q_proj,k_proj | 1 | 0.70 |" in block and "**fails**" in block
+    page = tmp_path / "causal.md"
+    page.write_text(f"# Causal\n\nkept\n\n{DOCS_START}\nOLD-BLOCK\n{DOCS_END}\n\ntail\n")
+    write_docs_block(document, page, "papermill x")
+    text = page.read_text()
+    assert text.startswith("# Causal\n\nkept\n\n") and text.endswith("\ntail\n") and "OLD-BLOCK" not in text
+    assert block.strip() in text

@@ -254,3 +254,71 @@ def findings(summary: dict, rows: list[dict]) -> str:
     if not lines:
         return "Nothing was measured: pass adapters in `arms`."
     return "\n".join(lines)
+
+
+DOCS_START, DOCS_END = "<!-- causal:start -->", "<!-- causal:end -->"
+_COLUMNS = (
+    ("lens top-1", "top1"),
+    ("read as one word", "collapse"),
+    ("answer diff. recovered", "recovered"),
+    ("pairs following", "follows"),
+    ("… unpatched", "follows_unpatched"),
+    ("worst one-layer LoRA drop", "worst_drop"),
+    ("DLA attention share", "attention_share"),
+)
+
+
+def _cell(stat: dict) -> str:
+    if not stat or stat["mean"] is None:
+        return "–"
+    return f"{stat['mean']:.2f}" if stat["n"] == 1 else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
+def arm_table(summary: dict) -> str:
+    """One markdown row per arm: each measurement's mean ± std over its seeds."""
+    arms = [a for a in ("base", *ARMS) if a in summary]
+    lines = [
+        "| arm | seeds | " + " | ".join(name for name, _ in _COLUMNS) + " |",
+        "|---|---:|" + "---:|" * len(_COLUMNS),
+    ]
+    for arm in arms:
+        about = "base model, no adapter" if arm == "base" else ARMS[arm]
+        row = summary[arm]
+        lines.append(f"| {about} | {row['seeds']} | " + " | ".join(_cell(row[key]) for _, key in _COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def docs_block(document: dict, command: str) -> str:
+    """The results section of docs/causal.md: the arms' table, the judged claims and the findings, from one run."""
+    summary, rows = document["summary"], document["claims"]
+    lines = [
+        DOCS_START,
+        "## What notebook 08 found",
+        "",
+        f"{document['model']}, classifier layer {document['layer']}, {document['n_pairs']} `a * b = ` → `a + b = ` "
+        f"pairs, {document['n_prompts']} held-out lens prompts, seeds {document['seeds']}. Mean ± std over seeds.",
+        "",
+        arm_table(summary),
+        "",
+        "| claim | verdict | threshold |",
+        "|---|---|---|",
+        *[f"| {r['claim']} | **{r['verdict']}** | {r['threshold']} |" for r in rows],
+        "",
+        f"Made by: `{command}`.",
+        "",
+        "**What we found.**",
+        "",
+        findings(summary, rows),
+        "",
+        DOCS_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs_block(document: dict, docs: str | Path, command: str) -> Path:
+    """Replace (or append) the causal block of ``docs``, atomically; the rest of the page stays."""
+    from ..core.results import atomic_write_text, with_marked_block
+
+    docs = Path(docs)
+    page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
+    return atomic_write_text(docs, with_marked_block(page, docs_block(document, command), DOCS_START, DOCS_END))
