@@ -17,7 +17,7 @@ def test_notebook_08_measures_every_arm_and_reports_from_the_summary(tiny_dir, a
     run_dir.mkdir()
     arms = {arm: [str(adapter)] for arm in ("vo", "qk", "routing", "control", "noclip")}
     params = dict(model=str(tiny_dir), output_dir=str(tmp_path / "out"), arms=arms, seeds=[1], n_pairs=6,
-                  n_prompts=12, head_layers="1-2", run_dir=str(run_dir))  # fmt: skip
+                  n_prompts=12, head_layers="1-2", run_dir=str(run_dir), docs_page=str(tmp_path / "causal.md"))  # fmt: skip
     executed = tmp_path / "08.ipynb"
     pm.execute_notebook(str(NOTEBOOKS / "08_is_the_classifier_used.ipynb"), str(executed), parameters=params,
                         kernel_name="python3", progress_bar=False)  # fmt: skip
@@ -32,3 +32,5 @@ def test_notebook_08_measures_every_arm_and_reports_from_the_summary(tiny_dir, a
     cells = json.loads(executed.read_text())["cells"]
     shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in cells[-1].get("outputs", []))
     assert shown == causal.findings(doc["summary"], doc["claims"])
+    page = (tmp_path / "causal.md").read_text()
+    assert causal.arm_table(doc["summary"]) in page and "papermill notebooks/08_is_the_classifier_used.ipynb" in page
