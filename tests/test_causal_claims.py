@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from workbench.causal.patching import arithmetic_pairs, most_common_length
@@ -105,3 +107,13 @@ def test_docs_block_replaces_only_its_own_section(tmp_path):
     text = page.read_text()
     assert text.startswith("# Causal\n\nkept\n\n") and text.endswith("\ntail\n") and "OLD-BLOCK" not in text
     assert block.strip() in text
+
+
+def test_training_stats_read_the_log(tmp_path):
+    from workbench.experiment.causal import training_stats
+
+    rows = [{"step": i, "grad_norm": g, "classifier_loss": 0.1 * i} for i, g in enumerate([0.5, 3.0, 1.0, 2.0], 1)]
+    (tmp_path / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert training_stats(tmp_path) == {"steps": 4, "max_grad_norm": 3.0, "share_above_clip": 0.5,
+                                        "final_classifier_loss": pytest.approx(0.4)}  # fmt: skip
+    assert training_stats(tmp_path / "missing") is None

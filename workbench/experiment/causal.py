@@ -18,6 +18,7 @@ applies thresholds fixed before the measurement (``CAUSAL_THRESHOLDS``).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -123,6 +124,22 @@ def measured_once(path: Path, settings: dict, measure, kind: str = "causal.measu
     return row
 
 
+def training_stats(folder: str | Path, clip: float = 1.0) -> dict | None:
+    """From an adapter folder's train_log.jsonl: the steps, the largest gradient norm, the share of steps whose norm
+    exceeded ``clip`` (where clipping at 1.0 acts), and the last step's classifier loss. None without a log."""
+    log = Path(folder) / "train_log.jsonl"
+    if not log.is_file():
+        return None
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    norms = [r["grad_norm"] for r in rows if r.get("grad_norm") is not None]
+    return {
+        "steps": len(rows),
+        "max_grad_norm": max(norms) if norms else None,
+        "share_above_clip": sum(n > clip for n in norms) / len(norms) if norms else None,
+        "final_classifier_loss": rows[-1].get("classifier_loss") if rows else None,
+    }
+
+
 def interval(values: list[float], confidence: float = 0.95) -> dict:
     """Mean, sample std and a t interval of the mean over seeds (``n`` < 2: no interval)."""
     from scipy import stats
@@ -150,6 +167,8 @@ def summarise(arms: dict[str, list[dict]]) -> dict:
         "worst_drop": ("ablation", "worst_drop"),
         "dla_total": ("attribution", "total"),
         "attention_share": ("attribution", "attention_share"),
+        "max_grad_norm": ("training", "max_grad_norm"),
+        "share_above_clip": ("training", "share_above_clip"),
     }
     out = {}
     for arm, rows in arms.items():
@@ -222,8 +241,10 @@ def verdicts(summary: dict, limits: dict | None = None) -> list[dict]:
                 "id": "phase1_as_written",
                 "claim": "The guide's phase-1 file as written (no gradient clipping) trains the classifier",
                 "measured": (
-                    f"without clipping: top-1 {_pm(noclip['top1'])}, most-read-word share {_pm(noclip['collapse'])}; "
-                    f"clipped at 1.0: top-1 {_pm(clipped['top1']) if clipped else 'not measured'}; survives for "
+                    f"without clipping: top-1 {_pm(noclip['top1'])}, most-read-word share {_pm(noclip['collapse'])}, "
+                    f"largest gradient norm {_pm(noclip['max_grad_norm'])}, share of steps above 1.0 "
+                    f"{_pm(noclip['share_above_clip'])}; clipped at 1.0: top-1 "
+                    f"{_pm(clipped['top1']) if clipped else 'not measured'}; survives for "
                     f"{sum(survived)}/{len(survived)} seeds"
                 ),
                 "verdict": verdict,
