@@ -173,6 +173,10 @@ def summarise(arms: dict[str, list[dict]]) -> dict:
     out = {}
     for arm, rows in arms.items():
         out[arm] = {name: interval([(row.get(a) or {}).get(b) for row in rows]) for name, (a, b) in keys.items()}
+        modules = sorted({m for row in rows for m in ((row.get("ablation") or {}).get("by_module") or {})})
+        out[arm]["without_module"] = {
+            m: interval([((row.get("ablation") or {}).get("by_module") or {}).get(m) for row in rows]) for m in modules
+        }
         out[arm]["seeds"] = len(rows)
         out[arm]["about"] = ARMS.get(arm, arm)
     if "routing" in arms and "control" in arms and len(arms["routing"]) == len(arms["control"]):
@@ -262,9 +266,11 @@ def findings(summary: dict, rows: list[dict]) -> str:
     for arm in ("vo", "qk"):
         stat = summary.get(arm)
         if stat and stat["worst_drop"]["n"]:
+            without = "; ".join(f"every {m} {_pm(v, '.3f')}" for m, v in stat["without_module"].items())
             lines.append(
                 f"- {ARMS[arm]}: removing a single layer's LoRA costs the lens at most {_pm(stat['worst_drop'], '.3f')}"
-                " of mean p(expected word)."
+                f" of mean p(expected word) (whole adapter {_pm(stat['mean_expected_p'], '.3f')}); with one module's "
+                f"LoRA removed everywhere: {without}."
             )
     base = summary.get("base")
     if base and base["recovered"]["n"]:
