@@ -117,3 +117,17 @@ def test_training_stats_read_the_log(tmp_path):
     assert training_stats(tmp_path) == {"steps": 4, "max_grad_norm": 3.0, "share_above_clip": 0.5,
                                         "final_classifier_loss": pytest.approx(0.4)}  # fmt: skip
     assert training_stats(tmp_path / "missing") is None
+
+
+def test_readme_block_is_rows_of_the_claims_table(tmp_path):
+    from workbench.experiment.causal import write_docs_block
+
+    summary = summarise({"vo": [_row(1.0, 0.4)], "qk": [_row(0.7, 0.2)]})
+    document = {"summary": summary, "claims": verdicts(summary), "model": "tiny"}
+    page = tmp_path / "README.md"
+    page.write_text("# Title\n\n| claim | the guide | measured here | verdict | threshold |\n")
+    write_docs_block(document, page, "", readme=True)
+    lines = page.read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| V/O projections are the mechanism"))
+    assert row.count(" | ") == 4 and "**fails**" in row and "(docs/causal.md)" in page.read_text()
+    assert len(lines) == 3 + 1 + 7  # title, blank, header; a blank; the block: markers, intro, blank, header, rule, row

@@ -342,10 +342,31 @@ def docs_block(document: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs_block(document: dict, docs: str | Path, command: str) -> Path:
-    """Replace (or append) the causal block of ``docs``, atomically; the rest of the page stays."""
+def readme_block(document: dict, docs_page: str) -> str:
+    """The causal claims as rows of the README's claims table (same columns), pointing at the page with the rest."""
+    from ..core.guide import FIGURES
+
+    guide = {"mechanism_vo": FIGURES["mechanism"], "routing_uses_classifier": FIGURES["routing"],
+             "phase1_as_written": FIGURES["phase1_as_written"]}  # fmt: skip
+    rows = [f"| {r['claim']} | {guide[r['id']]} | {r['measured']} | **{r['verdict']}** | {r['threshold']} |"
+            for r in document["claims"]]  # fmt: skip
+    return "\n".join([
+        DOCS_START,
+        f"The causal claims, measured by notebook 08 on {document['model']} ([{Path(docs_page).name}]({docs_page})):",
+        "",
+        "| claim | the guide | measured here | verdict | threshold |",
+        "|---|---|---|---|---|",
+        *rows,
+        DOCS_END,
+    ]) + "\n"  # fmt: skip
+
+
+def write_docs_block(document: dict, docs: str | Path, command: str, readme: bool = False) -> Path:
+    """Replace (or append) the causal block of ``docs``, atomically; the rest of the page stays. ``readme``: the
+    claims rows only (``readme_block``), linking to docs/causal.md."""
     from ..core.results import atomic_write_text, with_marked_block
 
     docs = Path(docs)
     page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
-    return atomic_write_text(docs, with_marked_block(page, docs_block(document, command), DOCS_START, DOCS_END))
+    block = readme_block(document, "docs/causal.md") if readme else docs_block(document, command)
+    return atomic_write_text(docs, with_marked_block(page, block, DOCS_START, DOCS_END))
