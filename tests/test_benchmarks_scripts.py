@@ -218,3 +218,20 @@ def test_causal_sweeps_on_a_tiny_model(tiny_dir, tmp_path):
     assert set(doc["median_s"]) == {"patch_sweep", "two_forwards", "steer_sweep", "steer_plain"}
     assert doc["settings"]["pairs"] == 12 and doc["settings"]["steer_layers"] == [0, 1, 2, 3]
     assert all(v > 0 for v in doc["ratios"].values())
+
+
+def test_explorer_steering_on_a_tiny_model(tiny_dir, tmp_path):
+    """benchmarks/explorer_steering.py in-process on the tiny Llama (--quick): every slider round timed, each change
+    exactly one forward pass (no generation), the greedy answers timed apart, the JSON written (no wall-clock
+    threshold)."""
+    import explorer_steering
+
+    out = tmp_path / "steering.json"
+    result = explorer_steering.main(["--model", str(tiny_dir), "--quick", "--max-new-tokens", "2", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["reps"] == 3 and len(doc["slider_s"]) == len(doc["generate_s"]) == len(doc["forward_s"]) == 3
+    assert doc["slider_over_forward"] > 0
+    assert doc["passes_per_slider_change"] == [1] * 5  # 2 warm-up rounds + 3 timed, one steered pass each
+    assert doc["generations"] == 1 + 5  # the unsteered answer once, then one steered answer per round
+    assert doc["slider_median_ms"] > 0 and doc["generate_median_ms"] > 0 and doc["direction"] == "unembed:multiply"
+    assert isinstance(doc["ok"], bool) and doc["ok"] == result["ok"]

@@ -1,6 +1,8 @@
 """The layer explorer in a real browser: notebook 06 served by Voila, driven by Playwright in Debian's headless
-Chromium (never a downloaded browser). Typing a prompt and moving the layer slider must make the page show what the
-Python API computes for that prompt and layer. A screenshot and the measured latencies go to test-artifacts/.
+Chromium (never a downloaded browser), at 1280x800. Typing a prompt and moving the layer slider must make the page show
+what the Python API computes for that prompt and layer; each view tab must draw what the API computes, the controls
+and the views must sit side by side on one screen, and the steering slider must update the steered view (no
+generation). Screenshots and the measured latencies go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from workbench.ui import lens_views as lv
 from workbench.ui.explorer import _descendants, serve
 from workbench.ui.widgets import LensView
 
@@ -63,7 +66,7 @@ def page():
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         server_pids += [server.pid]
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
             # offline: nothing but the loopback server (the lab template asks a CDN for fonts)
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
             page.goto(url, timeout=120_000)
@@ -101,12 +104,47 @@ def _wait_for(page, text: str, timeout: float = 60.0) -> float:
     return time.perf_counter() - start
 
 
+def _plot(page, css: str) -> dict | None:
+    """The figure of the view ``css`` (its Output's class) as plotly holds it in the page: each trace's name, y and
+    text, the first shape and the y axis; None while it is not drawn."""
+    return page.evaluate(
+        """css => {
+        const gd = document.querySelector(`${css}.js-plotly-plot, ${css} .js-plotly-plot`);
+        if (!gd || !gd.data || !gd._fullLayout) return null;
+        const list = v => (v == null ? null : Array.from(v, r => (r && r.length !== undefined && typeof r !== 'string' ? Array.from(r) : r)));
+        return {
+            traces: gd.data.map(d => ({name: d.name, y: list(d.y), text: list(d.text)})),
+            shape: gd.layout.shapes && gd.layout.shapes[0],
+            yaxis: {type: gd._fullLayout.yaxis.type, range: Array.from(gd._fullLayout.yaxis.range)},
+        };
+    }""",
+        css,
+    )
+
+
+def _eventually(read, check, timeout: float = 60.0):
+    """``read()`` until ``check`` accepts it (the page draws a figure after the label that announces it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        try:
+            if got is not None and check(got):
+                return got
+        except (AssertionError, TypeError, KeyError, IndexError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page never showed it; last seen: {str(got)[:500]}")
+        time.sleep(0.05)
+
+
 def _figure(page) -> dict:
-    """The trajectory figure as plotly holds it in the page: the chosen-layer line and the first trace's y values."""
-    return page.evaluate("""() => {
-        const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g.layout && g.layout.shapes && g.data.length > 1);
-        return {x0: gd.layout.shapes[0].x0, y: Array.from(gd.data[0].y), name: gd.data[0].name};
-    }""")
+    """The probability figure: the chosen-layer line and the first trace's y values."""
+    got = _eventually(lambda: _plot(page, ".wb-prob-fig"), lambda p: p["traces"][0]["y"][0] is not None)
+    return {"x0": got["shape"]["x0"], "y": got["traces"][0]["y"], "name": got["traces"][0]["name"]}
+
+
+def _tab(page, name: str) -> None:
+    page.locator(".wb-views .lm-TabBar-tab", has_text=name).first.click()
 
 
 def test_prompt_and_slider_show_what_the_api_computes(page, lens):
@@ -117,9 +155,9 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
     _wait_for(page, repr(PROMPT))
     expected = lens.at(PROMPT, start_layer)
     assert f"top token {expected['top'][0]['token']!r}" in _shown(page)
-    figure = _figure(page)
+    want = lens.trajectory(PROMPT)["probs"][TARGETS[0]]
+    figure = _eventually(lambda: _figure(page), lambda f: f["y"] == pytest.approx(want, rel=1e-4))
     assert figure["x0"] == start_layer and figure["name"] == TARGETS[0]
-    assert figure["y"] == pytest.approx(lens.trajectory(PROMPT)["probs"][TARGETS[0]], rel=1e-4)
 
     handle = page.locator(".wb-layer .noUi-handle")
     latencies = []
@@ -134,7 +172,7 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
             arg=f"{got['targets']['multiply']['prob']:.2e}",
             timeout=30_000,
         )
-    assert _figure(page)["x0"] == start_layer + 5
+    _eventually(lambda: _figure(page), lambda f: f["x0"] == start_layer + 5)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "layer_explorer.png"), full_page=True)
     (ARTIFACTS / "layer_explorer_latency.json").write_text(
@@ -147,6 +185,86 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
         )
     )
     assert (ARTIFACTS / "layer_explorer.png").stat().st_size > 10_000
+
+
+def test_views_fit_one_screen_render_and_steering_follows_its_slider(page, lens):
+    """At 1280x800 the controls and the views sit side by side on one screen; the rank, top-token, KL and steering
+    tabs draw what the API computes; a steering slider step redraws the steered lens without generating."""
+    from workbench.causal.steering import direction_from, median_resid_norm
+
+    if repr(PROMPT) not in _shown(page):  # run alone: the first test typed the prompt
+        page.fill(".wb-prompt textarea", PROMPT)
+        page.click("button.wb-run")
+        _wait_for(page, repr(PROMPT))
+    page.evaluate("document.querySelector('.wb-explorer').scrollIntoView()")
+    box = page.evaluate("""() => Object.fromEntries(['.wb-explorer', '.wb-controls', '.wb-views'].map(
+        s => { const b = document.querySelector(s).getBoundingClientRect(); return [s, [b.left, b.top, b.right, b.bottom]]; }))""")
+    controls, views = box[".wb-controls"], box[".wb-views"]
+    assert views[0] >= controls[2] - 1 and abs(views[1] - controls[1]) < 10, box  # side by side, tops aligned
+    assert max(controls[3], views[3]) <= 800 and controls[2] - controls[0] < 0.4 * 1280, box  # one screen
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "layer_explorer_screen.png"))
+
+    trajectory = lens.trajectory(PROMPT)
+    _tab(page, "rank")
+    ranks = _eventually(
+        lambda: _plot(page, ".wb-rank-fig"),
+        lambda p: [t["y"] for t in p["traces"]] == [trajectory["ranks"][w] for w in TARGETS],
+    )
+    assert ranks["yaxis"]["type"] == "log" and ranks["yaxis"]["range"][0] > ranks["yaxis"]["range"][1]  # 1 on top
+
+    _tab(page, "top tokens")
+    cells = [[lv.cell_text(t) for t in row] for row in lens.grid(PROMPT)["tokens"]]
+    _eventually(lambda: _plot(page, ".wb-grid"), lambda p: p["traces"][0]["text"] == cells)
+    page.screenshot(path=str(ARTIFACTS / "layer_explorer_grid.png"))
+
+    _tab(page, "KL vs base")  # no run folder here: no adapter
+    page.wait_for_function(
+        "() => document.querySelector('.wb-kl-note').innerText.includes('Load an adapter')", timeout=30_000
+    )
+
+    _tab(page, "steering")
+    page.wait_for_function(
+        "() => document.querySelector('.wb-steer-info').innerText.includes('strength +0.00')", timeout=60_000
+    )
+    layer = lens.lm.classifier_layer  # the steered layer starts at the explorer's layer
+    unit = direction_from("unembed:multiply", lens.lm, layer).unit
+    norm = median_resid_norm(lens.lm, [PROMPT], layer)
+    handle = page.locator(".wb-steer-strength .noUi-handle")
+    latencies, kernel_ms = [], []  # key press to updated page; the kernel's share (the view's own timing)
+    for strength in (0.25, 0.5):
+        handle.focus()
+        start = time.perf_counter()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "t => document.querySelector('.wb-steer-info').innerText.includes(t)",
+            arg=f"strength {strength:+.2f}",
+            timeout=60_000,
+            polling=10,
+        )
+        latencies.append(time.perf_counter() - start)
+        info = page.inner_text(".wb-steer-info")
+        kernel_ms.append(float(info.split("computed in ", 1)[1].split(" ms", 1)[0]))
+        want = lv.steered_lens(lens.lm, PROMPT, layer, strength * norm * unit, lens.target_ids)["probs"][:, 0].tolist()
+        _eventually(
+            lambda: _plot(page, ".wb-steer-fig"),
+            lambda p, want=want: (
+                p["traces"][0]["y"] == pytest.approx(want, rel=1e-3)
+                and p["traces"][1]["y"] == pytest.approx(trajectory["probs"][TARGETS[0]], rel=1e-4)
+            ),
+        )
+    assert "press" in page.inner_text(".wb-steer-answers")  # nothing generated on the way
+    page.screenshot(path=str(ARTIFACTS / "layer_explorer_steering.png"))
+    (ARTIFACTS / "layer_explorer_steering_latency.json").write_text(
+        json.dumps(
+            {"steering_slider_to_view_ms": [round(1000 * s, 1) for s in latencies], "kernel_compute_ms": kernel_ms},
+            indent=2,
+        )
+    )
+    page.click("button.wb-steer-generate")
+    page.wait_for_function(
+        "() => document.querySelector('.wb-steer-answers').innerText.includes('steered')", timeout=120_000
+    )
 
 
 def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):

@@ -11,7 +11,20 @@ import pytest
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.lens import logit_lens
-from workbench.ui.widgets import BASE, BOTH, LayerExplorer, LensView, _prompt_lines
+from workbench.ui.widgets import (
+    BASE,
+    BOTH,
+    FIG_HEIGHT,
+    TAB_GRID,
+    TAB_KL,
+    TAB_PROBE,
+    TAB_PROBS,
+    TAB_RANKS,
+    TAB_STEER,
+    LayerExplorer,
+    LensView,
+    _prompt_lines,
+)
 
 pytest.importorskip("ipywidgets")
 TARGETS = ["multiply", "add", "subtract", "divide"]
@@ -121,6 +134,54 @@ def test_probe_curve_and_bad_input(tiny_lm, tmp_path):
         LayerExplorer(tiny_lm, prompts=PROMPTS, targets=TARGETS, layer=9)
     with pytest.raises(WorkbenchError, match="no prompts"):
         LayerExplorer(tiny_lm, prompts=["  "], targets=TARGETS)
+
+
+def test_layout_controls_left_and_views_in_tabs_right(tiny_lm):
+    """One screen: the controls and the lens table in a 30% column, the views in tabs beside them (70%)."""
+    import ipywidgets as w
+
+    probe = {
+        "model": "tiny",
+        "layer_results": [{"layer": i, "accuracy": 0.5, "control_accuracy": 0.25} for i in range(4)],
+    }
+    ex = LayerExplorer(tiny_lm, prompts=PROMPTS, targets=TARGETS, probe=probe)
+    assert isinstance(ex.widget, w.HBox) and ex.widget.children[1] is ex.tabs
+    controls = ex.widget.children[0]
+    assert controls.layout.width == "30%" and ex.tabs.layout.width == "70%"
+    for widget in (ex.prompt_box, ex.prompt_pick, ex.variant_pick, ex.layer_slider, ex.position_pick, ex.tables):
+        assert widget in controls.children
+    assert list(ex.tabs.titles) == [TAB_PROBS, TAB_RANKS, TAB_GRID, TAB_KL, TAB_STEER, TAB_PROBE]
+    assert ex.tabs.children[0] is ex.trajectory_fig and ex.tabs.children[-1] is ex.outputs[TAB_PROBE]
+    assert ex.tab == TAB_PROBS and ex.figures(TAB_PROBE) == [ex.probe_fig]
+    # a tab's figure goes to the page (plotly's mime bundle) when the tab is shown, not before
+    assert ex.outputs[TAB_RANKS].outputs == () and ex.outputs[TAB_PROBE].outputs == ()
+    ex.show(TAB_RANKS)
+    (sent,) = ex.outputs[TAB_RANKS].outputs
+    bundle = sent["data"]["application/vnd.plotly.v1+json"]
+    assert [t["y"] for t in bundle["data"]] == [list(t.y) for t in ex.rank_fig.data]
+    ex.show(TAB_PROBE)
+    assert len(ex.outputs[TAB_PROBE].outputs) == 1
+    for fig in (ex.trajectory_fig, ex.rank_fig, ex.kl_fig, ex.steer_fig, ex.probe_fig):
+        assert fig.layout.height <= FIG_HEIGHT  # with the tab bar, within an 800-pixel-high screen
+    with pytest.raises(WorkbenchError, match="no tab 'nope'"):
+        ex.show("nope")
+
+
+def test_views_drawn_on_demand_only_when_their_tab_is_shown(tiny_lm):
+    ex = LayerExplorer(tiny_lm, prompts=PROMPTS, targets=TARGETS)
+    view = ex.views[BASE]
+    ex.prompt_pick.value = PROMPTS[1]  # the probability tab is shown: no grid, no steering pass
+    assert ex.grid_current == {} and ex.steering_current == {} and view.forward_passes == 2
+    ex.show(TAB_GRID)
+    assert set(ex.grid_current) == {BASE} and view.forward_passes == 2
+    ex.show(TAB_STEER)
+    assert ex.steering_current["prompt"] == PROMPTS[1]
+    ex.prompt_pick.value = PROMPTS[0]  # shown: follows the prompt
+    assert ex.steering_current["prompt"] == PROMPTS[0] and ex.grid_current[BASE] == view.grid(PROMPTS[1])
+    ex.show(TAB_RANKS)
+    assert [list(t.y) for t in ex.rank_fig.data if t.visible] == [
+        view.trajectory(PROMPTS[0])["ranks"][w] for w in TARGETS
+    ]
 
 
 def test_prompt_lines_keep_trailing_spaces():

@@ -1,33 +1,61 @@
 """LayerExplorer: the logit lens of a prompt at any layer and token position, for the base model and its adapters.
 
 ``LensView`` is the computation: one forward pass per prompt caches the residual stream of every layer at every
-position; the lens of one (layer, position), or of one position across all layers, is then read from that cache.
-``LayerExplorer`` puts ipywidgets and plotly FigureWidgets around one LensView per model variant (the base model and
-each adapter). Moving the layer slider recomputes one lens distribution per variant shown; a new prompt runs one
-forward pass per variant shown. Everything can be driven from Python (set a widget's value, read the figures).
+position; the lens of one (layer, position), of one position across all layers (probabilities and ranks), and the
+layer x position grid of top tokens are then read from that cache (``lens_views`` holds the plain functions).
+``LayerExplorer`` puts ipywidgets around one LensView per model variant (the base model and each adapter): the
+controls on the left, the views in tabs on the right (probability and rank by layer, the top-token grid,
+KL(adapter || base) by layer, steering, the probe curve). Moving the layer slider recomputes one lens distribution
+per variant shown; a new prompt runs one forward pass per variant shown. The grid, the KL and the steering view are
+computed when their tab is shown (the KL costs one more pass, with the LoRA off; a steering change one steered pass,
+never a generation: the greedy answers are behind their own button). Everything can be driven from Python (set a
+widget's value, read the figures).
+
+The probability figure, which every layer-slider move touches, is a plotly FigureWidget (updated in place in the
+page). Every other view is a plain plotly Figure (the attributes tests read) that its tab shows through an Output
+widget, as plotly's mime bundle, sent again only when it changed and its tab is shown. Not more FigureWidgets: each
+ships plotly.js (5 MB) to the page as a module of its own, and with half a dozen of them a busy machine's page does
+not set them up within the 2 s anywidget allows each one (their updates are then lost).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 import ipywidgets as w
 import plotly.graph_objects as go
+import plotly.io as pio
 import torch
 
+from ..causal.steering import Direction, direction_from, median_resid_norm
 from ..core.activations import capture_positions
 from ..core.errors import WorkbenchError
+from ..core.generation import greedy_answers
 from ..core.guide import LENS_PROMPTS, TARGETS
 from ..core.lens import lens_log_probs, ranks_of, resolve_targets
 from ..core.models import LoadedModel, load_model
 from ..core.results import read_result
 from ..experiment.layout import RunLayout
+from . import lens_views as lv
 
 BASE = "base model"
 BOTH = "side by side"
+TAB_PROBS, TAB_RANKS, TAB_GRID, TAB_KL, TAB_STEER, TAB_PROBE = (
+    "probability",
+    "rank",
+    "top tokens",
+    "KL vs base",
+    "steering",
+    "probe",
+)
+STEER_MODES = ("probability", "rank")
+PLOT_CONFIG = {"displaylogo": False}
+FIG_WIDTH = 840  # fixed: a figure drawn while its page is still hidden (Voila's loading screen) keeps its size
+FIG_HEIGHT = 560
 
 
 class LensView:
@@ -37,10 +65,11 @@ class LensView:
         self.lm = lm
         self.targets = resolve_targets(lm, targets)
         self.target_ids = torch.tensor([t.token_id for t in self.targets], device=lm.device)
+        self.vocab_size = int(lm.hf_model.get_output_embeddings().weight.shape[0])
         self.forward_passes = 0
         self.cache_size = cache_size
         self._resid: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt -> [n_layers, n_tokens, d_model]
-        self._trajectories: dict[tuple[str, int], dict] = {}
+        self._derived: dict[tuple, object] = {}  # (prompt, kind, ...) -> what was read from that prompt's pass
 
     def residuals(self, prompt: str) -> torch.Tensor:
         if prompt not in self._resid:
@@ -48,9 +77,15 @@ class LensView:
             self.forward_passes += 1
             while len(self._resid) > self.cache_size:
                 dropped, _ = self._resid.popitem(last=False)
-                self._trajectories = {k: v for k, v in self._trajectories.items() if k[0] != dropped}
+                self._derived = {k: v for k, v in self._derived.items() if k[0] != dropped}
         self._resid.move_to_end(prompt)
         return self._resid[prompt]
+
+    def _cached(self, key: tuple, make):
+        self.residuals(key[0])  # the prompt's pass first: it may evict, and the key must outlive that
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     def tokens(self, prompt: str) -> list[str]:
         return [self.lm.tokenizer.decode([i]) for i in self.lm.token_ids(prompt)]
@@ -85,20 +120,64 @@ class LensView:
             },
         }
 
-    @torch.inference_mode()
+    def lens(self, prompt: str, position: int | None = None) -> dict[str, torch.Tensor]:
+        """``lens_views.target_lens`` at one position: {"probs", "ranks"}: [n_layers, n_targets] tensors (cached)."""
+        position = self._position(prompt, position)
+        return self._cached(
+            (prompt, "lens", position),
+            lambda: lv.target_lens(self.lm, self.residuals(prompt)[:, position], self.target_ids),
+        )
+
     def trajectory(self, prompt: str, position: int | None = None) -> dict:
         """Each target's probability and rank at every layer, at one position (cached per prompt and position)."""
         position = self._position(prompt, position)
-        key = (prompt, position)
-        if key not in self._trajectories:
-            log_probs = lens_log_probs(self.lm, self.residuals(prompt)[:, position])  # [n_layers, vocab]
-            ranks = ranks_of(log_probs, self.target_ids)
-            chosen = log_probs[:, self.target_ids].exp()
-            self._trajectories[key] = {
-                "probs": {t.word: chosen[:, j].tolist() for j, t in enumerate(self.targets)},
-                "ranks": {t.word: ranks[:, j].tolist() for j, t in enumerate(self.targets)},
+
+        def make():
+            lens = self.lens(prompt, position)
+            return {
+                kind: {t.word: lens[kind][:, j].tolist() for j, t in enumerate(self.targets)}
+                for kind in ("probs", "ranks")
             }
-        return self._trajectories[key]
+
+        return self._cached((prompt, "trajectory", position), make)
+
+    def grid(self, prompt: str) -> dict:
+        """The top-1 lens token at every layer and position (``lens_views.top_token_grid``), with the tokens decoded:
+        {"token_ids", "probs": [layer][pos] lists, "tokens": [layer][pos] strings}."""
+
+        def make():
+            grid = lv.top_token_grid(self.lm, self.residuals(prompt))
+            decoded = {i: self.lm.tokenizer.decode([i]) for i in grid["token_ids"].unique().tolist()}
+            ids = grid["token_ids"].tolist()
+            return {
+                "token_ids": ids,
+                "probs": grid["probs"].tolist(),
+                "tokens": [[decoded[i] for i in row] for row in ids],
+            }
+
+        return self._cached((prompt, "grid"), make)
+
+    def base_residuals(self, prompt: str) -> torch.Tensor:
+        """The prompt's residuals from this (adapter) model with its LoRA off: the base model's (one more pass)."""
+
+        def make():
+            self.forward_passes += 1
+            return lv.base_residuals(self.lm, prompt)
+
+        return self._cached((prompt, "base"), make)
+
+    def kl(self, prompt: str, position: int | None = None) -> list[float]:
+        """KL(adapter || base) of the lens at every layer, at one position (``lens_views.kl_by_layer``); this view's
+        model must carry an adapter."""
+        if self.lm.peft_model is None:
+            raise WorkbenchError("KL(adapter || base) needs a model with an adapter: this view is the base model's")
+        position = self._position(prompt, position)
+        return self._cached(
+            (prompt, "kl", position),
+            lambda: lv.kl_by_layer(
+                self.lm, self.residuals(prompt)[:, position], self.base_residuals(prompt)[:, position]
+            ).tolist(),
+        )
 
 
 def _prompt_lines(text: str) -> list[str]:
@@ -106,12 +185,20 @@ def _prompt_lines(text: str) -> list[str]:
     return [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
 
 
+def _labelled_lists(labelled: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    prompts = [p for ps in labelled.values() for p in ps]
+    return prompts, [c for c, ps in labelled.items() for _ in ps]
+
+
 class LayerExplorer:
-    """Logit lens explorer: prompt box, layer slider, token position, model switch, top-k table, target trajectories.
+    """Logit lens explorer: prompt box, layer slider, token position and model switch with the top-k table on the
+    left; tabs of views on the right: target probability and rank by layer, the top-token grid, KL(adapter || base),
+    steering, and the probe curve when there is one.
 
     ``model``: a LoadedModel or a spec (``default``, a folder, a .gguf, a hub id). ``adapters``: {name: adapter folder}
     shown as variants beside the base model (and all of them side by side). ``probe``: a classifier-probe result dict
-    (``baseline_classifier.json``) to draw its accuracy curve under the trajectories.
+    (``baseline_classifier.json``) to draw its accuracy curve. ``labelled``: {class: prompts} (the probe's), which
+    offers ``mean-diff:A,B`` steering directions. ``max_new_tokens``: the greedy answers' length.
     """
 
     def __init__(
@@ -126,6 +213,8 @@ class LayerExplorer:
         device: str | None = None,
         dtype: str = "auto",
         device_map: str | None = None,
+        labelled: dict[str, list[str]] | None = None,
+        max_new_tokens: int = 8,
     ):
         base = (
             model if isinstance(model, LoadedModel) else load_model(model, device, dtype=dtype, device_map=device_map)
@@ -149,67 +238,77 @@ class LayerExplorer:
         self.variants = [BASE, *self.adapters]
         self.views: dict[str, LensView] = {BASE: LensView(base, self.targets)}
         self.n_layers = base.n_layers
+        self.vocab_size = self.views[BASE].vocab_size
         layer = base.classifier_layer if layer is None else layer
         if not 0 <= layer < self.n_layers:
             raise WorkbenchError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
         self.probe = probe
-        self.last_update_ms: float | None = None
-        self.current: dict[str, dict] = {}
+        self.labelled = {c: list(ps) for c, ps in (labelled or {}).items() if ps}
+        self.max_new_tokens = max_new_tokens
+        self.last_update_ms: float | None = None  # the last lens update (slider, prompt, position, model)
+        self.steer_update_ms: float | None = None  # the last steering view update (no generation in it)
+        self.generations = 0  # greedy decodes run: only the answers button runs them
+        self.current: dict[str, dict] = {}  # variant -> LensView.at of the chosen layer and position
+        self.grid_current: dict[str, dict] = {}  # variant -> LensView.grid of the prompt (when its tab was drawn)
+        self.kl_current: dict[str, list[float]] = {}  # adapter -> KL by layer (when its tab was drawn)
+        self.steering_current: dict = {}  # the steered and unsteered lens last drawn
+        self.answers_current: dict = {}  # the greedy answers last generated
+        self._directions: dict[tuple, Direction] = {}
+        self._norms: dict[tuple, float] = {}
+        self._plain_answers: dict[tuple, str] = {}
+        self._steer_key: tuple | None = None
+        self._steer_drawn: tuple | None = None
 
+        # -- controls (left) ---------------------------------------------------------------------------------------
+        narrow = {"description_width": "62px"}
         self.prompt_box = w.Textarea(
             value="\n".join(prompts),
             description="prompts",
             continuous_update=False,
-            layout=w.Layout(width="60%", height="5.5em"),
+            style=narrow,
+            layout=w.Layout(width="98%", height="5.4em"),
         )
-        self.run_button = w.Button(description="Run", button_style="primary", tooltip="read the prompts")
-        self.prompt_pick = w.Dropdown(options=prompts, value=prompts[0], description="prompt")
+        self.run_button = w.Button(
+            description="Run", button_style="primary", tooltip="read the prompts", layout=w.Layout(width="80px")
+        )
+        self.prompt_pick = w.Dropdown(
+            options=prompts, value=prompts[0], description="prompt", style=narrow, layout=w.Layout(width="98%")
+        )
         self.layer_slider = w.IntSlider(
             value=layer,
             min=0,
             max=self.n_layers - 1,
             description="layer",
             continuous_update=False,
-            layout=w.Layout(width="60%"),
+            style=narrow,
+            layout=w.Layout(width="98%"),
         )
-        self.position_pick = w.Dropdown(description="position")
-        self.variant_pick = w.ToggleButtons(
-            options=self.variants + ([BOTH] if self.adapters else []), value=BASE, description="model"
+        self.position_pick = w.Dropdown(description="position", style=narrow, layout=w.Layout(width="98%"))
+        self.variant_pick = w.Dropdown(
+            options=self.variants + ([BOTH] if self.adapters else []),
+            value=BASE,
+            description="model",
+            style=narrow,
+            layout=w.Layout(width="98%"),
         )
-        self.top_token = w.HTML()
-        self.tables = w.HBox()
-        for widget, css in (
-            (self.prompt_box, "wb-prompt"),
-            (self.run_button, "wb-run"),
-            (self.prompt_pick, "wb-prompt-pick"),
-            (self.layer_slider, "wb-layer"),
-            (self.position_pick, "wb-position"),
-            (self.variant_pick, "wb-variant"),
-            (self.top_token, "wb-top-token"),
-            (self.tables, "wb-tables"),
-        ):
-            widget.add_class(css)
+        self.top_token = w.HTML(layout=w.Layout(width="98%"))
+        self.tables = w.HBox(layout=w.Layout(flex_flow="row wrap", width="98%"))
 
-        dashes = ["solid", "dash", "dot", "dashdot"]
+        # -- views (right) -----------------------------------------------------------------------------------------
         self._traces = [(v, word) for v in self.variants for word in self.targets]
-        line = {
-            "type": "line",
-            "x0": layer,
-            "x1": layer,
-            "y0": 0,
-            "y1": 1,
-            "yref": "paper",
-            "line": {"color": "grey", "dash": "dash"},
-        }
+        names = {(v, word): word if v == BASE else f"{word} ({v})" for v, word in self._traces}
+        dashes = {names[v, word]: lv.DASHES[self.variants.index(v) % len(lv.DASHES)] for v, word in self._traces}
+        groups = {names[v, word]: word for v, word in self._traces}
+        line = lv.layer_line(layer)
         self.trajectory_fig = go.FigureWidget(
             data=[
                 go.Scatter(
                     x=list(range(self.n_layers)),
                     y=[None] * self.n_layers,
                     mode="lines+markers",
-                    name=word if v == BASE else f"{word} ({v})",
+                    name=names[v, word],
                     visible=v == BASE,
-                    line={"dash": dashes[self.variants.index(v) % len(dashes)]},
+                    line={"dash": dashes[names[v, word]]},
                     legendgroup=word,
                 )
                 for v, word in self._traces
@@ -218,16 +317,66 @@ class LayerExplorer:
                 "title": "Target probability by layer (dashed line: the chosen layer)",
                 "template": "plotly_white",
                 "xaxis": {"title": "layer"},
-                "yaxis": {"title": "lens probability (log scale)", "type": "log", "exponentformat": "power"},
+                "yaxis": dict(lv.PROB_AXIS),
                 "shapes": [line],
-                "height": 380,
+                "height": FIG_HEIGHT,
                 "margin": {"t": 50, "b": 40},
             },
         )
+        self.rank_fig = lv.rank_figure({names[k]: None for k in self._traces}, self.vocab_size, layer, groups, dashes)
+        self.rank_fig.update_layout(height=FIG_HEIGHT)
+        for trace, (v, _) in zip(self.rank_fig.data, self._traces):
+            trace.visible = v == BASE
+        self.grid_figs: dict[str, go.Figure] = {}  # one per variant, made when first shown
+        self.kl_fig = lv.kl_figure({v: None for v in self.adapters}, layer)
+        self.kl_fig.update_layout(height=FIG_HEIGHT)
+        self.kl_note = w.HTML()
+        self.outputs = {name: w.Output() for name in (TAB_RANKS, TAB_GRID, TAB_KL, TAB_STEER, TAB_PROBE)}
+        self.grid_box = self.outputs[TAB_GRID]
+        self.kl_box = w.Box([self.kl_note])
+        self._dirty: set[str] = set(self.outputs)  # tabs whose figures changed since they were last sent
+
+        # -- steering ----------------------------------------------------------------------------------------------
+        specs = lv.steering_specs(self.targets, list(self.labelled) if len(self.labelled) > 1 else None)
+        self.steer_direction = w.Dropdown(options=specs, value=specs[0], description="direction", style=narrow)
+        self.steer_layer = w.IntSlider(
+            value=layer, min=0, max=self.n_layers - 1, description="after layer", continuous_update=False
+        )
+        self.steer_strength = w.FloatSlider(
+            value=0.0,
+            min=-3.0,
+            max=3.0,
+            step=0.25,
+            description="strength",
+            readout_format="+.2f",
+            continuous_update=False,
+            style=narrow,
+            tooltip="a fraction of the layer's median residual norm over the prompts",
+        )
+        self.steer_mode = w.ToggleButtons(options=STEER_MODES, value=STEER_MODES[0], style={"button_width": "90px"})
+        self.steer_generate = w.Button(
+            description="greedy answers", tooltip=f"generate {max_new_tokens} tokens, unsteered and steered"
+        )
+        self.steer_answers = w.HTML()
+        self.steer_info = w.HTML()
+        self.steer_fig = lv.steering_figure(
+            {word: None for word in self.targets}, {}, STEER_MODES[0], layer, self.vocab_size, title=""
+        )
+        self.steer_fig.update_layout(height=FIG_HEIGHT - 130)
+        steer_box = w.VBox(
+            [
+                w.HBox([self.steer_direction, self.steer_layer]),
+                w.HBox([self.steer_strength, self.steer_mode]),
+                w.HBox([self.steer_generate, self.steer_answers]),
+                self.steer_info,
+                self.outputs[TAB_STEER],
+            ]
+        )
+
         self.probe_fig = None
         if probe is not None:
             rows = probe["layer_results"]
-            self.probe_fig = go.FigureWidget(
+            self.probe_fig = go.Figure(
                 data=[
                     go.Scatter(
                         x=[r["layer"] for r in rows],
@@ -249,10 +398,49 @@ class LayerExplorer:
                     "xaxis": {"title": "layer"},
                     "yaxis": {"title": "CV accuracy", "range": [0, 1.05]},
                     "shapes": [dict(line)],
-                    "height": 300,
+                    "height": FIG_HEIGHT,
                     "margin": {"t": 50, "b": 40},
                 },
             )
+        tabs = {
+            TAB_PROBS: self.trajectory_fig,
+            TAB_RANKS: self.outputs[TAB_RANKS],
+            TAB_GRID: self.grid_box,
+            TAB_KL: self.kl_box,
+            TAB_STEER: steer_box,
+        }
+        if self.probe_fig is not None:
+            tabs[TAB_PROBE] = self.outputs[TAB_PROBE]
+        self.tab_names = list(tabs)
+        self.tabs = w.Tab(children=list(tabs.values()), layout=w.Layout(width="70%"))
+        self.tabs.titles = tuple(self.tab_names)
+
+        for widget, css in (
+            (self.prompt_box, "wb-prompt"),
+            (self.run_button, "wb-run"),
+            (self.prompt_pick, "wb-prompt-pick"),
+            (self.layer_slider, "wb-layer"),
+            (self.position_pick, "wb-position"),
+            (self.variant_pick, "wb-variant"),
+            (self.top_token, "wb-top-token"),
+            (self.tables, "wb-tables"),
+            (self.trajectory_fig, "wb-prob-fig"),
+            (self.outputs[TAB_RANKS], "wb-rank-fig"),
+            (self.grid_box, "wb-grid"),
+            (self.outputs[TAB_KL], "wb-kl-fig"),
+            (self.outputs[TAB_PROBE], "wb-probe-fig"),
+            (self.kl_note, "wb-kl-note"),
+            (self.steer_direction, "wb-steer-direction"),
+            (self.steer_layer, "wb-steer-layer"),
+            (self.steer_strength, "wb-steer-strength"),
+            (self.steer_mode, "wb-steer-mode"),
+            (self.steer_generate, "wb-steer-generate"),
+            (self.steer_answers, "wb-steer-answers"),
+            (self.steer_info, "wb-steer-info"),
+            (self.outputs[TAB_STEER], "wb-steer-fig"),
+            (self.tabs, "wb-views"),
+        ):
+            widget.add_class(css)
 
         self._quiet = False
         self.prompt_box.observe(lambda _: self.read_prompts(), names="value")
@@ -261,19 +449,28 @@ class LayerExplorer:
         self.layer_slider.observe(lambda _: self._guarded(self._refresh_layer), names="value")
         self.position_pick.observe(lambda _: self._guarded(self._refresh), names="value")
         self.variant_pick.observe(lambda _: self._guarded(self._refresh), names="value")
+        self.tabs.observe(lambda _: self._guarded(self._on_tab), names="selected_index")
+        for widget in (self.steer_direction, self.steer_layer, self.steer_strength):
+            widget.observe(lambda _: self._guarded(self._draw_steering), names="value")
+        self.steer_mode.observe(lambda _: self._guarded(self._draw_steering), names="value")
+        self.steer_generate.on_click(lambda _: self.generate())
         self._on_prompt()
 
-        children = [
-            w.HBox([self.prompt_box, self.run_button]),
-            self.prompt_pick,
-            self.variant_pick,
-            self.layer_slider,
-            self.position_pick,
-            self.top_token,
-            self.tables,
-            self.trajectory_fig,
-        ]
-        self.widget = w.VBox(children + ([self.probe_fig] if self.probe_fig is not None else []))
+        controls = w.VBox(
+            [
+                self.prompt_box,
+                self.run_button,
+                self.prompt_pick,
+                self.variant_pick,
+                self.layer_slider,
+                self.position_pick,
+                self.top_token,
+                self.tables,
+            ],
+            layout=w.Layout(width="30%", min_width="300px", padding="0 8px 0 0"),
+        )
+        controls.add_class("wb-controls")
+        self.widget = w.HBox([controls, self.tabs], layout=w.Layout(width="100%", align_items="flex-start"))
         self.widget.add_class("wb-explorer")
 
     def _repr_mimebundle_(self, **kwargs):
@@ -287,6 +484,17 @@ class LayerExplorer:
     @property
     def prompt(self) -> str:
         return self.prompt_pick.value
+
+    @property
+    def tab(self) -> str:
+        """The name of the view tab shown."""
+        return self.tab_names[self.tabs.selected_index or 0]
+
+    def show(self, tab: str) -> None:
+        """Show a view tab by name (what clicking its title does); draws it."""
+        if tab not in self.tab_names:
+            raise WorkbenchError(f"no tab {tab!r}: the tabs are {', '.join(self.tab_names)}")
+        self.tabs.selected_index = self.tab_names.index(tab)
 
     def view(self, variant: str) -> LensView:
         if variant not in self.views:
@@ -328,29 +536,74 @@ class LayerExplorer:
 
     # -- drawing -------------------------------------------------------------------------------------------------
     def _refresh(self) -> None:
-        """Everything: lens at the layer, and the trajectories at the position, for each variant shown."""
+        """Everything: the trajectories (probability and rank) at the position for each variant shown, the view tab
+        shown when it is drawn on demand, and the lens at the layer."""
         start = time.perf_counter()
         shown = self.shown
         trajectories = {v: self.view(v).trajectory(self.prompt, self.position_pick.value) for v in shown}
-        with self.trajectory_fig.batch_update():
-            for trace, (variant, word) in zip(self.trajectory_fig.data, self._traces):
-                trace.visible = variant in shown
-                if variant in trajectories:
-                    trace.y = trajectories[variant]["probs"][word]
+        for fig, kind in ((self.trajectory_fig, "probs"), (self.rank_fig, "ranks")):
+            with fig.batch_update():
+                for trace, (variant, word) in zip(fig.data, self._traces):
+                    trace.visible = variant in shown
+                    if variant in trajectories:
+                        trace.x = list(range(self.n_layers))
+                        trace.y = trajectories[variant][kind][word]
+        self._dirty |= {TAB_PROBS, TAB_RANKS}
+        self._draw_visible()
         self._draw_layer(start)
 
     def _refresh_layer(self) -> None:
         self._draw_layer(time.perf_counter())
 
+    def _on_tab(self) -> None:
+        self._draw_visible()
+        self._render_visible()
+
+    def _draw_visible(self) -> None:
+        """The tab shown, when it is one computed on demand (its numbers are cached per prompt)."""
+        draw = {TAB_GRID: self._draw_grid, TAB_KL: self._draw_kl, TAB_STEER: self._update_steering}.get(self.tab)
+        if draw is not None:
+            draw()
+
+    def figures(self, tab: str) -> list[go.Figure]:
+        """The figures a tab shows (the grid: one per variant shown; the KL: none while the note stands instead)."""
+        return {
+            TAB_PROBS: [self.trajectory_fig],
+            TAB_RANKS: [self.rank_fig],
+            TAB_GRID: [self.grid_figs[v] for v in self.grid_current],
+            TAB_KL: [self.kl_fig] if self.kl_current else [],
+            TAB_STEER: [self.steer_fig] if self.steering_current else [],
+            TAB_PROBE: [self.probe_fig] if self.probe_fig is not None else [],
+        }[tab]
+
+    def _render_visible(self) -> None:
+        """Send the shown tab's figures to the page if they changed: one Output update (plotly's mime bundle, drawn
+        by its JupyterLab renderer, which loads plotly.js once)."""
+        tab = self.tab
+        if tab in self._dirty and tab in self.outputs:
+            self._dirty.discard(tab)
+            self.outputs[tab].outputs = tuple(
+                {"output_type": "display_data", "data": _plotly_bundle(fig), "metadata": {}}
+                for fig in self.figures(tab)
+            )
+        if tab == TAB_STEER and self.steering_current:
+            self._steer_label()  # after the figure: the page shows the label once the figure is there
+
     def _draw_layer(self, start: float) -> None:
         layer, position = self.layer_slider.value, self.position_pick.value
         self.current = {v: self.view(v).at(self.prompt, layer, position, self.top_k) for v in self.shown}
-        for fig in (self.trajectory_fig, self.probe_fig):
-            if fig is not None:
-                with fig.batch_update():
-                    fig.layout.shapes[0].x0 = layer
-                    fig.layout.shapes[0].x1 = layer
-        self.tables.children = [w.HTML(self._table(v, r)) for v, r in self.current.items()]  # before the label,
+        for tab, fig in ((TAB_PROBS, self.trajectory_fig), (TAB_RANKS, self.rank_fig), (TAB_KL, self.kl_fig)):
+            self._move_line(tab, fig, layer)
+        if self.probe_fig is not None:
+            self._move_line(TAB_PROBE, self.probe_fig, layer)
+        box = lv.cell_box(layer, position)
+        for fig in self.grid_figs.values():
+            shape = fig.layout.shapes[0]
+            if (shape.x0, shape.y0) != (box["x0"], box["y0"]):
+                shape.update(box)
+                self._dirty.add(TAB_GRID)
+        self._render_visible()
+        self.tables.children = [w.HTML(self._table(v, r)) for v, r in self.current.items()]  # figure and table
         token = self.position_pick.label.split(": ", 1)[-1] if self.position_pick.label else ""  # which tests wait on
         self.top_token.value = "<br>".join(
             f"<b>{html.escape(v)}</b> · <span class='wb-shown-prompt'>{html.escape(repr(self.prompt))}</span> · "
@@ -359,6 +612,185 @@ class LayerExplorer:
             for v, r in self.current.items()
         )
         self.last_update_ms = 1000 * (time.perf_counter() - start)
+
+    def _move_line(self, tab: str, fig: go.Figure, layer: int) -> None:
+        if fig.layout.shapes[0].x0 != layer:
+            fig.layout.shapes[0].update(x0=layer, x1=layer)
+            self._dirty.add(tab)
+
+    def _grid_fig(self, variant: str) -> go.Figure:
+        if variant not in self.grid_figs:
+            fig = lv.top_token_grid_figure([[]], [[]], [], 0, 0)
+            fig.update_layout(height=FIG_HEIGHT)
+            self.grid_figs[variant] = fig
+        return self.grid_figs[variant]
+
+    def _draw_grid(self) -> None:
+        """The layer x position grid of top-1 lens tokens, one heatmap per variant shown."""
+        tokens = self.views[BASE].tokens(self.prompt)
+        columns = list(range(len(tokens)))
+        labels = [f"{i} {lv.cell_text(t)}" for i, t in enumerate(tokens)]
+        box = lv.cell_box(self.layer_slider.value, self.position_pick.value)
+        self.grid_current = {v: self.view(v).grid(self.prompt) for v in self.shown}
+        for variant, grid in self.grid_current.items():
+            fig = self._grid_fig(variant)
+            with fig.batch_update():
+                heatmap = fig.data[0]
+                heatmap.z = grid["probs"]
+                heatmap.text = [[lv.cell_text(t) for t in row] for row in grid["tokens"]]
+                heatmap.x, heatmap.y = columns, list(range(self.n_layers))
+                fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext = columns, labels
+                fig.layout.title.text = f"Top lens token at each layer and position: {variant} (colour: its p)"
+                fig.layout.shapes[0].update(box)
+        self._dirty.add(TAB_GRID)
+
+    def _draw_kl(self) -> None:
+        """KL(adapter || base) by layer for each adapter shown, or the note saying how to load one."""
+        adapters = [v for v in self.shown if v != BASE]
+        if not adapters:
+            self.kl_current = {}
+            if self.adapters:
+                how = f"pick one ({', '.join(map(repr, self.adapters))}) or {BOTH!r} in the <i>model</i> menu"
+            else:
+                how = (
+                    "start the explorer with a run folder whose adapters are then offered in the <i>model</i> menu "
+                    "(<code>workbench explore --run runs/NAME</code>, or <code>adapters=</code> in Python)"
+                )
+            self.kl_note.value = (
+                f"<div style='padding:2em'><b>Load an adapter</b> to see KL(adapter || base model) of the lens at "
+                f"every layer: {how}.</div>"
+            )
+            self.kl_box.children = [self.kl_note]
+            self._dirty.add(TAB_KL)
+            return
+        position = self.position_pick.value
+        self.kl_current = {v: self.view(v).kl(self.prompt, position) for v in adapters}
+        with self.kl_fig.batch_update():
+            for trace in self.kl_fig.data:
+                trace.visible = trace.name in self.kl_current
+                if trace.name in self.kl_current:
+                    trace.x = list(range(self.n_layers))
+                    trace.y = self.kl_current[trace.name]
+            self.kl_fig.layout.title.text = (
+                f"KL(adapter || base) of the lens by layer, {self.prompt!r} position {position} "
+                "(dashed line: the chosen layer)"
+            )
+        self.kl_box.children = [self.outputs[TAB_KL]]
+        self._dirty.add(TAB_KL)
+
+    # -- steering ------------------------------------------------------------------------------------------------
+    @property
+    def steer_variant(self) -> str:
+        """The model steered: the one the model menu shows (side by side: the base model)."""
+        return self.shown[0]
+
+    def steering_vector(self) -> tuple[torch.Tensor, float]:
+        """(strength x the steered layer's median residual norm over the prompts x the unit direction, that norm)."""
+        variant, spec, layer = self.steer_variant, self.steer_direction.value, self.steer_layer.value
+        lm = self.view(variant).lm
+        key = (variant, spec, layer if spec.startswith("mean-diff:") else None)
+        if key not in self._directions:
+            prompts, labels = _labelled_lists(self.labelled)
+            self._directions[key] = direction_from(spec, lm, layer, prompts or None, labels or None)
+        prompts = tuple(self.prompt_pick.options)
+        if (variant, prompts, layer) not in self._norms:
+            self._norms[variant, prompts, layer] = median_resid_norm(lm, list(prompts), layer)
+        norm = self._norms[variant, prompts, layer]
+        return self.steer_strength.value * norm * self._directions[key].unit, norm
+
+    def steered_view(self) -> dict:
+        """The lens at every layer of the prompt, at the chosen position, with the steering vector added and without
+        (``lens_views.steered_lens``: one forward pass, the layers below the steered one from the cache, nothing
+        generates; the last result is kept)."""
+        variant, prompt, position = self.steer_variant, self.prompt, self.position_pick.value
+        settings = (self.steer_direction.value, self.steer_layer.value, self.steer_strength.value)
+        key = (variant, prompt, position, *settings, tuple(self.prompt_pick.options))
+        if key != self._steer_key:
+            start = time.perf_counter()
+            view = self.view(variant)
+            vector, norm = self.steering_vector()
+            ref = view.lens(prompt, position)
+            got = lv.steered_lens(view.lm, prompt, settings[1], vector, view.target_ids, position, ref)
+            words = [t.word for t in view.targets]
+            self.steering_current = {
+                "variant": variant,
+                "prompt": prompt,
+                "position": position,
+                "direction": settings[0],
+                "layer": settings[1],
+                "strength": settings[2],
+                "median_norm": norm,
+                "vector_norm": float(vector.norm()),
+                "compute_ms": 1000 * (time.perf_counter() - start),
+                **{
+                    f"{prefix}{kind}": {word: result[kind][:, j].tolist() for j, word in enumerate(words)}
+                    for prefix, result in (("", got), ("unsteered_", ref))
+                    for kind in ("probs", "ranks")
+                },
+            }
+            self._steer_key = key
+            self.answers_current = {}
+            self.steer_answers.value = "<i>press <b>greedy answers</b> to generate</i>"
+        return self.steering_current
+
+    def _draw_steering(self) -> None:
+        """A steering control moved: the steered view, drawn (the slider path: one forward pass, no generation)."""
+        start = time.perf_counter()
+        self._update_steering()
+        self._render_visible()
+        self.steer_update_ms = 1000 * (time.perf_counter() - start)
+
+    def _update_steering(self) -> None:
+        s = self.steered_view()
+        if self._steer_drawn == (self._steer_key, self.steer_mode.value):
+            return  # the figure shows it already
+        self._steer_drawn = (self._steer_key, self.steer_mode.value)
+        rank = self.steer_mode.value == "rank"
+        kind = "ranks" if rank else "probs"
+        with self.steer_fig.batch_update():
+            for j, word in enumerate(self.targets):
+                for trace, values in zip(self.steer_fig.data[2 * j : 2 * j + 2], (s[kind], s[f"unsteered_{kind}"])):
+                    trace.x = list(range(self.n_layers))
+                    trace.y = values[word]
+            self.steer_fig.layout.yaxis = lv.rank_axis(self.vocab_size) if rank else dict(lv.PROB_AXIS)
+            self.steer_fig.layout.shapes[0].x0 = s["layer"]
+            self.steer_fig.layout.shapes[0].x1 = s["layer"]
+            self.steer_fig.layout.title.text = (
+                f"Steered lens by layer: {s['variant']}, {s['prompt']!r} (dotted: unsteered)"
+            )
+        self._dirty.add(TAB_STEER)
+
+    def _steer_label(self) -> None:
+        s = self.steering_current
+        output = ", ".join(
+            f"{html.escape(word)} {s['probs'][word][-1]:.3g} ({s['unsteered_probs'][word][-1]:.3g})"
+            for word in self.targets
+        )
+        self.steer_info.value = (
+            f"<b>{html.escape(s['variant'])}</b> · <code>{html.escape(s['direction'])}</code> after layer {s['layer']} · "
+            f"strength {s['strength']:+.2f} × median norm {s['median_norm']:.3g} = |v| {s['vector_norm']:.3g} · "
+            f"lens at position {s['position']} · computed in {s['compute_ms']:.0f} ms<br>"
+            f"p at the last layer, steered (unsteered): {output}"
+        )
+
+    def generate(self) -> dict:
+        """The prompt's greedy answers, unsteered and steered (``max_new_tokens`` each): the only generation here."""
+        variant, prompt = self.steer_variant, self.prompt
+        self._draw_steering()
+        lm = self.view(variant).lm
+        if (variant, prompt) not in self._plain_answers:
+            self._plain_answers[variant, prompt] = greedy_answers(lm, [prompt], self.max_new_tokens)[0]
+            self.generations += 1
+        vector, _ = self.steering_vector()
+        steered = lv.steered_answers(lm, [prompt], self.steer_layer.value, vector, self.max_new_tokens)[0]
+        self.generations += 1
+        plain = self._plain_answers[variant, prompt]
+        self.answers_current = {"unsteered": plain, "steered": steered, "changed": steered != plain}
+        self.steer_answers.value = (
+            f"unsteered <code>{html.escape(repr(plain))}</code> → steered <code>{html.escape(repr(steered))}</code> "
+            f"<b>({'changed' if steered != plain else 'unchanged'})</b>"
+        )
+        return self.answers_current
 
     def _table(self, variant: str, result: dict) -> str:
         def code(text: str) -> str:
@@ -373,10 +805,18 @@ class LayerExplorer:
             read_as = "" if t["token"] == word else f" (as {code(repr(t['token']))})"
             rows.append(f"<tr><td>{code(word)}{read_as}</td><td>{t['prob']:.2e}</td><td>{t['rank']}</td></tr>")
         return (
-            f"<div style='margin-right:2em'><b>{html.escape(variant)}</b>"
+            f"<div style='margin-right:1.5em;font-size:12px;line-height:1.25'><b>{html.escape(variant)}</b>"
             f"<table><tr><th>#</th><th>token</th><th>p</th></tr>{top}</table>"
             f"<table><tr><th>target</th><th>p</th><th>rank</th></tr>{''.join(rows)}</table></div>"
         )
+
+
+def _plotly_bundle(fig: go.Figure) -> dict:
+    """The figure as plotly's mime bundle (what ``fig.show(renderer="plotly_mimetype")`` displays), JSON-safe, at
+    FIG_WIDTH pixels unless the figure sets its own width."""
+    payload = json.loads(pio.to_json(fig, validate=False))
+    payload["layout"].setdefault("width", FIG_WIDTH)
+    return {"application/vnd.plotly.v1+json": {**payload, "config": PLOT_CONFIG}}
 
 
 def run_artifacts(run_dir: str | Path | None) -> tuple[dict[str, Path], dict | None]:
