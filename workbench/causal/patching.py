@@ -207,7 +207,11 @@ def _patch_group(
     source = torch.tensor([lm.token_ids(p.source) for p in pairs], device=lm.device)
     target = torch.tensor([lm.token_ids(p.target) for p in pairs], device=lm.device)
     metrics, counts = _metrics(lm, pairs, words)
-    logits, cache = lm.bridge.run_with_cache(source)
+    from transformer_lens.utilities import get_act_name
+
+    name = "resid_pre" if what == "resid" else "z"
+    wanted = {get_act_name(name, layer) for layer in layers} | {resid_hook_name(readout)}
+    logits, cache = lm.bridge.run_with_cache(source, names_filter=lambda hook: hook in wanted)  # only what is patched
     source_out = {"logits": logits[:, -1].float(), "lens": lens_logits(lm, cache[resid_hook_name(readout)][:, -1])}
     clean = {name: fn(source_out) for name, fn in metrics.items()}
     seq = target.shape[1]
