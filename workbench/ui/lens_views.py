@@ -151,6 +151,28 @@ def rank_axis(vocab_size: int) -> dict:
     }
 
 
+def layer_lines(
+    values: dict[str, list | None],
+    hover: str,
+    groups: dict[str, str] | None = None,
+    dashes: dict[str, str] | None = None,
+) -> list[go.Scatter]:
+    """One line per name (``values``: name -> value at each layer, None: no line), x the layer."""
+    n = max((len(v) for v in values.values() if v), default=0)
+    return [
+        go.Scatter(
+            x=list(range(n)) if v else None,
+            y=v,
+            mode="lines+markers",
+            name=name,
+            legendgroup=(groups or {}).get(name, name),
+            line={"dash": (dashes or {}).get(name, "solid")},
+            hovertemplate=f"layer %{{x}}: {hover}<extra>%{{fullData.name}}</extra>",
+        )
+        for name, v in values.items()
+    ]
+
+
 def rank_figure(
     ranks: dict[str, list[int] | None],
     vocab_size: int,
@@ -160,21 +182,7 @@ def rank_figure(
     title: str = "Target rank by layer (rank 1 on top; dashed line: the chosen layer)",
 ) -> go.Figure:
     """One line per target (``ranks``: name -> rank at each layer): x the layer, y its rank on a log axis, reversed."""
-    n = max((len(v) for v in ranks.values() if v), default=0)
-    fig = go.Figure(
-        [
-            go.Scatter(
-                x=list(range(n)) if v else None,
-                y=v,
-                mode="lines+markers",
-                name=name,
-                legendgroup=(groups or {}).get(name, name),
-                line={"dash": (dashes or {}).get(name, "solid")},
-                hovertemplate="layer %{x}: rank %{y}<extra>%{fullData.name}</extra>",
-            )
-            for name, v in ranks.items()
-        ]
-    )
+    fig = go.Figure(layer_lines(ranks, "rank %{y}", groups, dashes))
     fig.update_layout(
         title=title,
         template="plotly_white",
@@ -243,19 +251,7 @@ def cell_box(layer: int, position: int) -> dict:
 def kl_figure(kl: dict[str, list[float] | None], layer: int | None = None, title: str | None = None) -> go.Figure:
     """KL(adapter || base) per layer, one line per adapter (``kl``: name -> value at each layer), log y axis (a layer
     where the adapter changes nothing, KL exactly 0, has no point on it)."""
-    n = max((len(v) for v in kl.values() if v), default=0)
-    fig = go.Figure(
-        [
-            go.Scatter(
-                x=list(range(n)) if v else None,
-                y=v,
-                mode="lines+markers",
-                name=name,
-                hovertemplate="layer %{x}: KL %{y:.3g} nats<extra>%{fullData.name}</extra>",
-            )
-            for name, v in kl.items()
-        ]
-    )
+    fig = go.Figure(layer_lines(kl, "KL %{y:.3g} nats"))
     fig.update_layout(
         title=title or "KL(adapter || base) of the lens distributions by layer",
         template="plotly_white",
