@@ -382,9 +382,3 @@ def most_common_length(lm: LoadedModel, pairs: list[Pair]) -> list[Pair]:
         return []
     common = max(set(equal), key=equal.count)
     return [p for p, (s, t) in zip(pairs, lengths) if s == t == common]
-
-
-def recovered_by_layer(result: dict, metric: str = "lens_diff") -> dict[int, float]:
-    """The recovered share per layer of a ``--positions last`` or ``all`` residual sweep."""
-    shares = result["metrics"][metric]["recovered"] or [float("nan")] * len(result["cells"])
-    return {int(c["layer"]): float(s) for c, s in zip(result["cells"], shares)}
