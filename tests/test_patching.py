@@ -161,7 +161,7 @@ def test_read_pairs_names_the_broken_line(tmp_path):
     path = tmp_path / "pairs.jsonl"
     good = {"source": "a", "target": "b", "source_class": "add", "target_class": "multiply"}
     path.write_text(json.dumps(good) + "\n{not json\n")
-    with pytest.raises(WorkbenchError, match=r"pairs.jsonl:2: not JSON"):
+    with pytest.raises(WorkbenchError, match=r"pairs.jsonl:2: broken JSON"):
         read_pairs(path)
     path.write_text(json.dumps({**good, "colour": 1}) + "\n")
     with pytest.raises(WorkbenchError, match="unknown key 'colour'"):

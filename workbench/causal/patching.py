@@ -18,7 +18,6 @@ which patches only the last prompt token (pairs are then grouped by their two le
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..core.activations import resid_hook_name
-from ..core.data import SYMBOLS, make_example
+from ..core.data import SYMBOLS, make_example, read_jsonl
 from ..core.errors import WorkbenchError
 from ..core.lens import lens_logits, resolve_targets
 from ..core.models import LoadedModel
@@ -53,28 +52,15 @@ class Pair:
 def read_pairs(path: str | Path) -> list[Pair]:
     """Pairs from a JSONL file: one object per line with source, target, source_class, target_class and optionally
     source_answer, target_answer. A broken line is named by its number."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"pairs file {str(path)!r} does not exist: write one JSON object per line")
-    pairs = []
-    required = ("source", "target", "source_class", "target_class")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"{path}:{number}: not JSON ({exc.msg}): one object per line") from None
-        missing = [k for k in required if not isinstance(row, dict) or not isinstance(row.get(k), str)]
-        if missing:
-            raise WorkbenchError(f"{path}:{number}: needs string keys {', '.join(missing)}")
-        unknown = sorted(set(row) - {*required, "source_answer", "target_answer"})
-        if unknown:
-            raise WorkbenchError(f"{path}:{number}: unknown key {unknown[0]!r}; keys: {', '.join(required)}, *_answer")
-        pairs.append(Pair(**row))
-    if not pairs:
-        raise WorkbenchError(f"pairs file {str(path)!r} has no pairs")
-    return pairs
+    fields = ("source", "target", "source_class", "target_class")
+    rows = read_jsonl(
+        path,
+        fields,
+        allowed=("source_answer", "target_answer"),
+        what="pairs file",
+        make="write one JSON object per line",
+    )
+    return [Pair(**row) for row in rows]
 
 
 def arithmetic_pairs(records: list[dict], source_class: str, target_class: str, n: int) -> list[Pair]:

@@ -86,17 +86,23 @@ def write_jsonl(path: str | Path, records: list[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...] = ("prompt", "response")) -> list[dict]:
-    """Read SFT records; a missing file, broken line or missing field is one error naming file and line."""
+def read_jsonl(
+    path: str | Path,
+    required: tuple[str, ...] = ("prompt", "response"),
+    *,
+    allowed: tuple[str, ...] | None = None,
+    what: str = "data file",
+    make: str = "create it with `workbench data generate --output {path}`",
+) -> list[dict]:
+    """Read JSONL records; a missing file, broken line, missing field or (with ``allowed``) an unknown key is one
+    error naming file and line. ``what`` names the file in messages; ``make`` says how to create a missing one."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise WorkbenchError(
-            f"data file {str(path)!r} does not exist: create it with `workbench data generate --output {path}`"
-        ) from None
+        raise WorkbenchError(f"{what} {str(path)!r} does not exist: {make.format(path=path)}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise WorkbenchError(f"cannot read data file {str(path)!r}: {exc}") from None
+        raise WorkbenchError(f"cannot read {what} {str(path)!r}: {exc}") from None
     records = []
     for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 and friends may sit inside a record
         line = line.rstrip("\r")
@@ -115,7 +121,12 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ("prompt", "respons
                 raise WorkbenchError(
                     f"{path}:{n}: field {key!r} is missing or not a non-empty string: every line needs {list(required)}"
                 )
+        unknown = sorted(set(record) - {*required, *allowed}) if allowed is not None else []
+        if unknown:
+            raise WorkbenchError(
+                f"{path}:{n}: unknown key {unknown[0]!r}: the keys are {', '.join((*required, *allowed))}"
+            )
         records.append(record)
     if not records:
-        raise WorkbenchError(f"data file {str(path)!r} has no records: generate data with `workbench data generate`")
+        raise WorkbenchError(f"{what} {str(path)!r} has no records: {make.format(path=path)}")
     return records
