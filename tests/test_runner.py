@@ -7,6 +7,7 @@ tests/test_run_quick.py runs the real phases.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import nbformat
@@ -359,3 +360,11 @@ def test_a_task_reaches_the_notebooks_with_its_steps_and_sizes(tmp_path):
     plain = engine.step_parameters(base, tmp_path, once, "default", False, None, [42])
     assert "task" not in plain and "train_data" not in plain
     assert "task" not in engine.step_parameters(train, tmp_path, seeded, "default", False, None, [42])
+
+
+def test_rerun_command_gives_back_the_parameters_through_a_shell():
+    params = {"arms": {"vo": ["runs/it's here/a"]}, "seeds": [42, 43], "docs_page": "docs/causal.md"}
+    command = engine.rerun_command("notebooks/08 x.ipynb", params)
+    words = shlex.split(command)
+    assert words[:3] == ["papermill", "notebooks/08 x.ipynb", "OUT.ipynb"] and words[3] == "-y"
+    assert json.loads(words[4]) == params

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 import subprocess
 import time
@@ -69,6 +70,12 @@ def git_commit(cwd: Path = ROOT) -> str | None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def rerun_command(notebook: str, params: Mapping) -> str:
+    """The papermill line that reruns ``notebook`` with ``params`` (quoted for a POSIX shell), for a docs page to
+    record under the table the run wrote."""
+    return f"papermill {shlex.quote(notebook)} OUT.ipynb -y {shlex.quote(json.dumps(params))}"
 
 
 def _read_json(path: Path) -> dict | None:
