@@ -84,6 +84,18 @@ def _measure(lm: LoadedModel, prompts: list[str], targets: list[str], expected, 
     return {"lens_expected_p": lens.mean_expected_prob, "lens_top1": lens.score["fraction"], "answers": answers}
 
 
+def _measure_under(context, base: dict, *args) -> dict:
+    """``_measure(*args)`` inside ``context``, with how it moved from ``base``: the change in mean expected-word p and
+    the share of greedy answers that changed."""
+    with context:
+        out = _measure(*args)
+    if base["lens_expected_p"] is not None and out["lens_expected_p"] is not None:
+        out["delta_expected_p"] = out["lens_expected_p"] - base["lens_expected_p"]
+    if base["answers"] is not None:
+        out["answers_changed"] = sum(a != b for a, b in zip(out["answers"], base["answers"])) / len(out["answers"])
+    return out
+
+
 def ablation_sweep(
     lm: LoadedModel,
     prompts: list[str],
@@ -108,15 +120,15 @@ def ablation_sweep(
     groups: dict[str, list[tuple[int, str]]] = {}
     for key in pairs:
         groups.setdefault(f"L{key[0]}" if per == "layer" else key[1], []).append(key)
-    rows = []
-    for name, removed in groups.items():
-        with without_lora(lm, removed):
-            measured = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
-        if whole["answers"] is not None:
-            measured["answers_changed"] = sum(a != b for a, b in zip(measured["answers"], whole["answers"])) / len(
-                prompts
-            )
-        rows.append({"removed": name, "modules": [f"L{lay}.{mod}" for lay, mod in removed], **measured})
+    args = (lm, prompts, targets, expected, layer, max_new_tokens)
+    rows = [
+        {
+            "removed": name,
+            "modules": [f"L{lay}.{mod}" for lay, mod in removed],
+            **_measure_under(without_lora(lm, removed), whole, *args),
+        }
+        for name, removed in groups.items()
+    ]
     return {
         "adapter": lm.adapter,
         "readout_layer": layer,

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..core.errors import WorkbenchError
 from ..core.models import LoadedModel
 from ..core.tasks import check_layers
-from .ablation import _measure
+from .ablation import _measure, _measure_under
 
 MODES = ("zero", "mean")
 
@@ -125,16 +125,11 @@ def head_ablation_sweep(
     count = n_heads(lm)
     check_heads(lm, [(lay, 0) for lay in layers] or [(layer, 0)], mode)
     mean_prompts = prompts if mean_prompts is None else mean_prompts
-    base = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
+    args = (lm, prompts, targets, expected, layer, max_new_tokens)
+    base = _measure(*args)
 
     def measured(heads: list[tuple[int, int]]) -> dict:
-        with heads_ablated(lm, heads, mode, mean_prompts):
-            out = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
-        if base["lens_expected_p"] is not None and out["lens_expected_p"] is not None:
-            out["delta_expected_p"] = out["lens_expected_p"] - base["lens_expected_p"]
-        if base["answers"] is not None:
-            out["answers_changed"] = sum(a != b for a, b in zip(out["answers"], base["answers"])) / len(prompts)
-        return out
+        return _measure_under(heads_ablated(lm, heads, mode, mean_prompts), base, *args)
 
     rows = []
     for lay in layers:
