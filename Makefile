@@ -8,6 +8,8 @@ SEEDS ?= 1
 MODEL ?= default
 EXPLORE_RUN ?= $(wildcard runs/experiment)
 PORT ?= 8866
+# pytest-xdist workers for `make test` (0: one process); each test file stays on one worker
+TEST_WORKERS ?= 2
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: help test test-unit lint docs experiment publish explore bench clean
@@ -32,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider --durations=12
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12 -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration and not slow"

@@ -5,11 +5,45 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`'s two workers share the 2 cores: one thread each (and children;
+    os.environ["OMP_NUM_THREADS"] = "1"  # MKL follows it, so a child given OMP_NUM_THREADS=2 gets 2 BLAS threads too)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# `make test` runs two pytest-xdist workers with `--dist loadfile`: each file on one worker, so its module fixtures are
+# built once. The files that use the session's `quick_run` are one unit (it is built once, on one worker), and the
+# longest units are scheduled first so that the two workers finish together.
+QUICK_RUN_FILES = ("test_golden.py", "test_notebooks.py", "test_notebooks_training.py", "test_run_quick.py")
+LONGEST = ("quick_run", "test_depth.py", "test_task_run.py", "test_determinism.py", "test_distributed.py")
+
 WORDS = ["multiply", "add", "subtract", "divide", "sub", "tract"]
+
+
+def _unit(file_name: str) -> str:
+    return "quick_run" if file_name in QUICK_RUN_FILES else file_name
+
+
+def pytest_collection_modifyitems(config, items):
+    users = {item.path.name for item in items if "quick_run" in getattr(item, "fixturenames", ())}
+    if users - set(QUICK_RUN_FILES):
+        raise pytest.UsageError(f"{sorted(users - set(QUICK_RUN_FILES))} use quick_run: add them to QUICK_RUN_FILES")
+    rank = {name: i for i, name in enumerate(LONGEST)}
+    items.sort(key=lambda item: rank.get(_unit(item.path.name), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the quick-run files as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class QuickRunTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid.split("::", 1)[0].rsplit("/", 1)[-1])
+
+    return QuickRunTogether(config, log)
 
 
 def build_tiny_tokenizer():
