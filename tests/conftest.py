@@ -12,10 +12,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 # `make test` runs two pytest-xdist workers with `--dist loadfile`: each file on one worker, so its module fixtures are
-# built once. The files that use the session's `quick_run` are one unit (it is built once, on one worker), and the
-# longest units are scheduled first so that the two workers finish together.
+# built once. The files that use the session's `quick_run` are one unit (it is built once, on one worker).
 QUICK_RUN_FILES = ("test_golden.py", "test_notebooks.py", "test_notebooks_training.py", "test_run_quick.py")
-LONGEST = ("quick_run", "test_depth.py", "test_task_run.py", "test_determinism.py", "test_distributed.py")
 
 WORDS = ["multiply", "add", "subtract", "divide", "sub", "tract"]
 
@@ -28,8 +26,6 @@ def pytest_collection_modifyitems(config, items):
     users = {item.path.name for item in items if "quick_run" in getattr(item, "fixturenames", ())}
     if users - set(QUICK_RUN_FILES):
         raise pytest.UsageError(f"{sorted(users - set(QUICK_RUN_FILES))} use quick_run: add them to QUICK_RUN_FILES")
-    rank = {name: i for i, name in enumerate(LONGEST)}
-    items.sort(key=lambda item: rank.get(_unit(item.path.name), len(rank)))
 
 
 @pytest.hookimpl(optionalhook=True)
