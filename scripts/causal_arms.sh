@@ -1,6 +1,7 @@
 #!/bin/bash
 # Notebook 08's measurement (issue 15), end to end: train the arms next to a run folder's phase-1 adapters, then run
-# notebook 08 over them. This is how docs/causal.md's table was made.
+# notebook 08 over them. docs/causal.md's table came from this script's notebook step; its arms were trained before it
+# existed, with these same `workbench train sft` lines (their config.json files record the settings).
 #
 #   scripts/causal_arms.sh RUN OUT     e.g. scripts/causal_arms.sh runs/arithmetic runs/causal
 #
