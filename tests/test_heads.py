@@ -121,12 +121,58 @@ def test_the_sweep_reads_the_lens_under_each_ablation(tiny_lm):
         handle.remove()
     row = next(r for r in result["rows"] if (r["layer"], r["head"]) == (1, 1))
     assert row["lens_expected_p"] == pytest.approx(sum(probs) / len(probs), rel=1e-4)
-    assert row["delta_expected_p"] == pytest.approx(row["lens_expected_p"] - result["baseline"]["lens_expected_p"])
+    assert row["delta_expected_p"] == pytest.approx(sum(probs) / len(probs) - base.mean_expected_prob, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def loud_lm(tmp_path_factory):
+    """The tiny Llama with its attention outputs scaled up, so that a head decides some greedy answers (the plain
+    random model's answers never move when a head is ablated)."""
+    from conftest import build_tiny_llama, build_tiny_tokenizer
+
+    from workbench.core.models import load_model
+
+    path = tmp_path_factory.mktemp("loud")
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_llama(len(tokenizer))
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.mul_(40)
+            layer.self_attn.v_proj.weight.mul_(5)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return load_model(str(path), device="cpu")
+
+
+def test_the_mean_sweep_counts_the_answers_hfs_forward_changes(loud_lm):
+    """``answers_changed`` against HF: each prompt's first greedy token with the head's slice of layer 3's o_proj
+    input set to its mean over the prompts' tokens, compared with the unablated one."""
+    tiny_lm = loud_lm
     mean = heads.head_ablation_sweep(
         tiny_lm, PROMPTS, TARGETS, TARGETS, readout_layer=3, layers=[3], mode="mean", max_new_tokens=1
     )
     assert mean["mean_prompts"] == PROMPTS and [r["head"] for r in mean["rows"]] == ["all", 0, 1, 2, 3]
-    assert len(mean["baseline"]["answers"]) == 4 and all(0.0 <= r["answers_changed"] <= 1.0 for r in mean["rows"])
+    seen = []
+    o_proj = tiny_lm.hf_model.model.layers[3].self_attn.o_proj
+    handle = o_proj.register_forward_pre_hook(lambda module, args: seen.append(args[0][0].clone()))
+    try:
+        with torch.no_grad():
+            first = [
+                int(tiny_lm.hf_model(torch.tensor([tiny_lm.token_ids(p)])).logits[0, -1].argmax()) for p in PROMPTS
+            ]
+    finally:
+        handle.remove()
+    means = torch.cat(seen).mean(0)
+    for row in mean["rows"]:
+        cols = slice(None) if row["head"] == "all" else slice(row["head"] * D_HEAD, (row["head"] + 1) * D_HEAD)
+
+        def put_mean(x, cols=cols):
+            x[..., cols] = means[cols]
+            return x
+
+        ablated = [int(_hf_logits_with_o_input(tiny_lm, p, 3, put_mean)[-1].argmax()) for p in PROMPTS]
+        assert row["answers_changed"] == sum(a != b for a, b in zip(ablated, first)) / len(PROMPTS), row["head"]
+    assert any(row["answers_changed"] > 0 for row in mean["rows"])  # the check has something to count
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import cli
 
 from workbench.core import models
 from workbench.core.activations import capture_last_token
 from workbench.core.guide import CLASSES, LENS_PROMPTS, TEST_PROMPTS
-from workbench.core.lens import lens_log_probs
+from workbench.core.lens import lens_log_probs, logit_lens
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +61,13 @@ def test_padded_batch_equals_one_prompt_at_a_time(smol):
     assert (p_batched - p_single).abs().max().item() < 1e-4
 
 
-def test_seed_classifier_command(tmp_path):
+def test_seed_classifier_command(tmp_path, capsys):
     out = tmp_path / "results" / "classifier.json"
     classes = [a for k, v in CLASSES.items() for a in ("--classes", f"{k}:{'|'.join(v)}")]
-    proc = run_cli(
-        "introspect", "classifier", "-m", "default", *classes, "--test", "|".join(TEST_PROMPTS), "--output", str(out)
+    code, _, err = cli(
+        capsys, "introspect", "classifier", "-m", "default", *classes, "--test", "|".join(TEST_PROMPTS), "-o", out
     )
-    assert proc.returncode == 0, proc.stderr
+    assert code == 0, err
     doc = json.loads(out.read_text())
     assert doc["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and doc["num_layers"] == 30
     assert doc["classes"] == list(CLASSES) and doc["folds"] == 4
@@ -80,9 +80,10 @@ def test_seed_classifier_command(tmp_path):
     assert out.with_suffix(".html").is_file()
 
 
-def test_seed_logit_lens_command(tmp_path):
+def test_seed_logit_lens_command(tmp_path, capsys):
     out = tmp_path / "results" / "logit_lens.json"
-    proc = run_cli(
+    code, _, err = cli(
+        capsys,
         "introspect",
         "logit-lens",
         "-m",
@@ -101,8 +102,8 @@ def test_seed_logit_lens_command(tmp_path):
         "--output",
         str(out),
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "warning: target 'subtract' is 2 tokens" in proc.stderr
+    assert code == 0, err
+    assert "warning: target 'subtract' is 2 tokens" in err
     doc = json.loads(out.read_text())
     assert doc["layer"] == 16 and doc["num_layers"] == 30 and len(doc["results"]) == 4
     assert doc["target_token_ids"]["subtract"] == smol_token("sub")
@@ -118,3 +119,18 @@ def smol_token(text):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(models.embedded_cache_dir())(text, add_special_tokens=False).input_ids[0]
+
+
+def test_lens_at_the_classifier_layer_is_hfs_hidden_state_through_its_own_norm_and_head(smol):
+    """The oracle for the lens numbers on the real model: HF's own hidden state after block 16 (``hidden_states[17]``)
+    through HF's final norm and lm_head, softmax over the vocabulary, at the last prompt token."""
+    words = ["multiply", "add", "subtract", "divide"]
+    result = logit_lens(smol, LENS_PROMPTS, words, layer=16)
+    ids = {w: smol_token(w) for w in words}
+    for prompt, row in zip(LENS_PROMPTS, result.results):
+        with torch.no_grad():
+            out = smol.hf_model(torch.tensor([smol.token_ids(prompt)]), output_hidden_states=True)
+            probs = smol.hf_model.lm_head(smol.hf_model.model.norm(out.hidden_states[17][0, -1])).softmax(-1)
+        assert row.top_token_id == int(probs.argmax())
+        for word in words:
+            assert row.target_probs[word] == pytest.approx(float(probs[ids[word]]), rel=1e-3)

@@ -1,9 +1,7 @@
-"""Notebook 09 (virtual experts) under papermill on the embedded model, with tiny parameters: it writes the router
+"""Notebook 09 (virtual experts) under papermill on the tiny random Llama, with tiny parameters: it writes the router
 comparison it promises (one result per router), its three figures, and a closing paragraph that is exactly what
 ``routing.compare.findings`` makes of the saved JSON. The lens router needs a trained adapter, so it is left out
 (the notebook says it is skipped); neural is left out for time (it generates a few-shot decision per prompt).
-
-The model cache comes from $WORKBENCH_CACHE (or the user cache); the kernel inherits this process's environment.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from workbench.routing.compare import findings, router_table, table_markdown
 
 papermill = pytest.importorskip("papermill")
 
-pytestmark = [pytest.mark.notebook, pytest.mark.integration]
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "09_virtual_experts.ipynb"
@@ -40,11 +38,10 @@ def _markdown_outputs(nb) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory, request):
+def executed(tmp_path_factory, request, tiny_dir):
     out = tmp_path_factory.mktemp("virtual-experts")
     mp = pytest.MonkeyPatch()
     request.addfinalizer(mp.undo)
-    mp.setenv("WORKBENCH_PNG", "0")  # HTML is what is checked; no headless browser for PNGs
     mp.setenv("OMP_NUM_THREADS", "1")
     # papermill warns for every parameter-cell line it cannot describe; the values still work
     logging.getLogger("papermill.translators").setLevel(logging.ERROR)
@@ -52,6 +49,7 @@ def executed(tmp_path_factory, request):
         str(ROOT / "notebooks" / NAME),
         str(out / NAME),
         parameters={
+            "model": str(tiny_dir),
             "output_dir": str(out),
             "per_kind": PER_KIND,
             "routers": ROUTERS + ["lens"],
@@ -75,7 +73,7 @@ def test_comparison_json_has_one_result_per_router(executed):
     settings = doc["settings"]
     assert settings["notebook"] == NAME and settings["routers"] == ROUTERS and settings["adapters"] == []
     assert settings["per_kind"] == PER_KIND and settings["seeds"] == [42] and settings["negatives_task"] is None
-    assert settings["layer"] == 16 and settings["n_layers"] == 30
+    assert settings["layer"] == 2 and settings["n_layers"] == 4
     assert settings["n_items"] == 3 * PER_KIND + 20  # three arithmetic kinds and half of the 40 built-in negatives
     assert doc["full_forward_s"]["n"] == settings["n_items"] * len(ROUTERS)  # one beside every decision
     for result in doc["results"]:

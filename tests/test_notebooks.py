@@ -1,7 +1,7 @@
 """The narrative notebooks: committed clean (no outputs, one `parameters` cell with the guide's defaults), and each runs
 top to bottom under papermill on the embedded model, writing the result JSON and figures it promises.
 
-Notebooks 00-05 are checked in the run folder of one `workbench run all --quick --seeds 2` (the `quick_run` fixture);
+Notebooks 00-05 are checked in the run folder of one `workbench run all --quick` (the `quick_run` fixture);
 the model cache comes from $WORKBENCH_CACHE (or the user cache), and the kernel inherits this process's environment.
 """
 
@@ -15,16 +15,13 @@ import pytest
 from helpers import closing_markdown, notebook_parameters
 
 from workbench.core.guide import CLASSES, EIGHT_PROMPTS, LENS_PROMPTS, TARGETS, TEST_PROMPTS
+from workbench.core.tasks import parse_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PROBING = "01_baseline_probing.ipynb"
 LENS = "02_logit_lens.ipynb"
 EXPLORER = "06_layer_explorer.ipynb"
-SEED_CLASS_SPECS = [f"{label}:{'|'.join(prompts)}" for label, prompts in CLASSES.items()]
-
-
-_parameters = notebook_parameters  # the old name, for modules that still import it from here (moved to helpers.py)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
@@ -48,7 +45,7 @@ def test_notebook_is_committed_clean(name):
 def test_notebook_defaults_are_the_seeds_prompts():
     probing = notebook_parameters(nbformat.read(NOTEBOOKS / PROBING, as_version=4))
     assert probing["seed"] == 0
-    assert probing["classes"] == SEED_CLASS_SPECS and probing["test_prompts"] == TEST_PROMPTS
+    assert parse_classes(probing["classes"]).by_class() == CLASSES and probing["test_prompts"] == TEST_PROMPTS
     lens = notebook_parameters(nbformat.read(NOTEBOOKS / LENS, as_version=4))
     assert lens["prompts"] == LENS_PROMPTS and lens["targets"] == TARGETS
     assert lens["eight_prompts"] == EIGHT_PROMPTS and lens["layer"] is None

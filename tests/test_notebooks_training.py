@@ -1,6 +1,6 @@
 """The training notebooks: 03 (phase 1, dual reward) and 04 (phase 2, routing) are committed clean with the guide's
 defaults in one `parameters` cell; executed by the session's quick run (conftest ``quick_run``, `workbench run all
---quick --seeds 2`, the only place `make test` runs them), they write the files they promise into ``seed-<s>/``, and
+--quick`, the only place `make test` runs them), they write the files they promise into ``seed-<s>/``, and
 04 continues the adapter 03 wrote there. Their closing paragraphs come from ``workbench.experiment.findings``."""
 
 from __future__ import annotations

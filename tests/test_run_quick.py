@@ -1,8 +1,7 @@
-"""`workbench run all --quick --seeds 2` on the embedded model (the session's `quick_run`): every phase runs its
-notebook into one folder, the seeded phases once per seed, verification writes claims.json and report.md from those
-files, `--strict` and `--threshold` decide the exit status, a rerun skips what is done, and a quick run is never
-published.
-"""
+"""The suite's one end-to-end pipeline on the embedded model (the session's ``quick_run``: `workbench run all --quick`,
+one seed): every phase runs its notebook into one folder, verification writes claims.json and report.md from those
+files, and `workbench publish` turns the executed notebooks into pages. What a second seed, `--strict`, a rerun and
+`run compare` do is checked on a tiny model (tests/test_run_seeds.py)."""
 
 from __future__ import annotations
 
@@ -12,23 +11,18 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import closing_markdown, run_cli
+from helpers import closing_markdown
 
+from workbench.core.data import generate_arithmetic, held_out, read_jsonl
 from workbench.core.guide import THRESHOLDS
 from workbench.experiment import report
-from workbench.ui import plots
 
 pytestmark = [pytest.mark.integration, pytest.mark.notebook]
-SEEDS = (42, 43)
+SEEDS = (42,)
 
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def _cli(*args):
-    proc = run_cli(*args)
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture
@@ -70,16 +64,10 @@ def test_every_phase_ran_into_one_folder(run):
 
 def test_generate_notebook_writes_the_shared_data(run):
     out, _ = run
-    train = (out / "data" / "train.jsonl").read_text().splitlines()
-    heldout = [json.loads(line) for line in (out / "data" / "heldout.jsonl").read_text().splitlines()]
-    assert len(train) == 64 and len(heldout) == 32
-    assert json.loads(train[0]) == {
-        "prompt": "2 * 48 = ",
-        "response": "96",
-        "operation": "multiply",
-        "classification_target": "multiply",
-    }
-    assert not {json.loads(line)["prompt"] for line in train} & {r["prompt"] for r in heldout}
+    train = read_jsonl(out / "data" / "train.jsonl")
+    heldout = read_jsonl(out / "data" / "heldout.jsonl")
+    assert train == generate_arithmetic(64, 42)  # the guide's generator, seed 42 (tests/test_data.py checks it)
+    assert heldout == held_out(train, 32) and not {r["prompt"] for r in train} & {r["prompt"] for r in heldout}
     g = _read(out / "data" / "generate.json")
     assert g["heldout_in_train"] == 0 and g["last_prompt_tokens"] == {" ": 64}
     assert all(n == 0 for c in g["violations"].values() for n in c.values())
@@ -93,13 +81,6 @@ def test_generate_notebook_writes_the_shared_data(run):
         m2 = _read(out / f"seed-{s}" / "phase2_adapter" / "metrics.json")
         assert m2["config"]["eval_data"] == str(out / "data" / "heldout.jsonl")
         assert m2["config"]["adapter"] == str(out / f"seed-{s}" / "phase1_adapter")
-
-
-def test_seeds_train_differently(run):
-    out, _ = run
-    logs = [(out / f"seed-{s}" / "phase1_adapter" / "train_log.jsonl").read_text() for s in SEEDS]
-    losses = [[json.loads(line)["loss"] for line in log.splitlines()] for log in logs]
-    assert losses[0] != losses[1]
 
 
 def test_verification_judges_the_run(run):
@@ -127,90 +108,15 @@ def test_verification_judges_the_run(run):
     assert claims["phase2_unchanged"]["verdict"] == "holds"  # frozen layers stay frozen even after 4 steps
     assert claims["base_lens"]["verdict"] == "holds" and claims["base_probe_classifier_layer"]["verdict"] == "holds"
     assert claims["phase1_lens"]["verdict"] == "fails"  # 4 steps do not make a classifier
-    assert "[" in claims["phase1_lens"]["measured"] and "holds for 0/2 seeds" in claims["phase1_lens"]["measured"]
+    assert claims["phase1_lens"]["per_seed"] == {"42": False}
     text = (out / "report.md").read_text()
     assert report.claims_table(doc["claims"]) in text and "--quick" in text
     found = closing_markdown(nbformat.read(out / "05_verification.ipynb", 4))
-    assert "Verification" in found and "2 training seeds" in found
-    figures = [
-        "verification_lens",
-        "verification_probe",
-        "verification_answers",
-        "baseline_classifier",
-        "seed-42/phase1_losses",
-        "seed-43/phase2_adapter_changes",
-    ]
-    for name in figures:
+    assert "Verification" in found and "1 training seed" in found
+    for name in ("verification_lens", "verification_probe", "verification_answers", "baseline_classifier",
+                 "seed-42/phase1_losses", "seed-42/phase2_adapter_changes"):  # fmt: skip
         assert (out / f"{name}.html").is_file(), name
-        assert (out / f"{name}.png").is_file() == bool(plots.chromium()), name
-    if plots.chromium():
-        assert "![Answers on held-out prompts](verification_answers.png)" in text
-        assert (out / "verification_lens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def copy(run, tmp_path):
-    """A copy of the quick run folder, for tests that change it."""
-    import shutil
-
-    out = tmp_path / "run"
-    shutil.copytree(run[0], out)
-    return out
-
-
-def test_strict_and_thresholds_decide_the_exit_status(copy):
-    out = copy
-    code, stdout, err = _cli("run", "verify", "--out", out, "--strict")
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 1 and len(lines) == 1 and "phase1_lens fails" in lines[0] and "Traceback" not in err
-    loose = ["probe_accuracy=0.6", "trained_lens_min_prob=0", "eight_min_score=0", "min_answer_gain=-1"]
-    code, stdout, err = _cli("run", "verify", "--out", out, "--strict", *(x for t in loose for x in ("--threshold", t)))
-    assert code == 0, err
-    doc = _read(out / "claims.json")
-    assert doc["failed"] == [] and doc["thresholds"]["trained_lens_min_prob"] == 0.0
-    assert "claims: 9 of 9 hold or are reported" in stdout
-    given = {name: float(value) for name, value in (t.split("=") for t in loose)}
-    assert doc["thresholds"] == {**THRESHOLDS, **given}  # the ones not given stay the defaults
-    # verifying without --quick does not make the quick phases' numbers full ones
-    assert _read(out / "run.json")["quick"] is True and _read(out / "claims.json")["run"]["quick"] is True
-    assert "This is a `--quick` run" in (out / "report.md").read_text()
-
-
-def test_rerun_skips_done_phases_and_publish_refuses_a_quick_run(copy, tmp_path):
-    out = copy
-    before = {p: (out / "phases" / f"{p}.done.json").read_text() for p in ("generate", "phase1.seed-42")}
-    code, stdout, err = _cli("run", "all", "--quick", "--out", out)  # the folder's own two seeds
-    assert code == 0, err
-    assert stdout.count("done already") == 6 and "phase verify: done in" in stdout
-    assert all((out / "phases" / f"{p}.done.json").read_text() == text for p, text in before.items())
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- claims:start -->\n<!-- claims:end -->\n")
-    code, _, err = _cli("publish", out, "--docs", tmp_path / "docs" / "results.md", "--readme", readme)
-    assert code == 2 and "--quick run" in err and not (tmp_path / "docs").exists()
-
-
-def test_compare_quick_writes_both_tables(copy, tmp_path):
-    """`workbench run compare --quick` into the run folder: every method trained 2 steps on the embedded model, on the
-    run's own data/, and measured alike; without data/ it says which phase makes it."""
-    code, _, err = _cli("run", "compare", "--quick", "--out", tmp_path / "fresh")
-    assert code == 2 and "needs" in err and "`workbench run generate" in err and len(err.strip().splitlines()) == 1
-    out = copy
-    code, stdout, err = _cli("run", "compare", "--quick", "--seeds", "1", "--out", out)  # the run has two
-    assert code == 0, err
-    doc = _read(out / "comparisons.json")
-    assert [r["method"] for r in doc["rows"]] == ["none", "lora_standard", "sft_answers", "grpo", "dual_vo", "dual_qk"]
-    assert doc["seeds"] == [42] and doc["steps"] == 2 and doc["eval_samples"] == 8
-    assert all(r["heldout_prompts"] == 8 and r["eight_total"] == 8 and r["layer"] == 16 for r in doc["rows"])
-    assert (out / "compare" / "grpo" / "seed-42" / "adapter" / "grpo_log.jsonl").is_file()
-    text = (out / "comparisons.md").read_text()
-    assert doc["tables"]["methods"] in text and doc["tables"]["targets"] in text and "Dual-reward V/O" in text
-    assert "**V/O vs Q/K.** With the same 2 dual-reward steps" in text
-    assert (out / "comparisons_methods.html").is_file() and _read(out / "run.json")["phases"]["compare"][
-        "status"
-    ] == "done"
-    heldout = (out / "data" / "heldout.jsonl").read_text().splitlines()[:8]  # the run's first 8 held-out prompts
-    assert (out / "compare" / "heldout.jsonl").read_text().splitlines() == heldout
-    assert _read(out / "run.json")["settings"]["phase"] == "all"  # the experiment's settings stay as they were
+    assert "Answers on held-out prompts: `verification_answers.html`" in text  # no PNG in this run: it names the page
 
 
 def test_executed_notebooks_become_html_pages_with_their_figures(run, tmp_path):
@@ -239,6 +145,6 @@ def test_executed_notebooks_become_html_pages_with_their_figures(run, tmp_path):
         for c in nbformat.read(out / "seed-42" / "03_dual_reward_training.ipynb", 4).cells
         for o in c.get("outputs", [])
     )
-    assert figures == 5 and page.count("Plotly.newPlot(") == figures and page.count('src="plotly.min.js"') == 1
+    assert figures and page.count("Plotly.newPlot(") == figures and page.count('src="plotly.min.js"') == 1
     assert not re.findall(r'<script[^>]*src="https?://', page)
     assert "Dual-reward training." in page  # the closing findings, rendered

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.core.data import generate_arithmetic
+from workbench.core.data import generate_arithmetic, write_jsonl
 from workbench.core.errors import WorkbenchError
 from workbench.core.models import layer_of
 from workbench.training.config import build_config
@@ -188,3 +188,87 @@ def test_resume_with_other_settings_is_refused(tiny_dir, data_file, tmp_path):
             device="cpu",
             progress=False,
         )
+
+
+def _plain_loop_adapter(tiny_dir, adapter, records, *, layer, weight, frozen, lr, steps, clip, targets):
+    """The training loop written out plainly in HF + peft + torch, sharing no code with workbench.training: each
+    example forwarded alone (no padding), the answer CE averaged over every response token of the batch and the lens
+    CE (HF's hidden state after block ``layer`` through the final norm and lm_head, at the last prompt token) over
+    the examples; AdamW, gradients clipped, the learning rate decayed linearly to zero. Returns the adapter's weights
+    and each step's loss."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(adapter), is_trainable=True)
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name and layer_of(name) not in frozen)
+        if p.requires_grad:
+            params.append(p)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    target_id = {op: tokenizer(word, add_special_tokens=False).input_ids[0] for op, word in targets.items()}
+    losses = []
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (steps - step) / steps
+        answer_sum, answer_tokens, lens_losses = 0.0, 0, []
+        for r in records:
+            prompt = tokenizer(r["prompt"]).input_ids
+            ids = prompt + tokenizer(r["response"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+            out = model(torch.tensor([ids]), output_hidden_states=True)
+            answer_sum = answer_sum + F.cross_entropy(
+                out.logits[0, len(prompt) - 1 : -1], torch.tensor(ids[len(prompt) :]), reduction="sum"
+            )
+            answer_tokens += len(ids) - len(prompt)
+            base = model.get_base_model()
+            lens = base.lm_head(base.model.norm(out.hidden_states[layer + 1][0, len(prompt) - 1]))
+            lens_losses.append(F.cross_entropy(lens[None], torch.tensor([target_id[r["operation"]]])))
+        loss = weight * torch.stack(lens_losses).mean() + (1 - weight) * answer_sum / answer_tokens
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}, losses
+
+
+def test_train_equals_a_plain_hf_peft_loop(tiny_dir, adapter, tmp_path):
+    """The oracle for every trained number: from the same starting adapter, three full-batch steps of `train()`
+    (dual reward at layer 2, layer 0 frozen, gradients clipped) leave the same LoRA weights as the plain loop above, to float tolerance
+    (thread counts change the last digits of both, not their agreement)."""
+    from safetensors.torch import load_file
+
+    records = generate_arithmetic(8, 5)
+    write_jsonl(tmp_path / "train.jsonl", records)
+    targets = {"multiply": "multiply", "add": "add", "subtract": "subtract", "divide": "divide"}
+    cfg = build_config(
+        {
+            "model": str(tiny_dir),
+            "adapter": str(adapter),
+            "data": str(tmp_path / "train.jsonl"),
+            "eval_data": str(tmp_path / "train.jsonl"),
+            "output": str(tmp_path / "out"),
+            "max_steps": 3,
+            "batch_size": len(records),
+            "learning_rate": 1e-2,
+            "max_grad_norm": 0.01,
+            "freeze_layers": "0",
+            "seed": 0,
+            "mask_prompt": True,
+            "intermediate_loss": {"enabled": True, "layer": 2, "weight": 0.4, "targets": targets},
+        }  # fmt: skip
+    )
+    train(cfg, device="cpu", progress=False)
+    got = load_file(tmp_path / "out" / "adapter_model.safetensors")
+    expected, losses = _plain_loop_adapter(
+        tiny_dir, adapter, records, layer=2, weight=0.4, frozen={0}, lr=1e-2, steps=3, clip=0.01, targets=targets
+    )
+    start = load_file(adapter / "adapter_model.safetensors")
+    assert {k.replace(".default", "") for k in expected} == set(got) == set(start)
+    for name, value in expected.items():
+        key = name.replace(".default", "")
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-6, msg=key)
+        assert torch.equal(got[key], start[key]) is (layer_of(key) == 0), key  # frozen: untouched; others: trained
+    logged = [json.loads(line)["loss"] for line in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx(losses, rel=1e-5)

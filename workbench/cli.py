@@ -491,7 +491,9 @@ def run_cmd(
     out: Annotated[
         Path, typer.Option("--out", help="run folder: executed notebooks, results, figures, run.json")
     ] = Path("runs/experiment"),
-    model: ModelOpt = "default",
+    model: flag(
+        str, "--model", "-m", help="default | local HF dir | file.gguf | hub id (default: the folder's, else default)"
+    ) = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="tiny data and training (64 records, 32 held out, 4 steps)")
     ] = False,

@@ -285,7 +285,7 @@ class RunRecord:
 def run(
     phase: str,
     out: str | Path,
-    model: str = "default",
+    model: str | None = None,
     quick: bool = False,
     force: bool = False,
     seed: int | None = None,
@@ -300,8 +300,9 @@ def run(
 ) -> dict:
     """Run ``phase`` (or ``all``) into the run folder ``out``; return the run.json document.
 
-    ``task``: a built-in task name or a task YAML file (None or "arithmetic": the guide's task, as before tasks were
-    data); its data must be fetched (`workbench data fetch`) before anything is written.
+    ``model``: None keeps the folder's model (run.json), else the embedded default. ``task``: a built-in task name or a
+    task YAML file (None keeps the folder's task, else the guide's arithmetic; "arithmetic" is the guide's task, as
+    before tasks were data); its data must be fetched (`workbench data fetch`) before anything is written.
 
     Seeded phases run once per training seed (see ``training_seeds``) into ``seed-<s>/``. Skips jobs whose marker
     exists unless ``force``; rerunning a job drops the markers of the jobs that need its outputs. ``thresholds`` go to
@@ -309,8 +310,10 @@ def run(
     """
     names = phase_names(phase, phases)
     layout = RunLayout(Path(out).resolve())
-    if task is None and layout.run_json.is_file():  # a folder's later phases (and `run verify`) keep its task
-        task = ((_read_json(layout.run_json) or {}).get("settings") or {}).get("task_file")
+    folder = (_read_json(layout.run_json) or {}) if layout.run_json.is_file() else {}
+    if task is None:  # a folder's later phases (`run verify`, `run compare`) keep its task and its model
+        task = (folder.get("settings") or {}).get("task_file")
+    model = model or folder.get("model") or "default"
     spec = None if task in (None, DEFAULT_TASK) else load_task(task)
     if spec is not None and spec.source.builtin != DEFAULT_TASK and not examples_file(spec).is_file():
         fix = f"run `workbench data fetch {spec.name}` first" if spec.source.builtin else "check source.jsonl"
