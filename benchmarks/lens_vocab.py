@@ -55,12 +55,18 @@ class PeakRSS:
         self.grew = self.peak - self.base
 
 
-def main() -> int:
+def build_parser():
     p = _bench.parser(__doc__.splitlines()[0], reps=5, quick_reps=2)
     p.add_argument("--model", default="default")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--words", default=" positive| negative", help="the lens's target words, '|'-separated")
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Measure, print the table and the SUMMARY line; the numbers as a dict (``ok``: the lens's peak growth is below
+    ``TARGET_COPY_FRACTION`` of the unembedding)."""
+    args = build_parser().parse_args(argv)
     import torch
 
     from workbench.core.lens import logit_lens
@@ -112,8 +118,16 @@ def main() -> int:
         f"SUMMARY lens_vocab model={args.model} lens_over_unembedding={fraction:.3f} "
         f"time_ratio={med['lens'] / med['forward']:.2f}"
     )
-    return 1 if args.check and fraction >= TARGET_COPY_FRACTION else 0
+    return {
+        "model": lm.model_id,
+        "median_s": med,
+        "peak_growth_bytes": mem,
+        "unembedding_bytes": unembed_bytes,
+        "lens_over_unembedding": fraction,
+        "ok": fraction < TARGET_COPY_FRACTION,
+    }
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    outcome = main()
+    raise SystemExit(1 if build_parser().parse_args().check and not outcome["ok"] else 0)

@@ -42,6 +42,25 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{sorted(users - set(files))} use {unit}: add them to PIPELINE_FILES[{unit!r}]")
 
 
+SLOW_MARKERS = {"slow", "integration", "notebook", "browser"}  # what `make test-unit` leaves out
+_unmarked_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if not SLOW_MARKERS & set(report.keywords):
+        _unmarked_seconds[report.nodeid] = _unmarked_seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fast lane's budget, visible: unmarked tests that took more than about a second (not an assertion)."""
+    over = sorted(((s, n) for n, s in _unmarked_seconds.items() if s > 1.5), reverse=True)
+    if over:
+        terminalreporter.write_line(
+            "unmarked tests over 1.5 s (mark them slow to keep `make test-unit` within a minute): "
+            + ", ".join(f"{n} {s:.1f} s" for s, n in over)
+        )
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile``, with each pipeline's files as one unit, and those units handed out first."""

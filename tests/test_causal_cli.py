@@ -34,6 +34,7 @@ def test_patch_from_a_pairs_file_writes_result_and_figure(capsys, tiny_dir, tmp_
     assert out.with_suffix(".html").is_file() and "lens_diff over 2 pairs" in stdout
 
 
+@pytest.mark.slow  # four commands on the tiny model
 def test_attribute_and_interchange_and_head_ablation_write_their_results(capsys, tiny_dir, tmp_path):
     out = tmp_path / "dla.json"
     code, stdout, err = cli(capsys, "introspect", "attribute", "-o", out, "-m", tiny_dir, "--word", "multiply",

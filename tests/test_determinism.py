@@ -1,25 +1,40 @@
 """Same seed, same machine: two fresh processes give identical probe results, lens numbers, training losses and
-adapters (everything but timestamps, timings and the output paths themselves)."""
+adapters (everything but timestamps, timings and the output paths themselves). Each process runs the three commands
+through the CLI's own entry point, one after the other."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
-from helpers import run_cli
 from safetensors.torch import load_file
 
 from workbench.core.data import generate_arithmetic, write_jsonl
 
-pytestmark = pytest.mark.slow  # six fresh CLI processes
+pytestmark = pytest.mark.slow  # two fresh processes
 VOLATILE = {"created", "timings_s", "seconds", "output", "settings"}
 
 
-def _cli(*args):
-    proc = run_cli(*args, timeout=300)
+COMMANDS = """
+import json, sys
+from workbench.cli import main
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+"""
+
+
+def _fresh_process(*commands: list) -> None:
+    """The commands, in order, in one new interpreter."""
+    argv = json.dumps([[str(a) for a in c] for c in commands])
+    proc = subprocess.run([sys.executable, "-c", COMMANDS, argv], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def _stable(doc):
@@ -36,55 +51,15 @@ def test_two_fresh_processes_give_identical_results(tiny_dir, tmp_path):
     write_jsonl(tmp_path / "eval.jsonl", generate_arithmetic(8, 3))
     classes = ["--classes", "multiply:7 * 8 = |12 * 5 = |3 * 9 = ", "--classes", "add:23 + 45 = |17 + 38 = |11 + 22 = "]
     for run in ("a", "b"):
-        _cli(
-            "introspect",
-            "classifier",
-            "-m",
-            tiny_dir,
-            *classes,
-            "--test",
-            "6 * 9 = ",
-            "--seed",
-            5,
-            "--output",
-            tmp_path / run / "probe.json",
-        )
-        _cli(
-            "introspect",
-            "logit-lens",
-            "-m",
-            tiny_dir,
-            "--prompts",
-            "7 * 8 = |23 + 45 = ",
-            "--targets",
-            "multiply",
-            "--targets",
-            "add",
-            "--all-layers",
-            "--output",
-            tmp_path / run / "lens.json",
-        )
-        _cli(
-            "train",
-            "sft",
-            "--model",
-            tiny_dir,
-            "--data",
-            data,
-            "--eval-data",
-            tmp_path / "eval.jsonl",
-            "--output",
-            tmp_path / run / "adapter",
-            "--max-steps",
-            6,
-            "--batch-size",
-            4,
-            "--seed",
-            3,
-            "--intermediate-layer",
-            2,
-            "--no-progress",
-        )
+        _fresh_process(
+            ["introspect", "classifier", "-m", tiny_dir, *classes, "--test", "6 * 9 = ", "--seed", 5,
+             "--output", tmp_path / run / "probe.json"],
+            ["introspect", "logit-lens", "-m", tiny_dir, "--prompts", "7 * 8 = |23 + 45 = ", "--targets", "multiply",
+             "--targets", "add", "--all-layers", "--output", tmp_path / run / "lens.json"],
+            ["train", "sft", "--model", tiny_dir, "--data", data, "--eval-data", tmp_path / "eval.jsonl",
+             "--output", tmp_path / run / "adapter", "--max-steps", 6, "--batch-size", 4, "--seed", 3,
+             "--intermediate-layer", 2, "--no-progress"],
+        )  # fmt: skip
     for name in ("probe.json", "lens.json"):
         a, b = (json.loads((tmp_path / run / name).read_text()) for run in ("a", "b"))
         assert _stable(a) == _stable(b), name

@@ -211,7 +211,7 @@ def test_a_runner_killed_mid_phase_resumes_to_the_same_results(tmp_path):
     ''')
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run([sys.executable, "-c", script, str(straight), "0"], check=True, timeout=300)
-    proc = subprocess.Popen([sys.executable, "-c", script, str(killed), "8"], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(killed), "4"], start_new_session=True)
     deadline = time.monotonic() + 120
     while not (killed / "b.ipynb").exists() and time.monotonic() < deadline:  # phase "second" has started
         time.sleep(0.2)
@@ -223,7 +223,7 @@ def test_a_runner_killed_mid_phase_resumes_to_the_same_results(tmp_path):
     assert not (killed / "b.json").exists() and not (killed / "phases" / "second.done.json").exists()
     # resumed (the parameters must match the killed run's, so the same sleep): only the unfinished phase runs
     first_marker = (killed / "phases" / "first.done.json").read_text()
-    subprocess.run([sys.executable, "-c", script, str(killed), "8"], check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", script, str(killed), "4"], check=True, timeout=300)
     assert (killed / "phases" / "first.done.json").read_text() == first_marker
     for name in ("a.json", "b.json"):
         assert (killed / name).read_text() == (straight / name).read_text()

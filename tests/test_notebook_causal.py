@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 
 import papermill as pm
+import pytest
 
 from workbench.core.results import read_result
 from workbench.experiment import causal
 from workbench.experiment.phases import NOTEBOOKS
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]  # a Jupyter kernel, five arms measured
 
 
 def test_notebook_08_measures_every_arm_and_reports_from_the_summary(tiny_dir, adapter, tmp_path):
