@@ -82,10 +82,8 @@ def page():
 
 
 @pytest.fixture(scope="module")
-def lens():
-    from workbench.core.models import load_model
-
-    return LensView(load_model("default"), TARGETS)
+def lens(smol):
+    return LensView(smol, TARGETS)
 
 
 def _shown(page) -> str:
@@ -267,9 +265,10 @@ def test_views_fit_one_screen_render_and_steering_follows_its_slider(page, lens)
     )
 
 
-def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
-    """`workbench explore` (what `make explore` runs): the page is served on loopback, and Ctrl-C stops Voila and
-    its kernels, leaving nothing behind — even when the command inherited SIGINT ignored (CI once hung on that)."""
+def test_workbench_explore_serves_and_stops_on_ctrl_c(tiny_dir):
+    """`workbench explore` (what `make explore` runs), on the tiny model: the page is served on loopback, and Ctrl-C
+    stops Voila and its kernels, leaving nothing behind — even when the command inherited SIGINT ignored (CI once hung
+    on that)."""
     import signal
     import socket
     import subprocess
@@ -281,7 +280,7 @@ def test_workbench_explore_serves_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     # started the way a shell starts a background job (`cmd &`, CI scripts): with SIGINT ignored, which exec keeps
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "explore", "--port", str(port)],
+        [sys.executable, "-m", "workbench.cli", "explore", "--model", str(tiny_dir), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

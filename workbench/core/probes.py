@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from .logistic import C, solve_logistic
 
-# Unchanged by the batched solver, which gives these fits' numbers (tests/test_golden.py compares this text too).
+# Unchanged by the batched solver, which gives scikit-learn's numbers (tests/test_probes_batched.py).
 PROBE_METHOD = (
     "StandardScaler + multinomial LogisticRegression(C=1.0, lbfgs, max_iter=2000); "
     "StratifiedKFold(k=min(5, smallest class), shuffle, seed); features = resid_post at the last prompt token"
