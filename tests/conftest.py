@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # pipelines' units go first, one to each worker, so neither waits behind the other.
 PIPELINE_FILES = {
     "quick_run": ("test_notebooks.py", "test_notebooks_training.py", "test_run_quick.py"),
-    "tiny_run": ("test_depth.py", "test_run_seeds.py", "test_task_run.py"),
+    "tiny_run": ("test_depth.py", "test_run_causal_route.py", "test_run_seeds.py", "test_task_run.py"),
 }
 
 WORDS = ["multiply", "add", "subtract", "divide", "sub", "tract"]

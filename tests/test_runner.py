@@ -221,6 +221,11 @@ def seeded(tmp_path):
             (Step(_notebook(src / "d.ipynb"), parameters={"label": "d"}, seeds_param=True, thresholds_param=True),),
             always=True,
         ),
+        "side": Phase(  # runs once over every seed's output, as `run causal` reads each seed's adapters
+            (Step(_notebook(src / "f.ipynb"), parameters={"label": "f"}, seeds_param=True),),
+            needs=(("c.json", "train"),),
+            in_all=False,
+        ),
     }
 
 
@@ -325,6 +330,16 @@ def test_seeded_prerequisites_are_per_seed(tmp_path, seeded):
         _run("after", out, seeded, seed=43)
     with pytest.raises(WorkbenchError, match="--seeds 0: pass 1 or more"):
         _run("all", out, seeded, seeds=0)
+
+
+def test_a_phase_over_all_seeds_needs_each_seeds_output(tmp_path, seeded):
+    """Checked before anything runs: seed 42's c.json is there, seed 43's is not, and the error names that one."""
+    out = tmp_path / "run"
+    (out / "seed-42").mkdir(parents=True)
+    (out / "seed-42" / "c.json").write_text("{}")
+    with pytest.raises(WorkbenchError, match=r"phase side needs .*seed-43/c\.json.*`workbench run train --out"):
+        _run("side", out, seeded, seeds=2)
+    assert not (out / "run.json").exists()
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):

@@ -87,29 +87,44 @@ def arithmetic_pairs(records: list[dict], source_class: str, target_class: str, 
     return pairs
 
 
-def task_pairs(task: str | Path | None, source_class: str, target_class: str, n: int) -> tuple[list[Pair], dict]:
-    """``n`` pairs from a task's held-out records and its class words. Arithmetic: same operands
-    (``arithmetic_pairs``); any other task: the i-th held-out prompt of the source class with the i-th of the target
-    class, each answered by its class word (lengths differ: patch them with ``align="last"``)."""
-    from ..core.data import generate_arithmetic, held_out
-    from ..tasks.data import task_data
-    from ..tasks.spec import load_task
-
-    spec = load_task(task)
+def pairs_from_records(spec, records: list[dict], source_class: str, target_class: str, n: int) -> list[Pair]:
+    """Up to ``n`` pairs from a task's held-out ``records``. Arithmetic: same operands (``arithmetic_pairs``); any
+    other task: the i-th prompt of the source class with the i-th of the target class, each answered by its class
+    word (lengths differ: patch them with ``align="last"``)."""
     for name in (source_class, target_class):
         if name not in spec.classes:
             raise WorkbenchError(f"class {name!r} is not one of task {spec.name!r}'s: {', '.join(spec.classes)}")
     if spec.source.builtin == "arithmetic":
-        records = held_out(generate_arithmetic(1000, 42), max(200, 8 * n))
-        return arithmetic_pairs(records, source_class, target_class, n), dict(spec.classes)
-    data = task_data(spec, 1, max(200, 2 * n * len(spec.classes)))
-    of = {c: [r for r in data.heldout if r["classification_target"] == c] for c in (source_class, target_class)}
+        return arithmetic_pairs(records, source_class, target_class, n)
+    of = {c: [r for r in records if r["classification_target"] == c] for c in (source_class, target_class)}
     words = spec.classes
     pairs = [
         Pair(s["prompt"], t["prompt"], source_class, target_class, words[source_class], words[target_class])
         for s, t in zip(of[source_class], of[target_class])
     ][:n]
-    return pairs, dict(words)
+    if not pairs:
+        raise WorkbenchError(f"no held-out records of both {source_class!r} and {target_class!r} to pair")
+    return pairs
+
+
+def task_heldout(spec, n: int) -> list[dict]:
+    """At least ``n`` held-out records of a task (arithmetic: the guide's generator, held out from seed 42's 1000)."""
+    from ..core.data import generate_arithmetic, held_out
+    from ..tasks.data import task_data
+
+    if spec.source.builtin == "arithmetic":
+        return held_out(generate_arithmetic(1000, 42), max(200, n))
+    return task_data(spec, 1, max(200, n)).heldout
+
+
+def task_pairs(task: str | Path | None, source_class: str, target_class: str, n: int) -> tuple[list[Pair], dict]:
+    """``n`` pairs from a task's held-out records (``pairs_from_records``) and its class words."""
+    from ..tasks.spec import load_task
+
+    spec = load_task(task)
+    return pairs_from_records(spec, task_heldout(spec, 2 * n * len(spec.classes)), source_class, target_class, n), dict(
+        spec.classes
+    )
 
 
 class _Readout:

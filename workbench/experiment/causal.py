@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..causal.ablation import ablation_sweep
 from ..causal.attribution import direct_logit_attribution
-from ..causal.patching import Pair, patch_sweep
+from ..causal.patching import Pair, pairs_from_records, patch_sweep
 from ..core.guide import THRESHOLDS
 from ..core.lens import logit_lens
 from ..core.models import LoadedModel
@@ -51,11 +51,15 @@ def measure_adapter(
     expected: list[str],
     layer: int,
     ablate: bool = True,
+    class_words: dict[str, str] | None = None,
 ) -> dict:
-    """Everything the causal claims need from one loaded adapter (see the module doc)."""
+    """Everything the causal claims need from one loaded adapter (see the module doc). ``class_words``: the word the
+    lens reads for each class (a task's ``classes``; default: the class name, as for arithmetic)."""
+    words = class_words or {}
     lens = logit_lens(lm, prompts, targets, layer=layer, expected=expected)
     winners = Counter(max(r.target_probs, key=r.target_probs.get) for r in lens.results)
-    patch = patch_sweep(lm, pairs, "resid", "last", layers=[layer + 1], readout_layer=layer)
+    patch = patch_sweep(lm, pairs, "resid", "last", layers=[layer + 1], readout_layer=layer, align="last",
+                        class_words=class_words)  # fmt: skip
     answer = patch["metrics"]["answer_diff"]
     out = {
         "adapter": lm.adapter,
@@ -78,16 +82,18 @@ def measure_adapter(
             "follows_unpatched": sum(v > 0 for v in answer["target_per_pair"]) / answer["pairs"],
         },
     }
-    multiply = [p for p, e in zip(prompts, expected) if e == "multiply"]
-    if multiply:
-        dla = direct_logit_attribution(lm, multiply, "multiply", "add", layer)
+    word = words.get(pairs[0].source_class, pairs[0].source_class)
+    other = words.get(pairs[0].target_class, pairs[0].target_class)
+    sources = [p for p, e in zip(prompts, expected) if e == word]
+    if sources:
+        dla = direct_logit_attribution(lm, sources, word, other, layer)
         heads = [(row["layer"], h, v) for row in dla["layers"] for h, v in enumerate(row["heads"])]
         heads.sort(key=lambda item: -abs(item[2]))
         attention, mlp = sum(r["attn"] for r in dla["layers"]), sum(r["mlp"] for r in dla["layers"])
         out["attribution"] = {
-            "word": "multiply",
-            "other": "add",
-            "prompts": len(multiply),
+            "word": word,
+            "other": other,
+            "prompts": len(sources),
             "total": dla["total"],
             "attention": attention,
             "mlp": mlp,
@@ -110,6 +116,18 @@ def measure_adapter(
             "by_module": {row["removed"]: row["lens_expected_p"] for row in by_module["rows"]},
         }
     return out
+
+
+def causal_inputs(spec, heldout: list[dict], n_pairs: int, n_prompts: int):
+    """What notebook 08 measures every adapter on, from a task's held-out records: pairs of its first two classes
+    (arithmetic: ``a * b = `` into ``a + b = ``), the class words, and the lens's prompts (the first ``n_prompts``
+    records), targets and expected words. Returns (pairs, class words, prompts, targets, expected)."""
+    source, target = list(spec.classes)[:2]
+    pairs = pairs_from_records(spec, heldout, source, target, n_pairs)
+    words = dict(spec.classes)
+    records = heldout[:n_prompts]
+    expected = [words[r["classification_target"]] for r in records]
+    return pairs, words, [r["prompt"] for r in records], list(dict.fromkeys(words.values())), expected
 
 
 def measured_once(path: Path, settings: dict, measure, kind: str = "causal.measure") -> dict:

@@ -168,12 +168,23 @@ def _execute(step: Step, executed: Path, params: dict, cwd: Path, kernel_name: s
         raise WorkbenchError(f"{name} did not run: {type(exc).__name__}: {_one_line(exc)}{kept}") from None
 
 
-def _missing(out: Path, job: Job, need: str, writer: str, phases: Mapping[str, Phase]) -> WorkbenchError:
-    writer_job = Job(writer, job.seed if phases[writer].seeded else None)
+def _need_paths(
+    out: Path, job: Job, need: str, writer: str, phases: Mapping[str, Phase], seeds: list[int]
+) -> list[Path]:
+    """Where a job looks for what ``writer`` makes: its own seed's folder, every seed's (an unseeded job reading a
+    seeded phase's output, as `run causal` reads each seed's adapters), or the run folder."""
+    if phases[writer].seeded and job.seed is None:
+        return [out / f"seed-{s}" / need for s in seeds]
+    return [_need_path(out, job, need, writer, phases)]
+
+
+def _missing(out: Path, job: Job, path: Path, writer: str, phases: Mapping[str, Phase]) -> WorkbenchError:
+    seed = job.seed if job.seed is not None else next((int(p[5:]) for p in path.parts if p.startswith("seed-")), None)
+    writer_job = Job(writer, seed if phases[writer].seeded else None)
     force = " --force" if marker_path(out, writer_job.key).exists() else ""  # marked done, but the file is gone
     return WorkbenchError(
-        f"phase {job.phase} needs {_need_path(out, job, need, writer, phases)}, which phase {writer} "
-        f"writes: run `workbench run {writer}{force} --out {out}` first"
+        f"phase {job.phase} needs {path}, which phase {writer} writes: run `workbench run {writer}{force} --out {out}` "
+        "first"
     )
 
 
@@ -210,7 +221,7 @@ def training_seeds(
 
 
 def check_inputs(
-    layout: RunLayout, names: list[str], jobs: list[Job], phases: Mapping[str, Phase], n_seeds: int
+    layout: RunLayout, names: list[str], jobs: list[Job], phases: Mapping[str, Phase], seeds: list[int]
 ) -> None:
     """Before anything is written: notebooks and configs exist, every prerequisite is there or made by an earlier phase
     of this run, the disk has room and the folder is writable."""
@@ -221,12 +232,12 @@ def check_inputs(
                 raise WorkbenchError(f"{what} {str(path)!r} not found: run from a checkout of the repository")
     for job in jobs:
         for need, writer in phases[job.phase].needs:
-            if (
-                writer not in names[: names.index(job.phase)]
-                and not _need_path(out, job, need, writer, phases).exists()
-            ):
-                raise _missing(out, job, need, writer, phases)
-    check_free_space(out, RUN_MB + SEED_MB * n_seeds)
+            if writer in names[: names.index(job.phase)]:
+                continue
+            for path in _need_paths(out, job, need, writer, phases, seeds):
+                if not path.exists():
+                    raise _missing(out, job, path, writer, phases)
+    check_free_space(out, RUN_MB + SEED_MB * len(seeds))
     check_writable(layout.run_json)
 
 
@@ -322,7 +333,7 @@ def run(
         raise WorkbenchError(f"--out {str(layout.root)!r} is a file: pass a folder for the run")
     chosen = training_seeds(layout, names, seed, seeds, phases)
     jobs = jobs_for(names, chosen, phases)
-    check_inputs(layout, names, jobs, phases, len(chosen))
+    check_inputs(layout, names, jobs, phases, chosen)
     planned = {
         job.key: {
             s.notebook.name: step_parameters(s, layout.root, job, model, quick, seed, chosen, thresholds, spec)
@@ -361,6 +372,7 @@ def run(
             cwd=Path(cwd),
             kernel_name=kernel_name,
             timeout=execution_timeout,
+            seeds=chosen,
         )
     return record.doc
 
@@ -375,6 +387,7 @@ def run_job(
     cwd: Path,
     kernel_name: str,
     timeout: int | None,
+    seeds: list[int],
 ) -> None:
     """One job: skipped when marked done (unless ``force``), else its notebooks in order, then its marker."""
     layout, phases = record.layout, record.phases
@@ -394,8 +407,9 @@ def run_job(
             )
         return
     for need, writer in spec.needs:
-        if not _need_path(out, job, need, writer, phases).exists():
-            raise _missing(out, job, need, writer, phases)
+        for path in _need_paths(out, job, need, writer, phases, seeds):
+            if not path.exists():
+                raise _missing(out, job, path, writer, phases)
     for dependent in _dependents(job, out, phases):
         dependent.unlink(missing_ok=True)
         stale = record.doc["phases"].get(dependent.name.removesuffix(".done.json"), {})

@@ -93,6 +93,10 @@ class PhaseFiles(_Files):
         "phase2_losses", "phase2_adapter_changes", "phase2_lens_by_operation"
     )
 
+    def arm_adapter(self, arm: str) -> Path:
+        """A control arm of the causal experiment (``qk``, ``noclip``, ``control``; experiment/arms.py)."""
+        return self.root / "causal" / f"{arm}_adapter"
+
     def data(self, phase: int) -> tuple[Path, Path]:
         """Where a training notebook run without the run's data/ writes the data it generates."""
         return (self.phase1_train, self.phase1_heldout) if phase == 1 else (self.phase2_train, self.phase2_heldout)
@@ -120,7 +124,9 @@ class RunLayout(_Files):
         "baseline_logit_lens_eight_heatmap_log10",
     )
     claims, report = At("claims.json"), At("report.md")
-    causal_summary = At("causal_summary.json")  # notebook 08: is the classifier used?
+    causal_summary = At("causal_summary.json")  # notebook 08 (`workbench run causal`): is the classifier used?
+    causal_dir = At("causal")  # its per-adapter measurements and figures
+    route_dir, route_compare = At("route"), At("route/route_compare.json")  # notebook 09 (`workbench run route`)
     verification_lens_figure, verification_probe_figure, verification_answers_figure = html(
         "verification_lens", "verification_probe", "verification_answers"
     )

@@ -1,9 +1,11 @@
 """The experiment's phases: which notebooks each runs, with which parameters, configs and prerequisites.
 
-``generate`` (the arithmetic data, ``data/``), ``baseline`` (probe and lens of the base model), ``phase1`` (dual-reward
+``generate`` (the task's data, ``data/``), ``baseline`` (probe and lens of the base model), ``phase1`` (dual-reward
 training) and ``phase2`` (routing training), both once per training seed into ``seed-<s>/``, and ``verify`` (the
-claims: ``claims.json`` and ``report.md``). ``compare`` (the guide's comparison tables) runs only when named. The
-engine (``engine.run``) knows nothing of these phases beyond this table.
+claims: ``claims.json`` and ``report.md``). Three run only when named: ``compare`` (the guide's comparison tables),
+``causal`` (is the classifier used? the control arms trained per seed, then the patching and ablation measurements,
+into ``causal/`` and ``causal_summary.json``) and ``route`` (virtual experts: routers deciding at the classifier layer,
+into ``route/``). The engine (``engine.run``) knows nothing of these phases beyond this table.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ ALL = "all"
 QUICK_DATA = {"train_samples": 64, "eval_samples": 32}
 QUICK_TRAINING = {"max_steps": 4, **QUICK_DATA}
 QUICK_COMPARE = {"steps": 2, "train_samples": 32, "eval_samples": 8}
+QUICK_CAUSAL = {"n_pairs": 8, "n_prompts": 16}
+QUICK_ROUTE = {"per_kind": 4, "max_new_tokens": 2}
 DEFAULT_SEED = 42  # the training notebooks' (and the guide's generator's) default
 DATA = {"train_data": RunLayout.train_data.rel, "heldout_data": RunLayout.heldout_data.rel}
 NEEDS_DATA = ((DATA["train_data"], "generate"), (DATA["heldout_data"], "generate"))
+TRAINED = (  # each seed's adapters (what `run causal` and `run route` read)
+    (f"{PhaseFiles.phase1_adapter.rel}/adapter_config.json", "phase1"),
+    (f"{PhaseFiles.phase2_adapter.rel}/adapter_config.json", "phase2"),
+)
 
 
 @dataclass(frozen=True)
@@ -80,12 +88,36 @@ PHASES: dict[str, Phase] = {
         "04_routing_training.ipynb",
         "phase2.yaml",
         "phase2",
-        needs=((f"{PhaseFiles.phase1_adapter.rel}/adapter_config.json", "phase1"),),
+        needs=TRAINED[:1],
     ),
     "verify": Phase((Step(NOTEBOOKS / "05_verification.ipynb", seeds_param=True, thresholds_param=True),), always=True),
     "compare": Phase(
         (Step(NOTEBOOKS / "07_comparisons.ipynb", seeds_param=True, quick=QUICK_COMPARE, paths=DATA),),
         needs=NEEDS_DATA,
+        in_all=False,
+    ),
+    "causal": Phase(
+        (
+            Step(
+                NOTEBOOKS / "08_is_the_classifier_used.ipynb",
+                seeds_param=True,
+                quick=QUICK_CAUSAL,
+                paths={"output_dir": RunLayout.causal_dir.rel, "run_dir": ""},
+            ),
+        ),
+        needs=(*NEEDS_DATA, *TRAINED),
+        in_all=False,
+    ),
+    "route": Phase(
+        (
+            Step(
+                NOTEBOOKS / "09_virtual_experts.ipynb",
+                seeds_param=True,
+                quick=QUICK_ROUTE,
+                paths={"output_dir": RunLayout.route_dir.rel, "run_dir": ""},
+            ),
+        ),
+        needs=TRAINED[:1],
         in_all=False,
     ),
 }
