@@ -22,7 +22,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 help:
 	@echo "make experiment   full run on the embedded SmolLM2-135M into $(RUN)/ (SEEDS=3: three training seeds)"
-	@echo "make publish      $(RUN)'s report -> docs/results.md, its claims table -> README.md"
+	@echo "make publish      $(RUN)'s records -> docs/records/, then every generated block of README.md and docs/"
 	@echo "make explore      the layer explorer as a web page (Voila) on http://127.0.0.1:$(PORT)/ (MODEL=..., EXPLORE_RUN=runs/NAME)"
 	@echo "make test         lint, the fast lane (make test-unit), then the rest: pipelines, notebooks, browser"
 	@echo "make test-unit    the fast lane: unit tests on tiny random models, under a minute"

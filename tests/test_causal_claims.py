@@ -11,7 +11,7 @@ from workbench.causal.patching import Pair, arithmetic_pairs, most_common_length
 from workbench.core.data import generate_arithmetic
 from workbench.core.lens import logit_lens
 from workbench.core.models import load_model
-from workbench.experiment.causal import interval, measure_adapter, summarise, verdicts
+from workbench.experiment.causal import findings, interval, measure_adapter, summarise, verdicts
 
 TARGETS = ["multiply", "add", "subtract", "divide"]
 PROMPTS = ["7 * 8 = ", "3 + 4 = ", "9 - 2 = ", "8 / 4 = "]
@@ -133,21 +133,21 @@ def test_measured_once_reads_back_only_the_same_settings(tmp_path):
     assert measured_once(path, {"n": 2}, measure)["value"] == 2 and len(calls) == 2
 
 
-def test_docs_block_replaces_only_its_own_section(tmp_path):
-    from workbench.experiment.causal import DOCS_END, DOCS_START, docs_block, write_docs_block
+def test_page_text_is_the_arms_table_the_claims_and_the_findings():
+    from workbench.experiment.causal import page_text
 
     summary = summarise({"vo": [_row(1.0, 0.4), _row(0.9, 0.6)], "qk": [_row(0.7, 0.2)]})
     document = {"summary": summary, "claims": verdicts(summary), "model": "tiny", "layer": 2, "n_pairs": 6,
-                "n_prompts": 8, "seeds": [1, 2]}  # fmt: skip
-    block = docs_block(document, "papermill x")
-    assert "| phase 1, LoRA on v_proj,o_proj (the guide) | 2 | 0.95 ± 0.07 |" in block
-    assert "| phase 1, LoRA on q_proj,k_proj | 1 | 0.70 |" in block and "**fails**" in block
-    page = tmp_path / "causal.md"
-    page.write_text(f"# Causal\n\nkept\n\n{DOCS_START}\nOLD-BLOCK\n{DOCS_END}\n\ntail\n")
-    write_docs_block(document, page, "papermill x")
-    text = page.read_text()
-    assert text.startswith("# Causal\n\nkept\n\n") and text.endswith("\ntail\n") and "OLD-BLOCK" not in text
-    assert block.strip() in text
+                "n_prompts": 8, "seeds": [1, 2], "task": "sentiment", "pair": ["good =", "bad ="]}  # fmt: skip
+    text = page_text(document)
+    assert "| phase 1, LoRA on v_proj,o_proj (the guide) | 2 | 0.95 ± 0.07 |" in text
+    assert "| phase 1, LoRA on q_proj,k_proj | 1 | 0.70 |" in text and "**fails**" in text
+    assert "task sentiment, classifier layer 2, 6 prompt pairs such as `good =` → `bad =`" in text
+    assert text.rstrip().endswith(findings(summary, verdicts(summary))) and "Made by" not in text
+    source = {"command": "workbench run causal --out runs/x", "git_commit": "abc", "updated": "2026-12-07T10:00"}
+    assert "Made by `workbench run causal --out runs/x` (git commit `abc`), 2026-12-07." in page_text(
+        {**document, "source": source}
+    )
 
 
 def test_training_stats_read_the_log(tmp_path):
@@ -158,19 +158,3 @@ def test_training_stats_read_the_log(tmp_path):
     assert training_stats(tmp_path) == {"steps": 4, "max_grad_norm": 3.0, "share_above_clip": 0.5,
                                         "final_classifier_loss": pytest.approx(0.4)}  # fmt: skip
     assert training_stats(tmp_path / "missing") is None
-
-
-def test_readme_block_is_rows_of_the_claims_table(tmp_path):
-    from workbench.experiment.causal import write_docs_block
-
-    summary = summarise({"vo": [_row(1.0, 0.4)], "qk": [_row(0.7, 0.2)]})
-    document = {"summary": summary, "claims": verdicts(summary), "model": "tiny"}
-    page = tmp_path / "README.md"
-    page.write_text("# Title\n\n| claim | the guide | measured here | verdict | threshold |\n")
-    write_docs_block(document, page, "", readme=True)
-    once = page.read_text()
-    assert once.startswith("# Title\n\n| claim | the guide | measured here | verdict | threshold |\n")  # kept
-    rows = [line for line in once.splitlines() if line.startswith("| V/O projections are the mechanism")]
-    assert len(rows) == 1 and rows[0].count(" | ") == 4 and "**fails**" in rows[0] and "(docs/causal.md)" in once
-    write_docs_block(document, page, "", readme=True)
-    assert page.read_text() == once  # written again: the block replaced in place, nothing added

@@ -78,3 +78,25 @@ def test_links_point_inside_the_repository(page):
         )
     for outside in ("../" + "shared", "DESIGN" + ".md", str(ROOT)):  # split, so that this file does not match itself
         assert outside not in text, f"{page.name} mentions {outside}, which is outside the repository"
+
+
+def test_every_generated_block_is_what_its_committed_record_renders():
+    """The docs cannot go stale: each block `workbench publish` owns (claims, report, comparisons, tasks, routing,
+    causal) is rendered from its record in docs/records/ and compared with its page."""
+    from workbench.experiment.publish import stale
+
+    assert stale(ROOT) == [], "rerun `workbench publish` (or restore the record) for these blocks"
+
+
+def test_the_published_runs_notebooks_are_pages():
+    """docs/notebooks/ holds the published run's executed notebooks (phases 00-05, and each side phase whose record
+    is published: 07 compare, 08 causal, 09 route), with one plotly.min.js beside them."""
+    names = {p.name for p in (ROOT / "docs" / "notebooks").iterdir()}
+    records = ROOT / "docs" / "records"
+    stems = ["00_generate_data", "01_baseline_probing", "02_logit_lens", "03_dual_reward_training",
+             "04_routing_training", "05_verification"]  # fmt: skip
+    for record, stem in (("comparisons.json", "07_comparisons"), ("causal_summary.json", "08_is_the_classifier_used"),
+                         ("route_compare.json", "09_virtual_experts")):  # fmt: skip
+        if (records / record).is_file():
+            stems.append(stem)
+    assert "plotly.min.js" in names and {f"{stem}.html" for stem in stems} <= names

@@ -55,7 +55,6 @@ def executed(tmp_path_factory, request, tiny_dir):
             "routers": ROUTERS + ["lens"],
             "seeds": [42],
             "max_new_tokens": 2,
-            "docs_page": str(out / "results.md"),
         },
         kernel_name="python3",
         cwd=str(ROOT),
@@ -99,11 +98,3 @@ def test_figures_are_written(executed):
     for figure in FIGURES:
         assert (out / f"route_compare_{figure}.html").is_file(), figure
     assert (out / "plotly.min.js").is_file()
-
-
-def test_the_docs_page_gets_the_block_with_the_rerun_command(executed):
-    out, _ = executed
-    doc = read_result(out / "route_compare.json")
-    text = (out / "results.md").read_text()
-    assert text.count("<!-- routing:start -->") == 1 and findings(doc) in text
-    assert 'Made by: `papermill notebooks/09_virtual_experts.ipynb OUT.ipynb -y \'{"adapters": []' in text

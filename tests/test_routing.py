@@ -402,17 +402,16 @@ def test_on_smollm2_the_probe_router_sends_every_symbol_prompt_to_the_calculator
     assert sorted(set(_blocks_run(smol, lambda: probe.decide(smol, symbol[0].prompt)))) == list(range(17))
 
 
-def test_the_docs_block_replaces_only_itself(tmp_path):
+def test_the_page_text_is_the_table_the_source_and_the_findings():
     comparison = {
         "settings": {"model_id": "m", "n_items": 10, "layer": 16, "n_layers": 30, "per_kind": 2, "seeds": [1]},
         "full_forward_s": {"median": 0.1},
         "results": [{"seed": 1, "router": {"router": "probe"}, "metrics": _metrics(0.9, 1.0, 0.8, 0.05)}],
     }
-    page = tmp_path / "results.md"
-    page.write_text("# report\n\nkept text\n")
-    compare.write_docs_block(comparison, page, "papermill 09 ...", note="shared the machine")
-    compare.write_docs_block(comparison, page, "papermill 09 ...", note="shared the machine")  # replaced, not added
-    text = page.read_text()
-    assert text.startswith("# report\n\nkept text\n\n" + compare.START) and text.count(compare.START) == 1
-    assert compare.findings(comparison) in text and "Made by: `papermill 09 ...`." in text
-    assert "| probe | 1 | 0.900 |" in text and "Note: shared the machine" in text
+    text = compare.page_text(comparison)
+    assert compare.table_markdown(compare.router_table(comparison)) in text and "| probe | 1 | 0.900 |" in text
+    assert text.endswith("**What we found.** " + compare.findings(comparison) + "\n") and "Made by" not in text
+    source = {"command": "workbench run route --out runs/x", "git_commit": "abc", "updated": "2026-12-07T10:00"}
+    assert "Made by `workbench run route --out runs/x` (git commit `abc`), 2026-12-07." in compare.page_text(
+        {**comparison, "source": source}
+    )

@@ -52,7 +52,9 @@ def test_run_causal_trains_the_controls_at_the_runs_classifier_layer_and_measure
     assert {k.split(".")[-3] for k in qk if "lora_A" in k} == {"q_proj", "k_proj"}
     assert _read(files.arm_adapter("qk") / "config.json")["intermediate_loss_layer"] == 12
     control = _read(files.arm_adapter("control") / "config.json")
-    assert control["frozen_layers"] == list(range(13)) and control["as_written"]["freeze_layers"] == "through-classifier"
+    assert (
+        control["frozen_layers"] == list(range(13)) and control["as_written"]["freeze_layers"] == "through-classifier"
+    )
     weights = load_file(files.arm_adapter("control") / "adapter_model.safetensors")
     assert all(v.abs().sum() == 0 for k, v in weights.items() if "lora_B" in k and layer_of(k) <= 12)
     assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k and layer_of(k) > 12)

@@ -1,7 +1,6 @@
-"""Verification (`workbench.experiment.claims`, `report`) and publishing (`workbench.experiment.publish`) on run folders written here: each claim's
-verdict follows its threshold, several seeds give mean, spread and mixed verdicts, a missing file is "not measured",
-and publishing copies the report's figures and replaces only the README's claims block.
-"""
+"""Verification (`workbench.experiment.claims`, `report`) on run folders written here: each claim's verdict follows
+its threshold, several seeds give mean, spread and mixed verdicts, a missing file is "not measured", and the report
+embeds the figures there are. Publishing is tests/test_publish.py's."""
 
 from __future__ import annotations
 
@@ -11,12 +10,9 @@ from pathlib import Path
 import pytest
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.results import marked_block
 from workbench.experiment import claims as verification
 from workbench.experiment import report
 from workbench.experiment.layout import RunLayout
-from workbench.experiment.publish import END, START, publish
-from workbench.routing import compare as routing_compare
 
 OPS = ("multiply", "add", "subtract", "divide")
 
@@ -267,123 +263,3 @@ def test_report_embeds_pngs_when_present_and_names_html_otherwise(tmp_path):
     assert "7 hold, 1 fail, 0 mixed, 0 not measured (1 reported" in text
     assert "**Not every phase is done** (phase2.seed-42 stale;" in text and "verify running" not in text
     assert "git commit: phases at `abc`, `not recorded`; verification at `abc`" in text
-
-
-def _published_run(tmp_path: Path, quick: bool = False) -> Path:
-    root = make_run(tmp_path / "runs" / "r1", {42: GOOD})
-    data = verification.collect(root)
-    claims = verification.judge(data)
-    (root / "seed-42").mkdir(exist_ok=True)
-    (root / "seed-42" / "fig.png").write_bytes(b"\x89PNG")
-    (root / "report.md").write_text("# R\n\n![F](seed-42/fig.png)\n\n" + report.claims_table(claims) + "\n")
-    run = {
-        "model": "default",
-        "quick": quick,
-        "settings": {"quick": False},
-        "git_commit": "0123456789abcdef",
-        "updated": "2026-11-27T10:00",
-    }
-    (root / "claims.json").write_text(
-        json.dumps(verification.claims_document(data, claims, verification.thresholds(), run))
-    )
-    return root
-
-
-def test_publish_copies_figures_and_replaces_only_the_claims_block(tmp_path):
-    root = _published_run(tmp_path)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\nbefore\n{START}\nold table\n{END}\nafter\n")
-    docs = tmp_path / "docs" / "results.md"
-    (tmp_path / "docs" / "results_figures").mkdir(parents=True)
-    (tmp_path / "docs" / "results_figures" / "stale.png").write_bytes(b"old")
-    (root / "comparisons.md").write_text("## The guide's comparison tables\n\n![M](comparisons_methods.png)\n")
-    (root / "comparisons_methods.png").write_bytes(b"\x89PNG2")
-    (root / "run.json").write_text(
-        json.dumps(
-            {
-                "phases": {"compare": {"status": "done", "seconds": 2389.5, "quick": False}},
-                "side_runs": {
-                    "compare": {
-                        "model": "default",
-                        "settings": {"seeds": [42, 43, 44]},
-                        "git_commit": "5b22c6a",
-                        "updated": "2026-11-27T12:54",
-                    }
-                },
-            }
-        )
-    )
-    publish(root, docs, readme)
-    text = docs.read_text()
-    assert "![F](results_figures/seed-42__fig.png)" in text
-    assert "## The guide's comparison tables" in text and "![M](results_figures/comparisons_methods.png)" in text
-    assert (
-        "## The guide's comparison tables\n\nMeasured by `workbench run compare --model default --seeds 3` (git commit: "
-        "`5b22c6a`) on 2026-11-27; it took 2390 s.\n"
-    ) in text
-    assert (tmp_path / "docs" / "results_figures" / "seed-42__fig.png").read_bytes() == b"\x89PNG"
-    assert not (tmp_path / "docs" / "results_figures" / "stale.png").exists()
-    new = readme.read_text()
-    assert new.startswith("# Title\n\nbefore\n") and new.endswith(f"{END}\nafter\n") and "old table" not in new
-    assert (
-        "(git commit: `0123456789abcdef`)" in new
-        and "(docs/results.md)" in new
-        and "| Base model: no vocabulary-aligned" in new
-    )
-
-
-def test_publish_refuses_bad_input_before_writing(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("no markers\n")
-    docs = tmp_path / "docs" / "results.md"
-    with pytest.raises(WorkbenchError, match="not found: verify the run first"):
-        publish(tmp_path / "nothing", docs, readme)
-    root = _published_run(tmp_path)
-    with pytest.raises(WorkbenchError, match="has no claims block"):
-        publish(root, docs, readme)
-    readme.write_text(f"{START}\n{END}\n")  # (a --quick run refused: a CLI case in test_run_quick.py)
-    (root / "comparisons.md").write_text("## The guide's comparison tables\n")
-    (root / "run.json").write_text(json.dumps({"phases": {"compare": {"status": "done", "quick": True}}}))
-    with pytest.raises(WorkbenchError, match="comparison in .* is a --quick run"):
-        publish(root, docs, readme)
-    (root / "comparisons.md").unlink()
-    (root / "seed-42" / "fig.png").unlink()
-    with pytest.raises(WorkbenchError, match="fig.png .embedded in report.md. is missing"):
-        publish(root, docs, readme)
-    assert not docs.exists() and readme.read_text() == f"{START}\n{END}\n"
-
-
-def test_the_tasks_block_is_the_tables_and_survives_publish(tmp_path, capsys):
-    """`workbench table --docs` writes only its block (the row read from the run's files, the verdicts from its
-    claims.json); a later `workbench publish` rewrites the report around it and keeps it."""
-    from helpers import cli
-
-    from workbench.experiment import crosstask
-
-    root = _published_run(tmp_path)
-    run = {
-        "model": "default",
-        "settings": {"task": "sentiment", "seeds": [42]},
-        "phases": {"generate": {"seconds": 90}},
-    }
-    (root / "run.json").write_text(json.dumps(run))
-    docs = tmp_path / "docs" / "results.md"
-    docs.parent.mkdir()
-    docs.write_text("# an older report\n")
-    code, out, err = cli(capsys, "table", root, "--docs", docs, "--note", "it shared the machine")
-    assert code == 0, err
-    text = docs.read_text()
-    assert "\nNote: it shared the machine\n" in text
-    assert text.startswith("# an older report\n\n" + crosstask.START)
-    row = next(line for line in text.splitlines() if line.startswith("| sentiment |"))
-    assert row.split(" | ")[6] == "0.600"  # GOOD's trained lens on held-out prompts, one seed
-    assert "`workbench run all --model default --task sentiment` (1.5 min of phases)" in text
-    assert "routing training improves the answers*: holds for sentiment on default." in text.lower()
-    routing_block = f"{routing_compare.START}\n## Virtual experts\n| probe | 1 |\n{routing_compare.END}\n"
-    docs.write_text(text + "\n" + routing_block)  # notebook 09's block, written after the tasks block
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{START}\n{END}\n")
-    publish(root, docs, readme)
-    again = docs.read_text()
-    assert "an older report" not in again and crosstask.block_of(again) == crosstask.block_of(text)
-    assert marked_block(again, routing_compare.START, routing_compare.END) == routing_block

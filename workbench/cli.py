@@ -538,51 +538,53 @@ def run_cmd(
 
 @app.command("publish")
 def publish_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="a verified run folder (it holds report.md and claims.json)")],
-    docs: Annotated[Path, typer.Option("--docs", help="where the report goes; its PNG figures go beside it")] = Path(
-        "docs/results.md"
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="verified run folders: first a full run of the guide's task, then any task or model runs"),
+    ],
+    root: Annotated[Path, typer.Option("--root", help="the repository: README.md and docs/ are written there")] = Path(
+        "."
     ),
-    readme: Annotated[Path, typer.Option("--readme", help="README whose claims block is replaced")] = Path("README.md"),
-):
-    """Copy a run's report.md and figures to docs/ and put its claims table into the README."""
-    from .experiment.publish import publish
-
-    written = publish(run_dir, docs, readme)
-    print("wrote " + ", ".join(map(str, written)))
-
-
-@app.command("table")
-def table_cmd(
-    run_dirs: Annotated[list[Path], typer.Argument(help="run folders, one per task and model")],
-    output: flag(Path, "--output", "-o", help="also write the markdown table to this file") = None,
-    docs: flag(
-        Path, "--docs", help="put the table, its commands and what generalises into this page's tasks block"
-    ) = None,
     note: Annotated[
-        Optional[list[str]], typer.Option("--note", help="a sentence the block adds under the table (repeatable)")
+        Optional[list[str]],
+        typer.Option("--note", help="a sentence under the cross-task table (repeatable; default: the ones kept)"),
     ] = None,
 ):
-    """The cross-task table: probe, bag-of-tokens baseline, lens before/after training, answers, per run folder."""
-    from .core.results import atomic_write_text, check_writable
-    from .experiment.crosstask import cross_task_table, docs_block, with_block
+    """Copy the runs' result records into docs/records/ (with figures and executed notebooks) and render every
+    generated block of the README and docs from them."""
+    from .experiment.publish import publish
 
     for run_dir in run_dirs:
         if not (run_dir / "run.json").is_file():
             raise WorkbenchError(
                 f"{str(run_dir)!r} is not a run folder (no run.json): pass folders `workbench run` wrote"
             )
-    for path in (output, docs):
-        if path:
-            check_writable(path)
-    table = cross_task_table(run_dirs)
+    written = publish(run_dirs, root, note)
+    print(f"wrote {len(written)} files: " + ", ".join(map(str, written[:8])) + (" ..." if len(written) > 8 else ""))
+
+
+@app.command("table")
+def table_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders, one per task and model")],
+    output: flag(Path, "--output", "-o", help="also write the markdown table to this file") = None,
+):
+    """The cross-task table: probe, bag-of-tokens baseline, lens before/after training, answers, per run folder
+    (`workbench publish` puts it into docs/results.md)."""
+    from .core.results import atomic_write_text, check_writable
+    from .experiment.crosstask import cross_task_table, task_row
+
+    for run_dir in run_dirs:
+        if not (run_dir / "run.json").is_file():
+            raise WorkbenchError(
+                f"{str(run_dir)!r} is not a run folder (no run.json): pass folders `workbench run` wrote"
+            )
+    if output:
+        check_writable(output)
+    table = cross_task_table([task_row(d) for d in run_dirs])
     print(table, end="")
     if output:
         atomic_write_text(output, table)
         print(f"wrote {output}")
-    if docs:
-        page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
-        atomic_write_text(docs, with_block(page, docs_block(run_dirs, note)))
-        print(f"wrote the tasks block of {docs}")
 
 
 def _float_list(flag: str, text: str) -> list[float]:

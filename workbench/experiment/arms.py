@@ -34,7 +34,9 @@ def arm_config(files: PhaseFiles, arm: str) -> TrainConfig:
     phase, change = ARM_CHANGES[arm]
     resolved_path = files.phase1_config if phase == 1 else files.phase2_config
     if not resolved_path.is_file():
-        raise WorkbenchError(f"{resolved_path} not found: run `workbench run phase{phase} --out {files.root.parent}` first")
+        raise WorkbenchError(
+            f"{resolved_path} not found: run `workbench run phase{phase} --out {files.root.parent}` first"
+        )
     resolved = read_result(resolved_path)
     values = {k: v for k, v in resolved.items() if k in TrainConfig.model_fields}
     written = resolved.get("as_written") or {}
@@ -74,4 +76,3 @@ def run_arms(layout: RunLayout, seeds: list[int], train_missing: bool = True, ec
                 train(arm_config(files, arm), progress=False)
             arms[arm].append(str(folder))
     return arms
-

@@ -301,7 +301,6 @@ def findings(summary: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-DOCS_START, DOCS_END = "<!-- causal:start -->", "<!-- causal:end -->"
 _COLUMNS = (
     ("lens top-1", "top1"),
     ("read as one word", "collapse"),
@@ -333,15 +332,18 @@ def arm_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def docs_block(document: dict, command: str) -> str:
-    """The results section of docs/causal.md: the arms' table, the judged claims and the findings, from one run."""
+def page_text(document: dict) -> str:
+    """docs/causal.md's results section, from a causal summary alone: the arms' table, the judged claims, how it was
+    made and the findings."""
     summary, rows = document["summary"], document["claims"]
+    source = document.get("source") or {}
+    pair = document.get("pair") or ["a * b = ", "a + b = "]
     lines = [
-        DOCS_START,
         "## What notebook 08 found",
         "",
-        f"{document['model']}, classifier layer {document['layer']}, {document['n_pairs']} `a * b = ` → `a + b = ` "
-        f"pairs, {document['n_prompts']} held-out lens prompts, seeds {document['seeds']}. Mean ± std over seeds.",
+        f"{document['model']}, task {document.get('task') or 'arithmetic'}, classifier layer {document['layer']}, "
+        f"{document['n_pairs']} prompt pairs such as `{pair[0]}` → `{pair[1]}`, {document['n_prompts']} held-out "
+        f"lens prompts, seeds {document['seeds']}. Mean ± std over seeds.",
         "",
         arm_table(summary),
         "",
@@ -349,42 +351,9 @@ def docs_block(document: dict, command: str) -> str:
         "|---|---|---|",
         *[f"| {r['claim']} | **{r['verdict']}** | {r['threshold']} |" for r in rows],
         "",
-        f"Made by: `{command}`.",
-        "",
-        "**What we found.**",
-        "",
-        findings(summary, rows),
-        "",
-        DOCS_END,
     ]
+    if source:
+        lines += [f"Made by `{source['command']}` (git commit `{source.get('git_commit') or 'not recorded'}`), "
+                  f"{(source.get('updated') or '?')[:10]}.", ""]  # fmt: skip
+    lines += ["**What we found.**", "", findings(summary, rows)]
     return "\n".join(lines) + "\n"
-
-
-def readme_block(document: dict, docs_page: str) -> str:
-    """The causal claims as rows of the README's claims table (same columns), pointing at the page with the rest."""
-    from ..core.guide import FIGURES
-
-    guide = {"mechanism_vo": FIGURES["mechanism"], "routing_uses_classifier": FIGURES["routing"],
-             "phase1_as_written": FIGURES["phase1_as_written"]}  # fmt: skip
-    rows = [f"| {r['claim']} | {guide[r['id']]} | {r['measured']} | **{r['verdict']}** | {r['threshold']} |"
-            for r in document["claims"]]  # fmt: skip
-    return "\n".join([
-        DOCS_START,
-        f"The causal claims, measured by notebook 08 on {document['model']} ([{Path(docs_page).name}]({docs_page})):",
-        "",
-        "| claim | the guide | measured here | verdict | threshold |",
-        "|---|---|---|---|---|",
-        *rows,
-        DOCS_END,
-    ]) + "\n"  # fmt: skip
-
-
-def write_docs_block(document: dict, docs: str | Path, command: str, readme: bool = False) -> Path:
-    """Replace (or append) the causal block of ``docs``, atomically; the rest of the page stays. ``readme``: the
-    claims rows only (``readme_block``), linking to docs/causal.md."""
-    from ..core.results import atomic_write_text, with_marked_block
-
-    docs = Path(docs)
-    page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
-    block = readme_block(document, "docs/causal.md") if readme else docs_block(document, command)
-    return atomic_write_text(docs, with_marked_block(page, block, DOCS_START, DOCS_END))

@@ -352,8 +352,13 @@ FIGURES = (
 )
 
 
-def markdown(doc: dict, out: Path) -> str:
-    """``comparisons.md``: both tables, and the figures whose PNG is in ``out``."""
+def figure_lines(out: Path) -> list[str]:
+    """The comparison's figures whose PNG is in ``out``, as markdown images."""
+    return [f"![{title}]({name}.png)" for title, name in FIGURES if (Path(out) / f"{name}.png").is_file()]
+
+
+def markdown(doc: dict, figures: list[str]) -> str:
+    """``comparisons.md``: both tables, the findings and the ``figures`` lines."""
     n = len(doc["seeds"])
     grpo = doc.get("grpo", {})
     lines = [
@@ -376,7 +381,6 @@ def markdown(doc: dict, out: Path) -> str:
         findings(doc),
         "",
     ]
-    for title, name in FIGURES:
-        if (Path(out) / f"{name}.png").is_file():
-            lines += [f"![{title}]({name}.png)", ""]
+    for line in figures:
+        lines += [line, ""]
     return "\n".join(lines)

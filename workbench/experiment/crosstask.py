@@ -1,5 +1,5 @@
 """The cross-task, cross-model table: one row per run folder (a task on a model), every number read from its result
-files. `workbench table RUN...` prints it; docs/results.md publishes it."""
+files. `workbench table RUN...` prints it; `workbench publish` keeps its rows as a record and renders the page."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 from statistics import mean, stdev
 
-from ..core.results import marked_block, read_result, with_marked_block
+from ..core.results import read_result
 from .claims import collect
 from .layout import RunLayout
 from .report import run_command
-
-START, END = "<!-- tasks:start -->", "<!-- tasks:end -->"  # the block `workbench table --docs` owns in results.md
 
 COLUMNS = (
     "task",
@@ -75,6 +73,7 @@ def task_row(run_dir: str | Path) -> dict:
         "verdicts": _verdicts(layout),
         "command": run_command(run) if run else None,
         "phase_seconds": {k: p.get("seconds") for k, p in (run.get("phases") or {}).items()},
+        "git_commit": run.get("git_commit"),
     }
 
 
@@ -84,11 +83,10 @@ def _verdicts(layout: RunLayout) -> dict[str, str]:
     return {c["id"]: c["verdict"] for c in json.loads(layout.claims.read_text(encoding="utf-8"))["claims"]}
 
 
-def cross_task_table(run_dirs: list[str | Path]) -> str:
-    """The rows of several run folders as one markdown table (a --quick run is marked)."""
+def cross_task_table(rows: list[dict]) -> str:
+    """``task_row`` rows as one markdown table (a --quick run is marked)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for run_dir in run_dirs:
-        row = task_row(run_dir)
+    for row in rows:
         cells = [row[c] + (" (quick)" if c == "task" and row["quick"] else "") for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -137,27 +135,17 @@ def generalisation(rows: list[dict]) -> str:
     return " ".join(text)
 
 
-def docs_block(run_dirs: list[str | Path], notes: list[str] | None = None) -> str:
-    """The cross-task section of docs/results.md: the table, the commands and phase times behind each row, the
-    ``notes`` given (what the folders cannot say: a run that shared the machine, a row from elsewhere), and the
-    paragraph on what generalises."""
-    rows = [task_row(d) for d in run_dirs]
-    lines = [START, "## Beyond arithmetic: tasks and models", "", cross_task_table(run_dirs), ""]
+def page_text(rows: list[dict], notes: list[str] | None = None) -> str:
+    """The cross-task section of docs/results.md from ``task_row`` rows: the table, the command and phase time behind
+    each row, the ``notes`` (what the folders cannot say: a run that shared the machine, a row from elsewhere), and
+    the paragraph on what generalises."""
+    lines = ["## Beyond arithmetic: tasks and models", "", cross_task_table(rows), ""]
     lines += ["Each row is one run folder, made by:", ""]
     for row in rows:
         seconds = sum(v for v in row["phase_seconds"].values() if isinstance(v, (int, float)))
-        lines.append(f"- {_label(row)}: `{row['command']}` ({seconds / 60:.1f} min of phases)")
+        at = f", git commit `{row['git_commit']}`" if row.get("git_commit") else ""
+        lines.append(f"- {_label(row)}: `{row['command']}` ({seconds / 60:.1f} min of phases{at})")
     for note in notes or []:
         lines += ["", f"Note: {note}"]
-    lines += ["", "**What generalises.** " + generalisation(rows), "", END]
+    lines += ["", "**What generalises.** " + generalisation(rows)]
     return "\n".join(lines) + "\n"
-
-
-def with_block(text: str, block: str) -> str:
-    """``text`` with its tasks block replaced by ``block`` (appended when it has none)."""
-    return with_marked_block(text, block, START, END)
-
-
-def block_of(text: str) -> str | None:
-    """The tasks block of ``text``, markers included (None when it has none)."""
-    return marked_block(text, START, END)

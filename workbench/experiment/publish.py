@@ -1,15 +1,33 @@
-"""Publishing a verified run: its report.md (and comparisons.md when `workbench run compare` wrote one there), with the
-PNG figures they embed, goes to docs/; its claims table goes into the README between the ``<!-- claims:start -->`` and
-``<!-- claims:end -->`` markers; and each executed notebook (the first training seed's for phases 1 and 2) goes to
-``docs/notebooks/`` as HTML with its interactive figures, so a reader sees the narrative without running anything.
-Only files are copied or converted: every number comes from the run."""
+"""`workbench publish`: the only writer of the README's and the docs' generated blocks.
+
+Each block (``BLOCKS``) is a marked section of one page (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``), rendered
+from one small result record committed under ``docs/records/``, never from a run folder and never typed:
+
+====================  ===================  =======================================================
+block                 page                 record (copied from the run folder by ``publish``)
+====================  ===================  =======================================================
+claims                README.md            claims.json (verification's, with the report's figures)
+report                docs/results.md      claims.json
+comparisons           docs/results.md      comparisons.json (`workbench run compare`)
+tasks                 docs/results.md      tasks.json (one row per run folder published)
+routing               docs/results.md      route_compare.json (`workbench run route`, rows left out)
+causal                docs/causal.md       causal_summary.json (`workbench run causal`)
+====================  ===================  =======================================================
+
+``publish(run_dirs, root)`` copies the records out of the run folders (the first a full run of the guide's task, whose
+side phases give the comparisons, causal and routing records; every one a row of the cross-task table, replacing an
+earlier row of the same task and model), the PNG figures into ``docs/results_figures/`` and the executed notebooks into
+``docs/notebooks/``, then renders every block. ``stale(root)`` renders every block from the committed records and
+names each one its page does not show as rendered (tests/test_docs.py fails on any).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from plotly.offline import get_plotlyjs
@@ -17,83 +35,215 @@ from plotly.offline import get_plotlyjs
 from ..core.errors import WorkbenchError
 from ..core.results import atomic_write_text, marked_block, with_marked_block
 from ..routing import compare as routing_compare
-from . import crosstask
+from . import causal, compare, crosstask
 from .layout import RunLayout
-from .report import claims_table, commits, run_command
+from .phases import PHASES
+from .report import claims_table, commits, figure_lines, report_text, run_command
 
-START, END = "<!-- claims:start -->", "<!-- claims:end -->"
-KEPT_BLOCKS = ((crosstask.START, crosstask.END), (routing_compare.START, routing_compare.END))
+RECORDS = Path("docs") / "records"
+FIGURES = Path("docs") / "results_figures"
+NOTEBOOKS = Path("docs") / "notebooks"
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
 EXTERNAL_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>')
 
 
-def publish(run_dir: str | Path, docs: str | Path = "docs/results.md", readme: str | Path = "README.md") -> list[Path]:
-    """Copy ``run_dir``'s report to ``docs`` (figures into ``<docs stem>_figures/`` beside it) and replace the README's
-    claims block. A quick run, a missing report or a README without the markers is a one-line error, checked before
-    anything is written."""
-    run_dir, docs, readme = Path(run_dir), Path(docs), Path(readme)
+def _readme_claims(record: dict) -> str:
+    run = record["run"]
+    return (
+        f"Measured by `{run_command(run)}` (git commit: {commits(run)}), {(run.get('updated') or '?')[:10]}; the full "
+        f"report, with figures, is [results.md](docs/results.md).\n\n{claims_table(record['claims'])}\n"
+    )
+
+
+def _report(record: dict) -> str:
+    return report_text(record["claims"], record["seeds"], record["thresholds"], record["run"], record["figures"])
+
+
+def _comparisons(record: dict) -> str:
+    source = record["source"]
+    heading, _, rest = compare.markdown(record, record["figures"]).partition("\n")
+    made = f"Measured by `{source['command']}` (git commit `{source['git_commit']}`), {source['updated'][:10]}."
+    return f"{heading}\n\n{made}\n{rest}"
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    page: str
+    record: str
+    render: Callable[[dict], str]
+
+    @property
+    def start(self) -> str:
+        return f"<!-- {self.name}:start -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- {self.name}:end -->"
+
+    def text(self, record: dict) -> str:
+        """The block with its markers, as the page holds it."""
+        return f"{self.start}\n{self.render(record).strip()}\n{self.end}\n"
+
+
+BLOCKS = (
+    Block("claims", "README.md", "claims.json", _readme_claims),
+    Block("report", "docs/results.md", "claims.json", _report),
+    Block("comparisons", "docs/results.md", "comparisons.json", _comparisons),
+    Block("tasks", "docs/results.md", "tasks.json", lambda r: crosstask.page_text(r["rows"], r["notes"])),
+    Block("routing", "docs/results.md", "route_compare.json", routing_compare.page_text),
+    Block("causal", "docs/causal.md", "causal_summary.json", causal.page_text),
+)
+
+
+def _record(root: Path, block: Block) -> dict | None:
+    path = root / RECORDS / block.record
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def stale(root: str | Path = ".") -> list[str]:
+    """The blocks whose page does not hold what their committed record renders to (a record without its block, or
+    a block with text but no record, counts too; empty markers wait for a first record)."""
+    root, found = Path(root), []
+    for block in BLOCKS:
+        page = root / block.page
+        shown = marked_block(page.read_text(encoding="utf-8"), block.start, block.end) if page.is_file() else None
+        record = _record(root, block)
+        expected = f"{block.start}\n{block.end}\n" if record is None else block.text(record)
+        if shown != expected and not (record is None and shown is None):
+            found.append(f"{block.name} ({block.page} from {RECORDS / block.record})")
+    return found
+
+
+def write_pages(root: str | Path = ".") -> list[Path]:
+    """Every block rendered from its record into its page (the rest of each page stays as it is)."""
+    root, written = Path(root), []
+    for block in BLOCKS:
+        record = _record(root, block)
+        if record is None:
+            continue
+        page = root / block.page
+        text = page.read_text(encoding="utf-8") if page.is_file() else ""
+        written.append(atomic_write_text(page, with_marked_block(text, block.text(record), block.start, block.end)))
+    return sorted(set(written))
+
+
+def _side_source(run_dir: Path, phase: str) -> dict | None:
+    """How a side phase (compare, causal, route) of the run was made, from run.json; None when it did not run. A
+    --quick one is refused."""
+    info = json.loads(RunLayout(run_dir).run_json.read_text(encoding="utf-8"))
+    done, side = (info.get("phases") or {}).get(phase), (info.get("side_runs") or {}).get(phase)
+    if not done or done.get("status") != "done" or not side:
+        return None
+    if done.get("quick"):
+        raise WorkbenchError(
+            f"phase {phase} of {run_dir} ran with --quick: rerun `workbench run {phase} --out {run_dir}` without it"
+        )
+    seeds = len((side.get("settings") or {}).get("seeds") or [])
+    return {
+        "command": f"workbench run {phase} --model {side.get('model')} --out {run_dir}"
+        + (f" --seeds {seeds}" if seeds > 1 else ""),
+        "git_commit": side.get("git_commit") or "not recorded",
+        "updated": side.get("updated") or "?",
+        "seconds": done.get("seconds"),
+    }
+
+
+def _copy_figures(lines: list[str], run_dir: Path, folder: Path, page: Path) -> tuple[list[str], set[str]]:
+    """Figure lines pointing into the run folder, with each PNG copied into ``folder`` and the line pointing there
+    (relative to ``page``); returns the lines and the names copied."""
+    names, out = set(), []
+    for line in lines:
+        match = IMAGE.search(line)
+        if match:
+            name = match.group(2).replace("/", "__")
+            shutil.copyfile(run_dir / match.group(2), folder / name)
+            names.add(name)
+            line = line.replace(match.group(2), f"{folder.relative_to(page.parent).as_posix()}/{name}")
+        out.append(line)
+    return out, names
+
+
+def _guide_records(run_dir: Path, root: Path) -> dict[str, dict]:
+    """The records of a full run of the guide's task: claims (with the report's figures), and those of its side
+    phases that ran."""
     layout = RunLayout(run_dir)
-    report, claims_path = layout.report, layout.claims
-    for path in (report, claims_path):
+    for path in (layout.claims, layout.report, layout.run_json):
         if not path.is_file():
             raise WorkbenchError(f"{path} not found: verify the run first with `workbench run verify --out {run_dir}`")
-    doc = json.loads(claims_path.read_text(encoding="utf-8"))
-    run = doc.get("run") or {}
-    if run.get("quick"):
+    claims = json.loads(layout.claims.read_text(encoding="utf-8"))
+    if (claims.get("run") or {}).get("quick"):
         raise WorkbenchError(
             f"{run_dir} is a --quick run: publish a full run (`make experiment`), whose numbers mean something"
         )
-    readme_text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    if START not in readme_text or END not in readme_text or readme_text.index(START) > readme_text.index(END):
-        raise WorkbenchError(f"{readme} has no claims block: add the lines {START} and {END} where the table goes")
-    text = report.read_text(encoding="utf-8")
-    if layout.comparisons_md.is_file():  # `workbench run compare` into the same folder
-        heading, _, rest = layout.comparisons_md.read_text(encoding="utf-8").partition("\n")
-        text = text.rstrip() + "\n\n" + heading + "\n\n" + _compare_source(run_dir) + "\n" + rest
-    images = IMAGE.findall(text)
-    for _, rel in images:
-        if not (run_dir / rel).is_file():
-            raise WorkbenchError(
-                f"{run_dir / rel} (embedded in report.md) is missing: rerun `workbench run verify --out {run_dir}`"
-            )
-
-    figures = docs.parent / f"{docs.stem}_figures"
+    sources = {phase: _side_source(run_dir, phase) for phase in ("compare", "causal", "route")}  # refusals first
+    figures = root / FIGURES
     figures.mkdir(parents=True, exist_ok=True)
-    names = {rel: rel.replace("/", "__") for _, rel in images}
+    page = root / "docs" / "results.md"
+    lines, kept = _copy_figures(figure_lines(run_dir, claims["seeds"]), run_dir, figures, page)
+    records = {"claims.json": {**claims, "figures": lines}}
+    source = sources["compare"]
+    if source and layout.comparisons.is_file():
+        doc = json.loads(layout.comparisons.read_text(encoding="utf-8"))
+        lines, names = _copy_figures(compare.figure_lines(run_dir), run_dir, figures, page)
+        kept |= names
+        records["comparisons.json"] = {**doc, "figures": lines, "source": source}
+    source = sources["causal"]
+    if source and layout.causal_summary.is_file():
+        records["causal_summary.json"] = {**json.loads(layout.causal_summary.read_text(encoding="utf-8")),
+                                          "source": source}  # fmt: skip
+    source = sources["route"]
+    if source and layout.route_compare.is_file():
+        doc = json.loads(layout.route_compare.read_text(encoding="utf-8"))
+        results = [{k: v for k, v in r.items() if k != "rows"} for r in doc["results"]]  # per prompt: in the run
+        records["route_compare.json"] = {**doc, "results": results, "source": source}
     for old in figures.glob("*.png"):
-        if old.name not in names.values():
+        if old.name not in kept:
             old.unlink()
-    for rel, name in names.items():
-        shutil.copyfile(run_dir / rel, figures / name)
-    body = IMAGE.sub(lambda m: f"![{m.group(1)}]({figures.name}/{names[m.group(2)]})", text)
-    note = (
-        f"<!-- written by `workbench publish {run_dir.name}` from that run's report.md; regenerate with "
-        f"`make experiment` and `workbench publish runs/experiment` -->\n"
-    )
-    page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
-    for start, end in KEPT_BLOCKS:  # the blocks other commands own: `workbench table --docs`, notebook 09
-        kept = marked_block(page, start, end)
-        body = with_marked_block(body, kept, start, end) if kept else body
-    atomic_write_text(docs, note + body)
+    return records
 
-    source = (
-        f"Measured by `{run_command(run)}` (git commit: {commits(run)}), "
-        f"{(run.get('updated') or '?')[:10]}; the full report, with figures, is [{docs.name}]"
-        f"({Path(os.path.relpath(docs.resolve(), readme.resolve().parent)).as_posix()})."
-    )
-    block = f"{START}\n{source}\n\n{claims_table(doc['claims'])}\n{END}"
-    head, rest = readme_text.split(START, 1)
-    atomic_write_text(readme, head + block + rest.split(END, 1)[1])
-    pages = publish_notebooks(layout, docs.parent / "notebooks")
-    return [docs, figures, readme, *pages]
+
+def publish(run_dirs: list[str | Path], root: str | Path = ".", notes: list[str] | None = None) -> list[Path]:
+    """Copy the records of ``run_dirs`` into ``root/docs/records/`` (see the module doc) and render every block; the
+    first run's executed notebooks go to ``docs/notebooks/``. Bad input is one line, checked before anything is
+    written."""
+    root, run_dirs = Path(root), [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise WorkbenchError("name at least one run folder: `workbench publish runs/experiment [runs/TASK ...]`")
+    for page in {b.page for b in BLOCKS}:
+        if not (root / page).is_file():
+            raise WorkbenchError(f"{root / page} not found: publish from the repository's root (or pass --root)")
+    rows = [crosstask.task_row(d) for d in run_dirs]
+    records = _guide_records(run_dirs[0], root)
+    tasks_path = root / RECORDS / "tasks.json"
+    tasks = json.loads(tasks_path.read_text(encoding="utf-8")) if tasks_path.is_file() else {"rows": [], "notes": []}
+    for row in rows:
+        tasks["rows"] = [r for r in tasks["rows"] if (r["task"], r["model"]) != (row["task"], row["model"])] + [row]
+    records["tasks.json"] = {"rows": tasks["rows"], "notes": notes if notes is not None else tasks["notes"]}
+    (root / RECORDS).mkdir(parents=True, exist_ok=True)
+    written = [
+        atomic_write_text(root / RECORDS / name, json.dumps(doc, indent=1) + "\n") for name, doc in records.items()
+    ]
+    written += write_pages(root)
+    written += publish_notebooks(RunLayout(run_dirs[0]), root / NOTEBOOKS)
+    return written
 
 
 def publish_notebooks(layout: RunLayout, folder: Path) -> list[Path]:
-    """Each executed notebook of the run as ``folder/<name>.html``; plotly figures stay interactive through one
-    ``plotly.min.js`` written beside them."""
+    """Each executed notebook of a phase the run finished as ``folder/<name>.html`` (one still running is left out);
+    plotly figures stay interactive through one ``plotly.min.js`` written beside them."""
     folder.mkdir(parents=True, exist_ok=True)
+    status = (json.loads(layout.run_json.read_text(encoding="utf-8")) if layout.run_json.is_file() else {}).get(
+        "phases"
+    )
+    done = {
+        step.notebook.name
+        for name, phase in PHASES.items()
+        for step in phase.steps
+        if status is None or any(k.split(".")[0] == name and p.get("status") == "done" for k, p in status.items())
+    }
     written = [atomic_write_text(folder / "plotly.min.js", get_plotlyjs())]
-    for notebook in layout.executed_notebooks():
+    for notebook in (n for n in layout.executed_notebooks() if n.name in done):
         written.append(atomic_write_text(folder / f"{notebook.stem}.html", notebook_html(notebook)))
     return written
 
@@ -118,21 +268,3 @@ def notebook_html(path: Path) -> str:
             first = False
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     return EXTERNAL_SCRIPT.sub("", body)  # require.js would hide plotly.js's global; the page needs no CDN
-
-
-def _compare_source(run_dir: Path) -> str:
-    """Which command, commit and time made the run's comparisons.md (from run.json); a --quick comparison is refused."""
-    run_json = RunLayout(run_dir).run_json
-    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
-    side, phase = info.get("side_runs", {}).get("compare", {}), info.get("phases", {}).get("compare", {})
-    if phase.get("quick"):
-        raise WorkbenchError(
-            f"the comparison in {run_dir} is a --quick run: rerun `workbench run compare --out {run_dir}` "
-            "without --quick, or delete its comparisons.md"
-        )
-    seeds = len(side.get("settings", {}).get("seeds") or [])
-    took = f"; it took {phase['seconds']:.0f} s" if isinstance(phase.get("seconds"), (int, float)) else ""
-    return (
-        f"Measured by `workbench run compare --model {side.get('model', '?')} --seeds {seeds}` (git commit: "
-        f"`{side.get('git_commit') or 'not recorded'}`) on {(side.get('updated') or '?')[:10]}{took}."
-    )

@@ -58,12 +58,23 @@ def _figure_line(run_dir: Path, title: str, figure: Path) -> str | None:
     return None
 
 
-def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits: dict, run: dict | None) -> str:
-    """The run's ``report.md``: what was run, the claims table, the thresholds, the phase times and the figures the
-    layout names (``RunLayout.report_figures``; the PNG beside each is embedded when there is one)."""
+def figure_lines(run_dir: str | Path, seeds: list) -> list[str]:
+    """The report's figure lines for a run folder: the figures the layout names (``RunLayout.report_figures``, the
+    seeded ones from the first seed's folder), each PNG embedded when there is one."""
     run_dir = Path(run_dir)
+    figures = RunLayout(run_dir).report_figures(next(iter(seeds), None))
+    return [line for title, figure in figures if (line := _figure_line(run_dir, title, figure))]
+
+
+def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits: dict, run: dict | None) -> str:
+    """The run's ``report.md`` (``report_text`` with the run folder's figures)."""
+    return report_text(claims, list(data["seeds"]), limits, run, figure_lines(run_dir, list(data["seeds"])))
+
+
+def report_text(claims: list[dict], seeds: list, limits: dict, run: dict | None, figures: list[str]) -> str:
+    """A report: what was run, the claims table, the thresholds, the phase times and the ``figures`` lines."""
     run = run or {}
-    seeds = [s for s in data["seeds"] if s is not None]
+    seeds = [s for s in seeds if s is not None]
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
     lines = ["# Classifier-emergence experiment: results", ""]
     lines += [
@@ -114,11 +125,9 @@ def report_markdown(run_dir: str | Path, claims: list[dict], data: dict, limits:
     if phases:
         lines += ["", "## Phases", "", "| phase | status | seconds |", "|---|---|---|"]
         lines += [f"| {name} | {p.get('status')} | {p.get('seconds') or 0:.0f} |" for name, p in phases.items()]
-    figures = RunLayout(run_dir).report_figures(next(iter(data["seeds"]), None))
-    shown = [line for title, figure in figures if (line := _figure_line(run_dir, title, figure))]
-    if shown:
+    if figures:
         lines += ["", "## Figures", ""]
-        for line in shown:
+        for line in figures:
             lines += [line, ""]
     lines += [
         "## Where the numbers come from",

@@ -16,7 +16,6 @@ from .routers import build_router
 from .virtual import ANSWER_TOKENS, evaluate, spread
 
 ORDER = ("regex", "direction", "probe", "lens", "neural")
-START, END = "<!-- routing:start -->", "<!-- routing:end -->"  # the block notebook 09 owns in docs/results.md
 
 
 def compare_routers(
@@ -225,11 +224,12 @@ def findings(comparison: dict) -> str:
     return text[:-1] + "." if text.endswith(";") else text
 
 
-def docs_block(comparison: dict, command: str, note: str | None = None) -> str:
-    """The virtual-experts section of docs/results.md: the router table, how it was made, and its findings."""
+def page_text(comparison: dict) -> str:
+    """The virtual-experts section of docs/results.md, from a comparison alone: the router table, how it was made and
+    its findings (``comparison["source"]``: the command and commit, when `workbench publish` recorded them)."""
     settings = comparison["settings"]
+    source = comparison.get("source") or {}
     lines = [
-        START,
         "## Virtual experts",
         "",
         f"Routers on {settings['model_id']}, {settings['n_items']} prompts of the routing evaluation set "
@@ -239,18 +239,9 @@ def docs_block(comparison: dict, command: str, note: str | None = None) -> str:
         "([routing.md](routing.md) says what each router does).",
         "",
         table_markdown(router_table(comparison)),
-        f"Made by: `{command}`.",
     ]
-    if note:
-        lines += ["", f"Note: {note}"]
-    lines += ["", "**What we found.** " + findings(comparison), "", END]
+    if source:
+        lines.append(f"Made by `{source['command']}` (git commit `{source.get('git_commit') or 'not recorded'}`), "
+                     f"{(source.get('updated') or '?')[:10]}.")  # fmt: skip
+    lines += ["", "**What we found.** " + findings(comparison)]
     return "\n".join(lines) + "\n"
-
-
-def write_docs_block(comparison: dict, docs: str | Path, command: str, note: str | None = None) -> Path:
-    """Replace (or append) the virtual-experts block of ``docs``, atomically; the rest of the page stays."""
-    from ..core.results import atomic_write_text, with_marked_block
-
-    docs = Path(docs)
-    page = docs.read_text(encoding="utf-8") if docs.is_file() else ""
-    return atomic_write_text(docs, with_marked_block(page, docs_block(comparison, command, note), START, END))
