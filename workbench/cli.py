@@ -60,6 +60,16 @@ def _figure_path(output: Path) -> Path:
 _shown_warnings: set[str] = set()
 
 
+def _save(output: Path, kind: str, result: dict, lm, figure=None, **settings) -> None:
+    """The result JSON with its settings (and the adapter and dtype of the loaded model), its figure beside it."""
+    from .core.results import write_result
+    from .ui.plots import write_figure
+
+    write_result(output, kind, result, {**settings, "adapter": lm.adapter, "dtype": lm.describe()["dtype"]})
+    if figure is not None:
+        write_figure(figure, _figure_path(output))
+
+
 def _echo_warning(message, category, filename, lineno, file=None, line=None):
     """Our warnings as one line each, once; library deprecation notices are not the user's business."""
     text = str(message)
@@ -120,25 +130,14 @@ def classifier_cmd(
     check_writable(output)
     from .core import readouts as ops
     from .core.models import load_model
-    from .core.results import write_result
-    from .ui.plots import probe_accuracy_figure, start_png_export, write_figure
+    from .ui.plots import probe_accuracy_figure, start_png_export
 
     start_png_export()  # the PNG's browser starts while the model loads and the probes fit
     lm = load_model(model, device, adapter, dtype, device_map, batch_size)
     chosen = parse_layers(layers, lm.n_layers)
     result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
-    adapter_path = str(adapter) if adapter else None
-    settings = dict(
-        model=model,
-        layers=layers,
-        seed=seed,
-        batch_size=batch_size,
-        adapter=adapter_path,
-        dtype=lm.describe()["dtype"],
-        task=task,
-    )
-    write_result(output, "introspect.classifier", result, settings)
-    write_figure(probe_accuracy_figure(result), _figure_path(output))
+    _save(output, "introspect.classifier", result, lm, probe_accuracy_figure(result), model=model, layers=layers,
+          seed=seed, batch_size=batch_size, task=task)  # fmt: skip
 
     print(f"{'layer':>5}  {'accuracy':>8}  {'std':>6}  {'control':>7}  {'selectivity':>11}")
     for r in result["layer_results"]:
@@ -195,8 +194,7 @@ def logit_lens_cmd(
     check_writable(output)
     from .core import readouts as ops
     from .core.models import load_model
-    from .core.results import write_result
-    from .ui.plots import lens_heatmap_figure, lens_layer_figure, start_png_export, write_figure
+    from .ui.plots import lens_heatmap_figure, lens_layer_figure, start_png_export
 
     start_png_export()
     lm = load_model(model, device, adapter, dtype, device_map, batch_size)
@@ -206,20 +204,9 @@ def logit_lens_cmd(
 
         check_class_words(load_task(task), lm.tokenizer)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
-    adapter_path = str(adapter) if adapter else None
-    settings = dict(
-        model=model,
-        layer=layer,
-        all_layers=all_layers,
-        expected=expected_list,
-        batch_size=batch_size,
-        adapter=adapter_path,
-        dtype=lm.describe()["dtype"],
-        task=task,
-    )
-    write_result(output, "introspect.logit_lens", result, settings)
     figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
-    write_figure(figure, _figure_path(output))
+    _save(output, "introspect.logit_lens", result, lm, figure, model=model, layer=layer, all_layers=all_layers,
+          expected=expected_list, batch_size=batch_size, task=task)  # fmt: skip
 
     words = list(result["target_token_ids"])
     print(f"logit lens at layer {result['layer']} of {result['num_layers']} ({result['model']})")
@@ -640,9 +627,8 @@ def steer_cmd(
     check_writable(output)
     from .causal.steering import direction_from, steer_sweep
     from .core.models import load_model
-    from .core.results import write_result
     from .ui.causal_plots import steering_sweep_figure
-    from .ui.plots import start_png_export, write_figure
+    from .ui.plots import start_png_export
 
     start_png_export()
     lm = load_model(model, device, adapter, dtype)
@@ -653,22 +639,10 @@ def steer_cmd(
     result = steer_sweep(
         lm, prompt_list, found, chosen, strength_list, targets, readout, control_seed, generate, max_new_tokens
     )
-    settings = dict(
-        model=model,
-        direction=direction,
-        task=task,
-        layers=layers,
-        strengths=strength_list,
-        readout_layer=readout,
-        control_seed=control_seed,
-        generate=generate,
-        max_new_tokens=max_new_tokens,
-        adapter=str(adapter) if adapter else None,
-        dtype=lm.describe()["dtype"],
-        direction_layer=readout if direction.startswith("mean-diff:") else None,
-    )
-    write_result(output, "introspect.steer", result, settings)
-    write_figure(steering_sweep_figure(result), _figure_path(output))
+    _save(output, "introspect.steer", result, lm, steering_sweep_figure(result), model=model, direction=direction,
+          task=task, layers=layers, strengths=strength_list, readout_layer=readout, control_seed=control_seed,
+          generate=generate, max_new_tokens=max_new_tokens,
+          direction_layer=readout if direction.startswith("mean-diff:") else None)  # fmt: skip
     target = result["targets"][0]
     print(f"baseline p({target.strip()}) {result['baseline']['output_p'][target]:.4g}; change per layer x strength:")
     print(
@@ -716,7 +690,7 @@ def ablate_cmd(
 ):
     """Remove a trained adapter's LoRA per layer or per module and re-measure the lens at the classifier layer and the
     greedy answers: which layers carry the classifier?"""
-    from .core.results import check_writable, write_result
+    from .core.results import check_writable
     from .core.tasks import parse_prompt_list
     from .tasks.data import lens_set
 
@@ -741,17 +715,8 @@ def ablate_cmd(
     result = ablation_sweep(
         lm, prompt_list, targets, None if prompts else expected, readout_layer, per, modules, max_new_tokens
     )
-    settings = dict(
-        model=model,
-        adapter=str(adapter),
-        per=per,
-        modules=modules,
-        task=task,
-        readout_layer=result["readout_layer"],
-        max_new_tokens=max_new_tokens,
-        dtype=lm.describe()["dtype"],
-    )
-    write_result(output, "introspect.ablate", result, settings)
+    _save(output, "introspect.ablate", result, lm, model=model, per=per, modules=modules, task=task,
+          readout_layer=result["readout_layer"], max_new_tokens=max_new_tokens)  # fmt: skip
 
     def show(name: str, row: dict) -> None:
         p, top1 = row["lens_expected_p"], row["lens_top1"]
@@ -927,7 +892,7 @@ def patch_cmd(
     its target prompt; per cell the lens's class-word logit difference at the classifier layer and the answer's
     log-probability difference, mean over pairs with bootstrap intervals."""
     from .causal.patching import POSITIONS, WHAT, most_common_length, read_pairs, task_pairs
-    from .core.results import check_writable, write_result
+    from .core.results import check_writable
     from .core.tasks import parse_layers
 
     if what not in WHAT:
@@ -946,7 +911,7 @@ def patch_cmd(
     from .causal.patching import patch_sweep
     from .core.models import load_model
     from .ui.causal_plots import patching_figure
-    from .ui.plots import start_png_export, write_figure
+    from .ui.plots import start_png_export
 
     start_png_export()
     lm = load_model(model, device, adapter, dtype)
@@ -956,24 +921,10 @@ def patch_cmd(
         pairs = kept
     chosen = list(range(lm.n_layers)) if layers == "all" else parse_layers(layers, lm.n_layers)
     result = patch_sweep(lm, pairs, what, positions, chosen, readout_layer, align, words, seed=seed)
-    settings = dict(
-        model=model,
-        adapter=str(adapter) if adapter else None,
-        task=task,
-        pairs=str(pairs_file) if pairs_file else None,
-        source_class=source_class,
-        target_class=target_class,
-        n_pairs=n_pairs,
-        what=what,
-        positions=positions,
-        layers=layers,
-        readout_layer=result["readout_layer"],
-        align=align,
-        seed=seed,
-        dtype=lm.describe()["dtype"],
-    )
-    write_result(output, "introspect.patch", result, settings)
-    write_figure(patching_figure(result), _figure_path(output))
+    _save(output, "introspect.patch", result, lm, patching_figure(result), model=model, task=task,
+          pairs=str(pairs_file) if pairs_file else None, source_class=source_class, target_class=target_class,
+          n_pairs=n_pairs, what=what, positions=positions, layers=layers, readout_layer=result["readout_layer"],
+          align=align, seed=seed)  # fmt: skip
     for name, stats in result["metrics"].items():
         print(
             f"{name} over {stats['pairs']} pairs: target {stats['target_mean']:+.3f}, source {stats['source_mean']:+.3f}"

@@ -41,11 +41,14 @@ METRICS = ("lens_diff", "answer_diff")
 
 @dataclass
 class Pair:
+    """A prompt whose state is patched in (``source``) and the prompt it goes into (``target``), their classes, and
+    the answers whose first tokens ``answer_diff`` compares (None: no answer metric)."""
+
     source: str
     target: str
     source_class: str
     target_class: str
-    source_answer: str | None = None
+    source_answer: str | None = None  # e.g. "56" for "7 * 8 = "
     target_answer: str | None = None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import WorkbenchError
@@ -86,16 +87,11 @@ def write_jsonl(path: str | Path, records: list[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def read_jsonl(
-    path: str | Path,
-    required: tuple[str, ...] = ("prompt", "response"),
-    *,
-    allowed: tuple[str, ...] | None = None,
-    what: str = "data file",
-    make: str = "create it with `workbench data generate --output {path}`",
-) -> list[dict]:
-    """Read JSONL records; a missing file, broken line, missing field or (with ``allowed``) an unknown key is one
-    error naming file and line. ``what`` names the file in messages; ``make`` says how to create a missing one."""
+def jsonl_lines(
+    path: str | Path, what: str = "data file", make: str = "create it with `workbench data generate --output {path}`"
+) -> Iterator[tuple[int, dict]]:
+    """(line number, JSON object) for each non-blank line of a JSONL file; a missing or unreadable file or a broken
+    line is one error naming file and line. ``what`` names the file in messages; ``make`` says how to create one."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -103,7 +99,6 @@ def read_jsonl(
         raise WorkbenchError(f"{what} {str(path)!r} does not exist: {make.format(path=path)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkbenchError(f"cannot read {what} {str(path)!r}: {exc}") from None
-    records = []
     for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 and friends may sit inside a record
         line = line.rstrip("\r")
         if not line.strip():
@@ -113,9 +108,22 @@ def read_jsonl(
         except json.JSONDecodeError as exc:
             raise WorkbenchError(f"{path}:{n}: broken JSON ({exc.msg}): fix or delete that line") from None
         if not isinstance(record, dict):
-            raise WorkbenchError(
-                f"{path}:{n}: expected a JSON object with {list(required)}, got {type(record).__name__}"
-            )
+            raise WorkbenchError(f"{path}:{n}: expected a JSON object, got {type(record).__name__}")
+        yield n, record
+
+
+def read_jsonl(
+    path: str | Path,
+    required: tuple[str, ...] = ("prompt", "response"),
+    *,
+    allowed: tuple[str, ...] | None = None,
+    what: str = "data file",
+    make: str = "create it with `workbench data generate --output {path}`",
+) -> list[dict]:
+    """Read JSONL records (``jsonl_lines``); a missing field or (with ``allowed``) an unknown key is one error naming
+    file and line, and so is a file with no records."""
+    records = []
+    for n, record in jsonl_lines(path, what, make):
         for key in required:
             if not isinstance(record.get(key), str) or not record[key]:
                 raise WorkbenchError(
@@ -128,5 +136,5 @@ def read_jsonl(
             )
         records.append(record)
     if not records:
-        raise WorkbenchError(f"{what} {str(path)!r} has no records: {make.format(path=path)}")
+        raise WorkbenchError(f"{what} {str(path)!r} has no records: {make.format(path=Path(path))}")
     return records

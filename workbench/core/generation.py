@@ -33,16 +33,9 @@ def next_logits(lm: LoadedModel, seq: torch.Tensor, cache=None, use_cache: bool 
     return lm.bridge(seq[:, -1:], return_type="logits_and_cache", past_key_values=cache)
 
 
-def greedy_answers(
-    lm: LoadedModel,
-    prompts: list[str],
-    max_new_tokens: int = 8,
-    eos_token_id: int | None = None,
-    until_integer: bool = False,
-    use_cache: bool = True,
-) -> list[str]:
-    """Each prompt's greedy continuation, decoded (see ``greedy_tokens``)."""
-    new = greedy_tokens(lm, prompts, max_new_tokens, eos_token_id, until_integer, use_cache)
+def greedy_answers(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, **options) -> list[str]:
+    """Each prompt's greedy continuation, decoded (``greedy_tokens``, whose options it takes)."""
+    new = greedy_tokens(lm, prompts, max_new_tokens, **options)
     return [lm.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
 
 

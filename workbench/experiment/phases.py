@@ -75,6 +75,13 @@ def _training(notebook: str, config: str, key: str, needs: tuple[tuple[str, str]
     return Phase((step,), needs=(*NEEDS_DATA, *needs), seeded=True)
 
 
+def _reading_the_run(notebook: str, quick: Mapping, folder: str, needs: tuple[tuple[str, str], ...]) -> Phase:
+    """A side phase over the whole run (not part of `all`): one notebook given the run folder and its seeds, writing
+    into ``folder`` inside it."""
+    step = Step(NOTEBOOKS / notebook, seeds_param=True, quick=quick, paths={"output_dir": folder, "run_dir": ""})
+    return Phase((step,), needs=(*NEEDS_DATA, *needs), in_all=False)
+
+
 PHASES: dict[str, Phase] = {
     "generate": Phase((Step(NOTEBOOKS / "00_generate_data.ipynb", quick=QUICK_DATA, task_sizes=True),)),
     "baseline": Phase(
@@ -96,30 +103,8 @@ PHASES: dict[str, Phase] = {
         needs=NEEDS_DATA,
         in_all=False,
     ),
-    "causal": Phase(
-        (
-            Step(
-                NOTEBOOKS / "08_is_the_classifier_used.ipynb",
-                seeds_param=True,
-                quick=QUICK_CAUSAL,
-                paths={"output_dir": RunLayout.causal_dir.rel, "run_dir": ""},
-            ),
-        ),
-        needs=(*NEEDS_DATA, *TRAINED),
-        in_all=False,
-    ),
-    "route": Phase(
-        (
-            Step(
-                NOTEBOOKS / "09_virtual_experts.ipynb",
-                seeds_param=True,
-                quick=QUICK_ROUTE,
-                paths={"output_dir": RunLayout.route_dir.rel, "run_dir": ""},
-            ),
-        ),
-        needs=TRAINED[:1],
-        in_all=False,
-    ),
+    "causal": _reading_the_run("08_is_the_classifier_used.ipynb", QUICK_CAUSAL, RunLayout.causal_dir.rel, TRAINED),
+    "route": _reading_the_run("09_virtual_experts.ipynb", QUICK_ROUTE, RunLayout.route_dir.rel, TRAINED[:1]),
 }
 
 

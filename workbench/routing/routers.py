@@ -240,13 +240,8 @@ class LensRouter:
         return self.classify(lm, early_state(lm, prompt, self.layer))
 
     def describe(self) -> dict:
-        return {
-            "router": self.name,
-            "layer": self.layer,
-            "threshold": self.threshold,
-            "class_words": self.class_words,
-            "adapter": self.adapter,
-        }
+        details = {"threshold": self.threshold, "class_words": self.class_words, "adapter": self.adapter}
+        return {"router": self.name, "layer": self.layer, **details}
 
 
 class NeuralRouter:

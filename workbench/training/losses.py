@@ -29,16 +29,11 @@ class Encoded:
     target: int = IGNORE  # classifier target token id for the intermediate loss
 
 
-def encode_records(
-    lm: LoadedModel,
-    records: list[dict],
-    mask_prompt: bool,
-    add_eos: bool = True,
-    target_ids: dict[str, int] | None = None,
-) -> list[Encoded]:
+def encode_records(lm: LoadedModel, records: list[dict], mask_prompt: bool, *args, **kwargs) -> list[Encoded]:
     """prompt tokens (the model's own tokenization) + response tokens (+ EOS). With ``mask_prompt`` only the
-    response (and EOS) carry loss; otherwise every token after the first does."""
-    return encode_with(lm.tokenizer, lm.max_length, records, mask_prompt, add_eos, target_ids)
+    response (and EOS) carry loss; otherwise every token after the first does. ``encode_with`` on the model's
+    tokenizer and context length (its other arguments: ``add_eos``, ``target_ids``)."""
+    return encode_with(lm.tokenizer, lm.max_length, records, mask_prompt, *args, **kwargs)
 
 
 def encode_with(

@@ -416,30 +416,16 @@ class LayerExplorer:
         self.tabs.titles = tuple(self.tab_names)
 
         for widget, css in (
-            (self.prompt_box, "wb-prompt"),
-            (self.run_button, "wb-run"),
-            (self.prompt_pick, "wb-prompt-pick"),
-            (self.layer_slider, "wb-layer"),
-            (self.position_pick, "wb-position"),
-            (self.variant_pick, "wb-variant"),
-            (self.top_token, "wb-top-token"),
-            (self.tables, "wb-tables"),
-            (self.trajectory_fig, "wb-prob-fig"),
-            (self.outputs[TAB_RANKS], "wb-rank-fig"),
-            (self.grid_box, "wb-grid"),
-            (self.outputs[TAB_KL], "wb-kl-fig"),
-            (self.outputs[TAB_PROBE], "wb-probe-fig"),
-            (self.kl_note, "wb-kl-note"),
-            (self.steer_direction, "wb-steer-direction"),
-            (self.steer_layer, "wb-steer-layer"),
-            (self.steer_strength, "wb-steer-strength"),
-            (self.steer_mode, "wb-steer-mode"),
-            (self.steer_generate, "wb-steer-generate"),
-            (self.steer_answers, "wb-steer-answers"),
-            (self.steer_info, "wb-steer-info"),
-            (self.outputs[TAB_STEER], "wb-steer-fig"),
-            (self.tabs, "wb-views"),
-        ):
+            (self.prompt_box, "wb-prompt"), (self.run_button, "wb-run"), (self.prompt_pick, "wb-prompt-pick"),
+            (self.layer_slider, "wb-layer"), (self.position_pick, "wb-position"), (self.variant_pick, "wb-variant"),
+            (self.top_token, "wb-top-token"), (self.tables, "wb-tables"), (self.trajectory_fig, "wb-prob-fig"),
+            (self.outputs[TAB_RANKS], "wb-rank-fig"), (self.grid_box, "wb-grid"), (self.outputs[TAB_KL], "wb-kl-fig"),
+            (self.outputs[TAB_PROBE], "wb-probe-fig"), (self.kl_note, "wb-kl-note"), (self.tabs, "wb-views"),
+            (self.steer_direction, "wb-steer-direction"), (self.steer_layer, "wb-steer-layer"),
+            (self.steer_strength, "wb-steer-strength"), (self.steer_mode, "wb-steer-mode"),
+            (self.steer_generate, "wb-steer-generate"), (self.steer_answers, "wb-steer-answers"),
+            (self.steer_info, "wb-steer-info"), (self.outputs[TAB_STEER], "wb-steer-fig"),
+        ):  # fmt: skip
             widget.add_class(css)
 
         self._quiet = False
