@@ -18,7 +18,8 @@ from workbench.cli import main
 from workbench.core.data import read_jsonl
 from workbench.core.errors import WorkbenchError
 from workbench.core.guide import THRESHOLDS
-from workbench.core.tasks import parse_classes, parse_layers, parse_prompt_list
+from workbench.core.layers import parse_layers
+from workbench.core.tasks import parse_classes, parse_prompt_list
 from workbench.experiment.claims import parse_threshold
 from workbench.training.config import TrainConfig, load_config
 

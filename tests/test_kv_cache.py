@@ -89,7 +89,9 @@ def test_greedy_answers_with_the_cache_equal_cache_free(lm):
     eos = lm.tokenizer.convert_tokens_to_ids("5")  # a frequent token as EOS, so that some rows stop early
     for until_integer in (False, True):
         cached = greedy_answers(lm, prompts, NEW_TOKENS, eos_token_id=eos, until_integer=until_integer)
-        assert cached == greedy_answers(lm, prompts, NEW_TOKENS, eos_token_id=eos, until_integer=until_integer, use_cache=False)
+        assert cached == greedy_answers(
+            lm, prompts, NEW_TOKENS, eos_token_id=eos, until_integer=until_integer, use_cache=False
+        )
 
 
 @pytest.mark.skipif(not kv_cache.needed(), reason="this TransformerLens reads the new keyword itself")

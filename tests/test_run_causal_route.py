@@ -14,7 +14,7 @@ import pytest
 from helpers import cli
 from safetensors.torch import load_file
 
-from workbench.core.models import layer_of
+from workbench.core.layers import layer_of
 from workbench.experiment.arms import ARM_CHANGES, ARMS, run_arms
 from workbench.experiment.layout import RunLayout
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from workbench.core.data import generate_arithmetic, write_jsonl
 from workbench.core.errors import WorkbenchError
-from workbench.core.models import layer_of
+from workbench.core.layers import layer_of
 from workbench.training.config import build_config
 from workbench.training.loop import prepare_model, train, trainable_parameters
 from workbench.training.losses import IGNORE, answer_loss, encode_records, sft_batch, sft_losses

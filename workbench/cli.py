@@ -116,8 +116,9 @@ def classifier_cmd(
     adapter: AdapterOpt = None,
 ):
     """Per-layer linear probes: which class does the residual stream at the last prompt token encode?"""
+    from .core.layers import parse_layers
     from .core.results import check_writable
-    from .core.tasks import parse_classes, parse_layers, parse_prompt_list
+    from .core.tasks import parse_classes, parse_prompt_list
 
     if classes:
         data = parse_classes(classes)
@@ -610,8 +611,9 @@ def steer_cmd(
 ):
     """Steering: add a direction after a layer at every position and decode step; the effect over layer x strength
     on the model's p(target), the lens and the greedy answers, against a random direction of the same norm."""
+    from .core.layers import parse_layers
     from .core.results import check_writable
-    from .core.tasks import parse_layers, parse_prompt_list
+    from .core.tasks import parse_prompt_list
 
     strength_list = _float_list("--strengths", strengths)
     labels = None
@@ -732,8 +734,8 @@ def ablate_cmd(
 
 def _ablate_heads(lm, output, mode, head_layers, prompts, targets, expected, readout_layer, max_new_tokens, settings):
     from .causal.heads import head_ablation_sweep
+    from .core.layers import parse_layers
     from .core.results import write_result
-    from .core.tasks import parse_layers
 
     layers = parse_layers(head_layers, lm.n_layers) if head_layers else None
     result = head_ablation_sweep(lm, prompts, targets, expected, readout_layer, layers, mode, max_new_tokens)
@@ -892,8 +894,8 @@ def patch_cmd(
     its target prompt; per cell the lens's class-word logit difference at the classifier layer and the answer's
     log-probability difference, mean over pairs with bootstrap intervals."""
     from .causal.patching import POSITIONS, WHAT, most_common_length, read_pairs, task_pairs
+    from .core.layers import parse_layers
     from .core.results import check_writable
-    from .core.tasks import parse_layers
 
     if what not in WHAT:
         raise WorkbenchError(f"--what {what!r}: use {' or '.join(WHAT)}")

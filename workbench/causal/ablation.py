@@ -15,9 +15,9 @@ import torch
 
 from ..core.errors import WorkbenchError
 from ..core.generation import greedy_answers
+from ..core.layers import check_layers
 from ..core.lens import logit_lens
 from ..core.models import LoadedModel
-from ..core.tasks import check_layers
 
 GROUPS = {"vo": ("v_proj", "o_proj"), "qk": ("q_proj", "k_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
 _LAYER_RE = re.compile(r"\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$")

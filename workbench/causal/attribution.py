@@ -26,9 +26,9 @@ from torch import Tensor
 
 from ..core.activations import resid_hook_name
 from ..core.errors import WorkbenchError
+from ..core.layers import check_layers
 from ..core.lens import TargetToken, lens_logits, resolve_targets
 from ..core.models import LoadedModel
-from ..core.tasks import check_layers
 
 DLA_METHOD = (
     "blocks.L.hook_resid_post at the last prompt token = embed + sum(attn_out + mlp_out) up to L (decompose_resid); "

@@ -16,8 +16,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..core.errors import WorkbenchError
+from ..core.layers import check_layers
 from ..core.models import LoadedModel
-from ..core.tasks import check_layers
 from .ablation import _measure, _measure_under
 
 MODES = ("zero", "mean")

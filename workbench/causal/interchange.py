@@ -22,9 +22,9 @@ from torch import Tensor
 
 from ..core.activations import capture_last_token, resid_hook_name
 from ..core.errors import WorkbenchError
+from ..core.layers import check_layers
 from ..core.lens import lens_logits, resolve_targets
 from ..core.models import LoadedModel
-from ..core.tasks import check_layers
 
 BASES = ("probe", "mean-diff", "random")
 POSITION = "last prompt token (the source's last token into the target's last token)"

@@ -30,9 +30,9 @@ from torch import Tensor
 from ..core.activations import resid_hook_name
 from ..core.data import SYMBOLS, make_example, read_jsonl
 from ..core.errors import WorkbenchError
+from ..core.layers import check_layers
 from ..core.lens import lens_logits, resolve_targets
 from ..core.models import LoadedModel
-from ..core.tasks import check_layers
 
 WHAT = ("resid", "heads")
 POSITIONS = ("last", "each", "all")

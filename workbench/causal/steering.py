@@ -23,9 +23,9 @@ from torch import Tensor
 from ..core.activations import _run_hooked, capture_last_token, resid_hook_name
 from ..core.errors import WorkbenchError
 from ..core.generation import greedy_answers
+from ..core.layers import check_layers
 from ..core.lens import lens_log_probs, resolve_targets
 from ..core.models import LoadedModel
-from ..core.tasks import check_layers
 
 KINDS = ("mean-diff", "unembed", "file", "random")
 

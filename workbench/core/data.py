@@ -1,4 +1,5 @@
-"""The guide's arithmetic SFT data: generator and JSONL I/O (a broken line is reported by file and line number)."""
+"""The guide's arithmetic SFT data: generator, and the JSONL and YAML readers every input file goes through (a broken
+line is reported by file and line number)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
+
+import yaml
 
 from .errors import WorkbenchError
 from .guide import OPERATIONS
@@ -138,3 +141,21 @@ def read_jsonl(
     if not records:
         raise WorkbenchError(f"{what} {str(path)!r} has no records: {make.format(path=Path(path))}")
     return records
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file as a mapping (safe loader); a missing file or bad YAML is one line naming file and line."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise WorkbenchError(f"config file {str(path)!r} does not exist: check the --config path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        fix = "indent with spaces, not tabs" if "\\t" in problem or "\t" in problem else "check the YAML syntax there"
+        raise WorkbenchError(f"{path}{where}: invalid YAML ({problem}): {fix}") from None
+    if not isinstance(values, dict):
+        raise WorkbenchError(f"{path}: expected a mapping of keys to values at the top level")
+    return values

@@ -18,6 +18,7 @@ import psutil
 import torch
 
 from .errors import WorkbenchError
+from .layers import layer_of
 
 GIB = 1024**3
 
@@ -31,7 +32,6 @@ def _meta_model(config):
 
 def lora_parameters(config, targets: list[str], rank: int, frozen_layers: frozenset[int] = frozenset()) -> int:
     """Parameters LoRA of ``rank`` adds on the linears named ``targets`` (r x (in + out) each), outside frozen layers."""
-    from .models import layer_of
 
     return sum(
         rank * (m.in_features + m.out_features)

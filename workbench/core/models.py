@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -74,15 +73,6 @@ TOKENIZATION = (
     "hf-tokenizer(add_special_tokens=True); ids fed to the bridge directly (no bridge BOS); right padding; "
     "layer L = blocks.L.hook_resid_post = HF hidden_states[L+1]"
 )
-
-
-_LAYER_RE = re.compile(r"\.layers\.(\d+)\.")
-
-
-def layer_of(name: str) -> int | None:
-    """The decoder layer a parameter or adapter key belongs to ("model.layers.3.self_attn..." -> 3), else None."""
-    match = _LAYER_RE.search(name)
-    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)

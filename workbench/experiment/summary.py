@@ -12,7 +12,8 @@ from statistics import mean, median, stdev
 from ..core import guide
 from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
-from ..core.tasks import infer_operation, layer_spans
+from ..core.layers import layer_spans
+from ..core.tasks import infer_operation
 from ..training.records import Measurement, TrainMetrics
 
 

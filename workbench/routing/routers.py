@@ -29,10 +29,10 @@ from ..core.activations import capture_last_token
 from ..core.errors import WorkbenchError
 from ..core.generation import greedy_tokens
 from ..core.guide import OPERATIONS
+from ..core.layers import check_layers
 from ..core.lens import lens_log_probs, resolve_targets
 from ..core.models import LoadedModel
 from ..core.results import write_json
-from ..core.tasks import check_layers
 from .prompts import NONE, RouteItem
 
 ROUTERS = ("regex", "direction", "probe", "lens", "neural")

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..core.data import read_yaml
 from ..core.errors import WorkbenchError
-from ..training.config import read_yaml
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_SOURCES = ("arithmetic", "vader", "udhr", "code", "wordnet")

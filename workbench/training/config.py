@@ -6,9 +6,9 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..core.data import read_yaml
 from ..core.errors import WorkbenchError
 from ..core.guide import DUAL_REWARD_WEIGHT, OPERATIONS
 
@@ -107,24 +107,6 @@ def build_config(values: dict, source: str = "config") -> TrainConfig:
         return TrainConfig.model_validate(values)
     except ValidationError as err:
         raise WorkbenchError(_explain(err, source)) from None
-
-
-def read_yaml(path: str | Path) -> dict:
-    """A YAML config file as a mapping (safe loader); a missing file or bad YAML is one line naming file and line."""
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise WorkbenchError(f"config file {str(path)!r} does not exist: check the --config path") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        fix = "indent with spaces, not tabs" if "\\t" in problem or "\t" in problem else "check the YAML syntax there"
-        raise WorkbenchError(f"{path}{where}: invalid YAML ({problem}): {fix}") from None
-    if not isinstance(values, dict):
-        raise WorkbenchError(f"{path}: expected a mapping of keys to values at the top level")
-    return values
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:

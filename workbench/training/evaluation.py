@@ -10,8 +10,9 @@ from safetensors.torch import load_file
 from ..core.errors import WorkbenchError
 from ..core.generation import GREEDY_DECODING, first_integer, greedy_answers
 from ..core.guide import OPERATIONS
+from ..core.layers import layer_of
 from ..core.lens import logit_lens
-from ..core.models import LoadedModel, layer_of
+from ..core.models import LoadedModel
 from .losses import answer_loss, encode_records, sft_batch
 
 

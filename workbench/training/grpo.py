@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from ..core.data import generate_arithmetic, held_out, read_jsonl, read_yaml, write_jsonl
 from ..core.errors import WorkbenchError
 from ..core.results import check_writable, envelope, write_json
-from .config import _explain, read_yaml
+from .config import _explain
 
 RL_OPERATIONS = ("multiply", "add", "subtract")  # the guide's RL baseline: + - *
 RL_PROMPT = "Calculate: {prompt}"

@@ -24,10 +24,10 @@ from ..core.data import held_out, read_jsonl
 from ..core.devices import dtype_name, resolve_device, resolve_dtype
 from ..core.errors import WorkbenchError
 from ..core.guide import classifier_layer
+from ..core.layers import format_layers, layer_of, parse_layers
 from ..core.lens import resolve_targets
-from ..core.models import LoadedModel, attach_adapter, boot_bridge, layer_of, load_hf
+from ..core.models import LoadedModel, attach_adapter, boot_bridge, load_hf
 from ..core.results import atomic_write_text, check_writable, envelope, write_json
-from ..core.tasks import format_layers, parse_layers
 from .checkpoints import (
     checkpoint_dirs,
     discard,
