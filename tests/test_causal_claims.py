@@ -11,7 +11,7 @@ from workbench.causal.patching import Pair, arithmetic_pairs, most_common_length
 from workbench.core.data import generate_arithmetic
 from workbench.core.lens import logit_lens
 from workbench.core.models import load_model
-from workbench.experiment.causal import findings, interval, measure_adapter, summarise, verdicts
+from workbench.experiment.causal import findings, measure_adapter, summarise, verdicts
 
 TARGETS = ["multiply", "add", "subtract", "divide"]
 PROMPTS = ["7 * 8 = ", "3 + 4 = ", "9 - 2 = ", "8 / 4 = "]
@@ -73,13 +73,6 @@ def test_measure_adapter_against_its_parts(tiny_dir, adapter):
     assert ablation["whole"] == pytest.approx(lens.mean_expected_prob)
     assert set(ablation["drop_by_layer"]) == {f"L{i}" for i in range(4)}
     assert set(ablation["by_module"]) == {"v_proj", "o_proj"}
-
-
-def test_interval_is_the_t_interval():
-    stat = interval([1.0, 2.0, 3.0])
-    assert stat["mean"] == 2.0 and stat["std"] == 1.0
-    assert stat["ci"] == pytest.approx([2 - 4.302653 / 3**0.5, 2 + 4.302653 / 3**0.5], rel=1e-5)
-    assert interval([0.5])["ci"] is None and interval([])["mean"] is None
 
 
 def _row(top1, recovered, collapse=0.25):

@@ -19,7 +19,6 @@ applies thresholds fixed before the measurement (``CAUSAL_THRESHOLDS``).
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ..core.guide import THRESHOLDS
 from ..core.lens import logit_lens
 from ..core.models import LoadedModel
 from ..core.results import read_result, write_result
+from ..core.stats import mean_std, over_seeds
 
 CAUSAL_KEYS = ("classifier_min_top1", "qk_max_top1", "min_routing_dependence", "max_collapse")
 # Written before any causal measurement was made (issue 15); `verify --threshold NAME=VALUE` overrides them.
@@ -158,21 +158,6 @@ def training_stats(folder: str | Path, clip: float = 1.0) -> dict | None:
     }
 
 
-def interval(values: list[float], confidence: float = 0.95) -> dict:
-    """Mean, sample std and a t interval of the mean over seeds (``n`` < 2: no interval)."""
-    from scipy import stats
-
-    values = [float(v) for v in values if v is not None and not math.isnan(v)]
-    n = len(values)
-    if n == 0:
-        return {"n": 0, "mean": None, "std": None, "ci": None, "values": []}
-    mean = sum(values) / n
-    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / n**0.5 if n > 1 else None
-    return {"n": n, "mean": mean, "std": std, "ci": None if half is None else [mean - half, mean + half],
-            "values": values}  # fmt: skip
-
-
 def summarise(arms: dict[str, list[dict]]) -> dict:
     """Per arm (vo, qk, routing, control, noclip, ...): each measurement's mean +- std and interval over seeds."""
     keys = {
@@ -190,17 +175,18 @@ def summarise(arms: dict[str, list[dict]]) -> dict:
     }
     out = {}
     for arm, rows in arms.items():
-        out[arm] = {name: interval([(row.get(a) or {}).get(b) for row in rows]) for name, (a, b) in keys.items()}
+        out[arm] = {name: over_seeds([(row.get(a) or {}).get(b) for row in rows]) for name, (a, b) in keys.items()}
         modules = sorted({m for row in rows for m in ((row.get("ablation") or {}).get("by_module") or {})})
         out[arm]["without_module"] = {
-            m: interval([((row.get("ablation") or {}).get("by_module") or {}).get(m) for row in rows]) for m in modules
+            m: over_seeds([((row.get("ablation") or {}).get("by_module") or {}).get(m) for row in rows])
+            for m in modules
         }
         out[arm]["seeds"] = len(rows)
         out[arm]["about"] = ARMS.get(arm, arm)
     if "routing" in arms and "control" in arms and len(arms["routing"]) == len(arms["control"]):
         diffs = [r["state_patch"]["recovered"] - c["state_patch"]["recovered"]
                  for r, c in zip(arms["routing"], arms["control"])]  # fmt: skip
-        out["routing_minus_control"] = interval(diffs)
+        out["routing_minus_control"] = over_seeds(diffs)
     return out
 
 
@@ -313,9 +299,7 @@ _COLUMNS = (
 
 
 def _cell(stat: dict) -> str:
-    if not stat or stat["mean"] is None:
-        return "–"
-    return f"{stat['mean']:.2f}" if stat["n"] == 1 else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+    return mean_std(stat, ".2f", "–")
 
 
 def arm_table(summary: dict) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from statistics import mean, stdev
 
 import torch
 
@@ -29,6 +28,7 @@ from ..core.guide import DUAL_REWARD_WEIGHT, METHOD_FIGURES, TARGET_FIGURES
 from ..core.models import load_model
 from ..core.readouts import lens_readout
 from ..core.results import atomic_write_text, read_result
+from ..core.stats import over_seeds, spread
 from ..tasks.data import TaskData, lens_prompts
 from ..tasks.spec import TaskSpec, load_task
 from ..training.config import build_config
@@ -255,24 +255,10 @@ def summarize(rows: list[dict]) -> dict:
         mine = [r for r in rows if r["method"] == method]
         out[method] = {}
         for key in ("heldout_correct_prob", "heldout_top1", "eight_top1", "exact_match", "greedy_accuracy"):
-            values = [r[key] for r in mine]
-            out[method][key] = {
-                "mean": mean(values),
-                "std": stdev(values) if len(values) > 1 else 0.0,
-                "min": min(values),
-                "max": max(values),
-                "values": values,
-            }
+            out[method][key] = over_seeds([r[key] for r in mine])
         out[method]["seeds"] = [r["seed"] for r in mine]
         out[method]["eight_total"] = mine[0]["eight_total"]
     return out
-
-
-def _cell(stats: dict, fmt, unit: str = "") -> str:
-    """One value, or with several seeds "mean ± std [min, max]"; ``unit`` follows the mean ("6.33/8 ± 1.53 [5, 8]")."""
-    if len(stats["values"]) == 1:
-        return fmt(stats["mean"]) + unit
-    return f"{fmt(stats['mean'])}{unit} ± {fmt(stats['std'])} [{fmt(stats['min'])}, {fmt(stats['max'])}]"
 
 
 def _percent(v: float) -> str:
@@ -295,11 +281,11 @@ def methods_table(summary: dict) -> str:
     ]
     for method in [m for m in METHODS if m in summary and m != "dual_qk"]:
         s = summary[method]
-        eight = _cell(s["eight_top1"], _count, f"/{s['eight_total']}")
+        eight = spread(s["eight_top1"], _count, f"/{s['eight_total']}")
         lines.append(
-            f"| {LABELS[method]} | {METHOD_FIGURES[method]} | {_cell(s['heldout_correct_prob'], _percent)} "
-            f"| {eight} | {_cell(s['exact_match'], _points)} "
-            f"| {_cell(s['greedy_accuracy'], _points)} |"
+            f"| {LABELS[method]} | {METHOD_FIGURES[method]} | {spread(s['heldout_correct_prob'], _percent)} "
+            f"| {eight} | {spread(s['exact_match'], _points)} "
+            f"| {spread(s['greedy_accuracy'], _points)} |"
         )
     return "\n".join(lines)
 
@@ -312,10 +298,10 @@ def targets_table(summary: dict) -> str:
     for method, label in (("dual_vo", "V/O only"), ("dual_qk", "Q/K only")):
         if method in summary:
             s = summary[method]
-            eight = _cell(s["eight_top1"], _count, f"/{s['eight_total']}")
+            eight = spread(s["eight_top1"], _count, f"/{s['eight_total']}")
             lines.append(
                 f"| {label} | {TARGET_FIGURES[method]} | {eight} "
-                f"| {_cell(s['heldout_correct_prob'], _percent)} | {_cell(s['exact_match'], _points)} |"
+                f"| {spread(s['heldout_correct_prob'], _percent)} | {spread(s['exact_match'], _points)} |"
             )
     return "\n".join(lines)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from statistics import mean, stdev
+from statistics import mean
 
 from ..core.results import read_result
+from ..core.stats import mean_std, over_seeds
 from .claims import collect
 from .layout import RunLayout
 from .report import run_command
@@ -27,12 +28,7 @@ COLUMNS = (
 
 
 def _mean_std(values: list[float | None]) -> str:
-    got = [v for v in values if v is not None]
-    if not got:
-        return "—"
-    if len(got) == 1:
-        return f"{got[0]:.3f}"
-    return f"{mean(got):.3f} ± {stdev(got):.3f}"
+    return mean_std(over_seeds(values))
 
 
 def _tiny(values: list[float | None]) -> str:

@@ -7,9 +7,9 @@ Rows are plain dicts (one per prompt), ready for ``pandas.DataFrame(rows)``; not
 from __future__ import annotations
 
 from collections.abc import Callable
-from statistics import mean, median, stdev
+from statistics import median
 
-from ..core import guide
+from ..core import guide, stats
 from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
 from ..core.layers import layer_spans
@@ -394,10 +394,8 @@ def classifier_check(
 
 
 def spread(values: list[float], fmt: Callable[[float], str]) -> str:
-    """``v`` for one value; ``mean ± std [min, max]`` over seeds for several."""
-    if len(values) == 1:
-        return fmt(values[0])
-    return f"{fmt(mean(values))} ± {fmt(stdev(values)).lstrip('+')} [{fmt(min(values))}, {fmt(max(values))}]"
+    """``v`` for one value; ``mean ± std [min, max]`` over seeds for several (``core.stats.spread``)."""
+    return stats.spread(stats.over_seeds(values), fmt)
 
 
 def pct(p: float) -> str:

@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
+from ..core.stats import mean_std, over_seeds
 from . import prompts as route_prompts
 from .routers import build_router
 from .virtual import ANSWER_TOKENS, evaluate, spread
@@ -86,17 +87,6 @@ def compare_routers(
     }
 
 
-def _mean_std(values: list[float]) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"mean": None, "std": None, "n": 0}
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
-
-
 def router_table(comparison: dict) -> list[dict]:
     """One row per router, means and stds over its seeds: routing accuracy, precision, recall, answer accuracy on
     symbol / word / mixed prompts, negatives kept from the calculator, decision latency and its ratios."""
@@ -115,7 +105,7 @@ def router_table(comparison: dict) -> list[dict]:
                 for key in path:
                     metrics = metrics[key]
                 values.append(metrics)
-            return _mean_std(values)
+            return over_seeds(values)
 
         decision = statistics.median([m["timing"]["decision_s"]["median"] for m in runs])
         full = statistics.median([m["timing"]["full_forward_s"]["median"] for m in runs])  # timed beside decisions
@@ -142,9 +132,7 @@ def router_table(comparison: dict) -> list[dict]:
 
 
 def _cell(stat: dict) -> str:
-    if stat["mean"] is None:
-        return "—"
-    return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["n"] > 1 else "")
+    return mean_std(stat)
 
 
 def _ms(seconds: float | None) -> str:
