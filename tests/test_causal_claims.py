@@ -111,8 +111,8 @@ def test_verification_judges_notebook_08s_summary_with_its_thresholds(tmp_path):
     assert row["verdict"] == "holds"
 
 
-def test_measured_once_reads_back_only_the_same_settings(tmp_path):
-    from workbench.experiment.causal import measured_once
+def test_cached_result_reads_back_only_the_same_settings(tmp_path):
+    from workbench.core.results import cached_result
 
     calls = []
 
@@ -121,10 +121,9 @@ def test_measured_once_reads_back_only_the_same_settings(tmp_path):
         return {"value": len(calls)}
 
     path = tmp_path / "m.json"
-    assert measured_once(path, {"n": 1}, measure)["value"] == 1
-    assert measured_once(path, {"n": 1}, measure)["value"] == 1 and len(calls) == 1
-    assert measured_once(path, {"n": 2}, measure)["value"] == 2 and len(calls) == 2
-
+    assert cached_result(path, "causal.measure", {"n": 1}, measure) == {"value": 1}
+    assert cached_result(path, "causal.measure", {"n": 1}, measure) == {"value": 1} and len(calls) == 1
+    assert cached_result(path, "causal.measure", {"n": 2}, measure) == {"value": 2} and len(calls) == 2
 
 def test_page_text_is_the_arms_table_the_claims_and_the_findings():
     from workbench.experiment.causal import page_text

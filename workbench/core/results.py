@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -110,6 +111,23 @@ def read_result(path: str | Path) -> dict:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise WorkbenchError(f"cannot read result file {str(path)!r}: {exc}") from None
+
+
+ENVELOPE = ("schema_version", "kind", "created", "settings", "environment")
+
+
+def cached_result(path: str | Path, kind: str, settings: dict, make: Callable[[], dict]) -> dict:
+    """``make()``'s result, written to ``path`` in the envelope with ``settings``; a file already there made with the
+    same settings is read back instead (its ``created`` time says when), so a rerun redoes nothing it has. Returns the
+    payload (the envelope's own keys left out)."""
+    path = Path(path)
+    if path.is_file():
+        saved = read_result(path)
+        if saved.get("settings") == settings:
+            return {k: v for k, v in saved.items() if k not in ENVELOPE}
+    payload = make()
+    write_result(path, kind, payload, settings)
+    return payload
 
 
 def with_marked_block(text: str, block: str, start: str, end: str) -> str:

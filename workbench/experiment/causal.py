@@ -28,7 +28,6 @@ from ..causal.patching import Pair, pairs_from_records, patch_sweep
 from ..core.guide import THRESHOLDS
 from ..core.lens import logit_lens
 from ..core.models import LoadedModel
-from ..core.results import read_result, write_result
 from ..core.stats import mean_std, over_seeds
 
 CAUSAL_KEYS = ("classifier_min_top1", "qk_max_top1", "min_routing_dependence", "max_collapse")
@@ -128,18 +127,6 @@ def causal_inputs(spec, heldout: list[dict], n_pairs: int, n_prompts: int):
     records = heldout[:n_prompts]
     expected = [words[r["classification_target"]] for r in records]
     return pairs, words, [r["prompt"] for r in records], list(dict.fromkeys(words.values())), expected
-
-
-def measured_once(path: Path, settings: dict, measure, kind: str = "causal.measure") -> dict:
-    """``measure()``'s row, written to ``path`` with ``settings``; a file already there with the same settings is read
-    back instead (its ``created`` time says when it was measured), so a rerun adding arms re-measures nothing else."""
-    if path.is_file():
-        saved = read_result(path)
-        if saved.get("settings") == settings:
-            return {k: v for k, v in saved.items() if k not in ("schema_version", "kind", "settings", "environment")}
-    row = measure()
-    write_result(path, kind, row, settings)
-    return row
 
 
 def training_stats(folder: str | Path, clip: float = 1.0) -> dict | None:

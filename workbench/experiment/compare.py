@@ -17,7 +17,6 @@ held-out prompts and answer rule; GRPO then rewards the class word (``rewards.cl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from ..core.errors import WorkbenchError
 from ..core.guide import DUAL_REWARD_WEIGHT, METHOD_FIGURES, TARGET_FIGURES
 from ..core.models import load_model
 from ..core.readouts import lens_readout
-from ..core.results import atomic_write_text, read_result
+from ..core.results import cached_result
 from ..core.stats import over_seeds, spread
 from ..tasks.data import TaskData, lens_prompts
 from ..tasks.spec import TaskSpec, load_task
@@ -210,7 +209,6 @@ def run_methods(
 
     def cached(method: str, seed: int | None, base: dict | None) -> dict:
         folder = Path(root) / method / ("" if seed is None else f"seed-{seed}")
-        saved = folder / "result.json"
         params = {"model": spec, **settings}
         if method != "none":
             params.update(
@@ -219,28 +217,9 @@ def run_methods(
                 **({"weight": weight} if method.startswith("dual") else {}),
                 **(grpo if method == "grpo" else {}),
             )
-        if saved.is_file() and read_result(saved).get("params") == params:
-            return read_result(saved)
-        row = {
-            **run_method(
-                method,
-                spec,
-                folder / "adapter",
-                train_data,
-                heldout_data,
-                seed,
-                steps,
-                rank=rank,
-                weight=weight,
-                base=base,
-                task=task,
-                **grpo,
-            ),
-            "params": params,
-        }
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, json.dumps(row, indent=2) + "\n")
-        return row
+        make = lambda: run_method(method, spec, folder / "adapter", train_data, heldout_data, seed, steps, rank=rank,
+                                  weight=weight, base=base, task=task, **grpo)  # fmt: skip
+        return cached_result(folder / "result.json", "compare.method", params, make)
 
     rows = [cached("none", None, None)] if "none" in methods else []
     base = rows[0]["measurement"] if rows else None
