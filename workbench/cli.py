@@ -516,7 +516,7 @@ def run_cmd(
     layout = RunLayout(out)
     print(f"run folder {out}: {states}; details in {layout.run_json}")
     if "verify" in phase_names(phase):
-        claims = json.loads(layout.claims.read_text(encoding="utf-8"))["claims"]
+        claims = layout.read_claims()["claims"]
         failed = failures(claims)
         print(f"claims: {len(claims) - len(failed)} of {len(claims)} hold or are reported; report in {layout.report}")
         if strict and failed:

@@ -388,12 +388,17 @@ class LoadedModel:
         return next(self.hf_model.parameters()).dtype
 
 
+def is_adapter_dir(path: str | Path) -> bool:
+    """A folder a training run wrote its adapter into (peft's adapter_config.json is there)."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
 def attach_adapter(hf_model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False):
     """Load a saved peft adapter onto the HF model (before the bridge is booted). Returns the PeftModel."""
     from peft import PeftModel  # only loading an adapter pays for importing peft
 
     path = Path(adapter_dir)
-    if not (path / "adapter_config.json").is_file():
+    if not is_adapter_dir(path):
         raise WorkbenchError(
             f"adapter folder {str(path)!r} has no adapter_config.json: pass the folder a training run wrote (--output)"
         )

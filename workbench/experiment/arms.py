@@ -15,6 +15,7 @@ An arm whose adapter is complete (``metrics.json`` written last by ``train``) is
 from __future__ import annotations
 
 from ..core.errors import WorkbenchError
+from ..core.models import is_adapter_dir
 from ..core.results import read_result
 from ..training.config import TrainConfig, build_config
 from ..training.loop import train
@@ -61,7 +62,7 @@ def run_arms(layout: RunLayout, seeds: list[int], train_missing: bool = True, ec
     for seed in seeds:
         files = layout.seed(seed)
         for arm, folder in (("vo", files.phase1_adapter), ("routing", files.phase2_adapter)):
-            if not (folder / "adapter_config.json").is_file():
+            if not is_adapter_dir(folder):
                 phase = 1 if arm == "vo" else 2
                 raise WorkbenchError(
                     f"{folder} has no adapter: run `workbench run phase{phase} --out {layout.root}` first"

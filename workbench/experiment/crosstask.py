@@ -3,7 +3,6 @@ files. `workbench table RUN...` prints it; `workbench publish` keeps its rows as
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from statistics import mean
 
@@ -40,7 +39,7 @@ def task_row(run_dir: str | Path) -> dict:
     """One run folder's numbers: the base probe and its bag-of-tokens baseline, the lens at the classifier layer on
     held-out prompts before and after phase 1 (and out of distribution), and the answers through the phases."""
     layout = RunLayout(run_dir)
-    run = read_result(layout.run_json) if layout.run_json.is_file() else {}
+    run = layout.read_run()
     data = collect(layout.root)
     seeds = list(data["seeds"].values())
     probe = read_result(layout.baseline_classifier) if layout.baseline_classifier.is_file() else None
@@ -76,7 +75,7 @@ def task_row(run_dir: str | Path) -> dict:
 def _verdicts(layout: RunLayout) -> dict[str, str]:
     if not layout.claims.is_file():
         return {}
-    return {c["id"]: c["verdict"] for c in json.loads(layout.claims.read_text(encoding="utf-8"))["claims"]}
+    return {c["id"]: c["verdict"] for c in layout.read_claims()["claims"]}
 
 
 def cross_task_table(rows: list[dict]) -> str:

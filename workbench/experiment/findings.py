@@ -3,7 +3,6 @@ typed by hand), as markdown. One function per notebook; each reads its files thr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..core import guide
@@ -301,7 +300,7 @@ def phase2(files: PhaseFiles, window: int = 25) -> str:
 
 def verification(run: RunLayout) -> str:
     """Notebook 05: how many of the guide's claims hold, and what the others measured (``claims.json``)."""
-    saved = json.loads(run.claims.read_text(encoding="utf-8"))
+    saved = run.read_claims()
     by_verdict = {v: [c for c in saved["claims"] if c["verdict"] == v] for v in VERDICTS}
     n_seeds = len(saved["seeds"] or [None])
     text = [

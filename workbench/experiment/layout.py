@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from ..core.results import read_result
+
 SEED_DIR = re.compile(r"^seed-(\d+)$")
 
 
@@ -133,6 +135,14 @@ class RunLayout(_Files):
     compare_dir, comparisons, comparisons_md = At("compare"), At("comparisons.json"), At("comparisons.md")
     comparisons_methods_figure, comparisons_eight_figure = html("comparisons_methods", "comparisons_eight")
     run_json, run_log, configs, markers = At("run.json"), At("run.log"), At("configs"), At("phases")
+
+    def read_run(self) -> dict:
+        """run.json ({} when the folder has none)."""
+        return read_result(self.run_json) if self.run_json.is_file() else {}
+
+    def read_claims(self) -> dict | None:
+        """claims.json (None before verification)."""
+        return read_result(self.claims) if self.claims.is_file() else None
 
     def marker(self, key: str) -> Path:
         """The marker of a finished phase (``phase1.seed-42``)."""

@@ -131,7 +131,7 @@ def write_pages(root: str | Path = ".") -> list[Path]:
 def _side_source(run_dir: Path, phase: str) -> dict | None:
     """How a side phase (compare, causal, route) of the run was made, from run.json; None when it did not run. A
     --quick one is refused."""
-    info = json.loads(RunLayout(run_dir).run_json.read_text(encoding="utf-8"))
+    info = RunLayout(run_dir).read_run()
     done, side = (info.get("phases") or {}).get(phase), (info.get("side_runs") or {}).get(phase)
     if not done or done.get("status") != "done" or not side:
         return None
@@ -171,7 +171,7 @@ def _guide_records(run_dir: Path, root: Path) -> dict[str, dict]:
     for path in (layout.claims, layout.report, layout.run_json):
         if not path.is_file():
             raise WorkbenchError(f"{path} not found: verify the run first with `workbench run verify --out {run_dir}`")
-    claims = json.loads(layout.claims.read_text(encoding="utf-8"))
+    claims = layout.read_claims()
     if (claims.get("run") or {}).get("quick"):
         raise WorkbenchError(
             f"{run_dir} is a --quick run: publish a full run (`make experiment`), whose numbers mean something"
@@ -233,9 +233,7 @@ def publish_notebooks(layout: RunLayout, folder: Path) -> list[Path]:
     """Each executed notebook of a phase the run finished as ``folder/<name>.html`` (one still running is left out);
     plotly figures stay interactive through one ``plotly.min.js`` written beside them."""
     folder.mkdir(parents=True, exist_ok=True)
-    status = (json.loads(layout.run_json.read_text(encoding="utf-8")) if layout.run_json.is_file() else {}).get(
-        "phases"
-    )
+    status = layout.read_run().get("phases")
     done = {
         step.notebook.name
         for name, phase in PHASES.items()

@@ -37,7 +37,7 @@ from ..core.errors import WorkbenchError
 from ..core.generation import greedy_answers
 from ..core.guide import LENS_PROMPTS, TARGETS
 from ..core.lens import lens_log_probs, ranks_of, resolve_targets
-from ..core.models import LoadedModel, load_model
+from ..core.models import LoadedModel, is_adapter_dir, load_model
 from ..core.results import read_result
 from ..experiment.layout import RunLayout
 from . import lens_views as lv
@@ -221,7 +221,7 @@ class LayerExplorer:
         )
         self.adapters = {name: Path(path) for name, path in (adapters or {}).items()}
         for name, path in self.adapters.items():
-            if not (path / "adapter_config.json").is_file():
+            if not is_adapter_dir(path):
                 raise WorkbenchError(
                     f"adapter {name!r}: {str(path)!r} holds no adapter_config.json: "
                     f"pass a folder written by `workbench train sft`"
@@ -820,7 +820,7 @@ def run_artifacts(run_dir: str | Path | None) -> tuple[dict[str, Path], dict | N
     adapters = {
         name: folder
         for name, folder in (("phase 1", files.phase1_adapter), ("phase 2", files.phase2_adapter))
-        if (folder / "adapter_config.json").is_file()
+        if is_adapter_dir(folder)
     }
     probe = read_result(run.baseline_classifier) if run.baseline_classifier.is_file() else None
     return adapters, probe
