@@ -125,6 +125,7 @@ def test_cached_result_reads_back_only_the_same_settings(tmp_path):
     assert cached_result(path, "causal.measure", {"n": 1}, measure) == {"value": 1} and len(calls) == 1
     assert cached_result(path, "causal.measure", {"n": 2}, measure) == {"value": 2} and len(calls) == 2
 
+
 def test_page_text_is_the_arms_table_the_claims_and_the_findings():
     from workbench.experiment.causal import page_text
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from transformer_lens.utilities import get_act_name
 
 from ..core.activations import resid_hook_name
 from ..core.errors import WorkbenchError
@@ -159,7 +160,7 @@ def _dla_batch(
     """Every part's share for one batch of prompts (see ``direct_logit_attribution``)."""
     wanted = {"hook_embed", "hook_pos_embed", resid_hook_name(layer)}
     for lay in range(layer + 1):
-        wanted |= {f"blocks.{lay}.attn.hook_z", f"blocks.{lay}.hook_attn_out", f"blocks.{lay}.hook_mlp_out"}
+        wanted |= {get_act_name(name, lay) for name in ("z", "attn_out", "mlp_out")}
     batch = lm.tokenize(prompts)
     rows, last = torch.arange(len(prompts), device=batch.input_ids.device), batch.last_index
     _, cache = lm.bridge.run_with_cache(batch.input_ids, names_filter=lambda n: n in wanted, stop_at_layer=layer + 1)
@@ -174,7 +175,7 @@ def _dla_batch(
     out["unexplained"] = total - shares.sum(0) - project.constant
     out |= {_part_name(label): share for label, share in zip(labels, shares)}
     for lay in range(layer + 1):
-        z = cache[f"blocks.{lay}.attn.hook_z"][rows, last].float()  # [batch, head, d_head]
+        z = cache[get_act_name("z", lay)][rows, last].float()  # [batch, head, d_head]
         heads = project(torch.einsum("bhd,hdm->hbm", z, o_weights[lay].to(z.device)))
         out |= {f"L{lay}H{h}": share for h, share in enumerate(heads)}
         out[f"L{lay}.attn_bias"] = out[f"L{lay}.attn"] - heads.sum(0)

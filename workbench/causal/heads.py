@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from transformer_lens.utilities import get_act_name
 
 from ..core.errors import WorkbenchError
 from ..core.layers import check_layers
@@ -21,10 +22,6 @@ from ..core.models import LoadedModel
 from .ablation import _measure, _measure_under
 
 MODES = ("zero", "mean")
-
-
-def z_hook_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
 
 
 def n_heads(lm: LoadedModel) -> int:
@@ -44,7 +41,7 @@ def check_heads(lm: LoadedModel, heads: list[tuple[int, int]], mode: str = "zero
         raise WorkbenchError(
             f"head {bad[0][1]} of layer {bad[0][0]} is out of range: the model has n_heads={count} (0-{count - 1})"
         )
-    missing = sorted({z_hook_name(layer) for layer, _ in heads} - set(lm.bridge.hook_dict))
+    missing = sorted({get_act_name("z", layer) for layer, _ in heads} - set(lm.bridge.hook_dict))
     if missing:
         raise WorkbenchError(
             f"the bridge has no hook {missing[0]!r}: this architecture exposes no per-head output to ablate"
@@ -66,7 +63,7 @@ def head_means(lm: LoadedModel, prompts: list[str], layers: list[int]) -> dict[i
 
         return keep
 
-    hooks = [(z_hook_name(layer), keeper(layer)) for layer in sorted(set(layers))]
+    hooks = [(get_act_name("z", layer), keeper(layer)) for layer in sorted(set(layers))]
     lm.bridge.run_with_hooks(batch.input_ids, fwd_hooks=hooks, use_cache=False)
     return means
 
@@ -97,7 +94,7 @@ def heads_ablated(
     if mode == "mean":
         means = head_means(lm, mean_prompts or [], list(by_layer))
     hooks = [
-        (z_hook_name(layer), _replace_hook(sorted(set(hs)), None if means is None else means[layer]))
+        (get_act_name("z", layer), _replace_hook(sorted(set(hs)), None if means is None else means[layer]))
         for layer, hs in by_layer.items()
     ]
     with lm.bridge.hooks(fwd_hooks=hooks):

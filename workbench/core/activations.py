@@ -8,12 +8,15 @@ from functools import partial
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.utilities import get_act_name
 
 from .models import LoadedModel
 
 
 def resid_hook_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_post"
+    """The residual stream after block ``layer`` (TransformerLens's name; every hook name here comes from
+    ``get_act_name``)."""
+    return get_act_name("resid_post", layer)
 
 
 class _StopCapture(Exception):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..core.activations import resid_hook_name
 from ..core.lens import lens_logits
 from ..core.models import LoadedModel
 
@@ -135,10 +136,6 @@ def classifier_loss(
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum") / share
 
 
-def lens_hook_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_post"
-
-
 @contextmanager
 def lens_capture(lm: LoadedModel, layer: int | None):
     """Hooks on for as long as the context is open: ``store["resid"]`` is layer ``layer``'s residual stream (nothing is
@@ -153,7 +150,7 @@ def lens_capture(lm: LoadedModel, layer: int | None):
         store["resid"] = resid
         return resid
 
-    with lm.bridge.hooks(fwd_hooks=[(lens_hook_name(layer), keep)]):
+    with lm.bridge.hooks(fwd_hooks=[(resid_hook_name(layer), keep)]):
         yield store
 
 
