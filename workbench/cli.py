@@ -17,6 +17,7 @@ import typer
 from typer.exceptions import TyperException
 
 from .core.errors import WorkbenchError
+from .core.guide import DATA_SEED, EVAL_SAMPLES, TRAIN_SAMPLES
 
 
 def flag(kind: type, *names: str, **options):
@@ -79,7 +80,9 @@ def _echo_warning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {text}", file=sys.stderr)
 
 
-def _task_records(task: str, train_samples: int = 1000, eval_samples: int = 200, seed: int = 42):
+def _task_records(
+    task: str, train_samples: int = TRAIN_SAMPLES, eval_samples: int = EVAL_SAMPLES, seed: int = DATA_SEED
+):
     from .tasks.data import task_data
     from .tasks.spec import load_task
 
@@ -229,12 +232,12 @@ def data_generate_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")] = Path(
         "data/arithmetic_sft.jsonl"
     ),
-    samples: Annotated[int, typer.Option("--samples", min=1, help="number of records")] = 1000,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="number of records")] = TRAIN_SAMPLES,
     seed: Annotated[int, typer.Option("--seed", help="generator seed (the guide's default is 42)")] = 42,
     held_out_output: flag(
         Path, "--held-out", help="also write held-out records (another seed, no prompt shared)"
     ) = None,
-    held_out_samples: Annotated[int, typer.Option("--held-out-samples", min=1)] = 200,
+    held_out_samples: Annotated[int, typer.Option("--held-out-samples", min=1)] = EVAL_SAMPLES,
     task: TaskOpt = None,
 ):
     """SFT records {prompt, response, classification_target, ...}: arithmetic as the guide's generator made them, or

@@ -30,6 +30,7 @@ from torch import Tensor
 from ..core.activations import resid_hook_name
 from ..core.data import SYMBOLS, make_example, read_jsonl
 from ..core.errors import WorkbenchError
+from ..core.guide import EVAL_SAMPLES
 from ..core.layers import check_layers
 from ..core.lens import lens_logits, resolve_targets
 from ..core.models import LoadedModel
@@ -116,8 +117,8 @@ def task_heldout(spec, n: int) -> list[dict]:
     from ..tasks.data import task_data
 
     if spec.source.builtin == "arithmetic":
-        return held_out(generate_arithmetic(1000, 42), max(200, n))
-    return task_data(spec, 1, max(200, n)).heldout
+        return held_out(generate_arithmetic(), max(EVAL_SAMPLES, n))
+    return task_data(spec, 1, max(EVAL_SAMPLES, n)).heldout
 
 
 def task_pairs(task: str | Path | None, source_class: str, target_class: str, n: int) -> tuple[list[Pair], dict]:

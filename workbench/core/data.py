@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .errors import WorkbenchError
-from .guide import OPERATIONS
+from .guide import DATA_SEED, EVAL_SAMPLES, OPERATIONS, TRAIN_SAMPLES
 from .results import atomic_write_text
 
 SYMBOLS = {"multiply": "*", "add": "+", "subtract": "-", "divide": "/"}
@@ -29,7 +29,7 @@ def make_example(op: str, a: int, b: int) -> dict:
     }
 
 
-def generate_arithmetic(samples: int = 1000, seed: int = 42) -> list[dict]:
+def generate_arithmetic(samples: int = TRAIN_SAMPLES, seed: int = DATA_SEED) -> list[dict]:
     """The seed generator's distribution: op uniform; * and + in [1, 50]; a - b with 10<=a<=100, 1<=b<=a;
     a / b exact with b in [1, 12] and quotient in [1, 12]."""
     rng = random.Random(seed)
@@ -73,7 +73,7 @@ def rule_violations(records: list[dict]) -> dict[str, int]:
     return bad
 
 
-def held_out(train: list[dict], samples: int = 200, seed: int = HELD_OUT_SEED) -> list[dict]:
+def held_out(train: list[dict], samples: int = EVAL_SAMPLES, seed: int = HELD_OUT_SEED) -> list[dict]:
     """Examples from another seed whose prompts do not occur in ``train``."""
     seen = {r["prompt"] for r in train}
     out, taken, extra = [], set(), 0

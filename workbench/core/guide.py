@@ -7,6 +7,8 @@ and the depth rule that picks the classifier layer. Nothing else in the package 
 from __future__ import annotations
 
 OPERATIONS = ("multiply", "add", "subtract", "divide")
+# The guide's `generate` defaults: 1000 training records with seed 42, and 200 held out (another seed's)
+TRAIN_SAMPLES, EVAL_SAMPLES, DATA_SEED = 1000, 200, 42
 
 # The guide's probe prompts (its `--classes`, four per operation), its `--test` prompts and its logit-lens prompts.
 CLASSES = {

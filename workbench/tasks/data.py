@@ -232,7 +232,9 @@ def lens_set(task: str | Path | None) -> tuple[list[str], list[str], list[str] |
     """(prompts, class words, expected words) a task shows in the lens: two held-out prompts per class (the guide's
     four for arithmetic, expected from the operator: None), as notebook 02, the CLI and the explorer read it."""
     spec = load_task(task)
-    prompts, expected = lens_prompts(spec, task_data(spec, 1000, 200), 2 * len(spec.classes))
+    prompts, expected = lens_prompts(
+        spec, task_data(spec, guide.TRAIN_SAMPLES, guide.EVAL_SAMPLES), 2 * len(spec.classes)
+    )
     return prompts, list(spec.classes.values()), expected
 
 
