@@ -2,12 +2,12 @@ import pytest
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.guide import CLASSES
+from workbench.core.layers import parse_layers
 from workbench.core.tasks import (
     guide_classes,
     infer_operation,
     parse_class_spec,
     parse_classes,
-    parse_layers,
     parse_prompt_list,
 )
 

@@ -1,0 +1,154 @@
+"""`workbench introspect classifier` and `workbench introspect logit-lens`: the guide's two commands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..core.errors import WorkbenchError
+from ._app import (
+    AdapterOpt,
+    BatchOpt,
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    OutputOpt,
+    SeedOpt,
+    TaskOpt,
+    _figure_path,
+    _save,
+    _task_probe_prompts,
+    flag,
+    introspect,
+)
+
+
+@introspect.command("classifier")
+def classifier_cmd(
+    output: OutputOpt,
+    classes: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--classes", help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list; default: --task\'s)'
+        ),
+    ] = None,
+    task: TaskOpt = None,
+    model: ModelOpt = "default",
+    test: flag(str, "--test", help='"p1|p2" or @file.txt: prompts to classify') = None,
+    layers: Annotated[str, typer.Option("--layers", help="all | 3,5 | 2-8")] = "all",
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    adapter: AdapterOpt = None,
+):
+    """Per-layer linear probes: which class does the residual stream at the last prompt token encode?"""
+    from ..core.layers import parse_layers
+    from ..core.results import check_writable
+    from ..core.tasks import parse_classes, parse_prompt_list
+
+    if classes:
+        data = parse_classes(classes)
+        tests = parse_prompt_list(test, "--test") if test else []
+    elif task:
+        data, tests = _task_probe_prompts(task)
+        tests = parse_prompt_list(test, "--test") if test else tests
+    else:
+        raise WorkbenchError('give the classes: --classes "label:p1|p2" once per class, or --task NAME')
+    check_writable(output)
+    from ..core import readouts as ops
+    from ..core.models import load_model
+    from ..ui.plots import probe_accuracy_figure, start_png_export
+
+    start_png_export()  # the PNG's browser starts while the model loads and the probes fit
+    lm = load_model(model, device, adapter, dtype, device_map, batch_size)
+    chosen = parse_layers(layers, lm.n_layers)
+    result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
+    _save(output, "introspect.classifier", result, lm, probe_accuracy_figure(result), model=model, layers=layers,
+          seed=seed, batch_size=batch_size, task=task)  # fmt: skip
+
+    print(f"{'layer':>5}  {'accuracy':>8}  {'std':>6}  {'control':>7}  {'selectivity':>11}")
+    for r in result["layer_results"]:
+        print(
+            f"{r['layer']:>5}  {r['accuracy']:>8.3f}  {r['std']:>6.3f}  {r['control_accuracy']:>7.3f}  {r['selectivity']:>11.3f}"
+        )
+    print(f"best layer {result['best_layer']}: accuracy {result['best_accuracy']:.3f} ({result['folds']}-fold CV)")
+    bag = result["bag_of_tokens"]
+    print(f"bag-of-tokens baseline (the prompt's token counts): accuracy {bag['accuracy']:.3f} ± {bag['std']:.3f}")
+    if tests:
+        at = result["best_layer"]
+        for t in result["test_predictions"]:
+            if t["layer"] == at:
+                print(f"  {t['prompt']!r} -> {t['predicted']} ({t['probabilities'][t['predicted']]:.3f}) at layer {at}")
+    print(f"wrote {output} and {_figure_path(output)}")
+
+
+@introspect.command("logit-lens")
+def logit_lens_cmd(
+    output: OutputOpt,
+    prompts: flag(str, "--prompts", help='"p1|p2" or @file.txt (default: --task\'s held-out prompts)') = None,
+    targets: Annotated[
+        Optional[list[str]], typer.Option("--targets", help="target word (repeat per target; default: --task's)")
+    ] = None,
+    task: TaskOpt = None,
+    model: ModelOpt = "default",
+    layer: flag(int, "--layer", help="lens layer (default: int(0.55 * n_layers))") = None,
+    all_layers: Annotated[
+        bool, typer.Option("--all-layers", help="also record each target's probability and rank at every layer")
+    ] = False,
+    expected: flag(str, "--expected", help='expected target per prompt, "w1|w2" (default: from the operator)') = None,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    adapter: AdapterOpt = None,
+):
+    """Logit lens: are the target words readable through the vocabulary at a mid layer?"""
+    from ..core.results import check_writable
+    from ..core.tasks import parse_prompt_list
+
+    expected_list = parse_prompt_list(expected, "--expected") if expected else None
+    if task:
+        from ..tasks.data import lens_set
+
+        task_prompts, task_targets, task_expected = lens_set(task)
+        prompt_list = parse_prompt_list(prompts, "--prompts") if prompts else task_prompts
+        targets = targets or task_targets
+        expected_list = expected_list or (task_expected if not prompts else None)
+    elif prompts and targets:
+        prompt_list = parse_prompt_list(prompts, "--prompts")
+    else:
+        raise WorkbenchError('give --prompts "p1|p2" and --targets WORD (repeat per target), or --task NAME')
+    check_writable(output)
+    from ..core import readouts as ops
+    from ..core.models import load_model
+    from ..ui.plots import lens_heatmap_figure, lens_layer_figure, start_png_export
+
+    start_png_export()
+    lm = load_model(model, device, adapter, dtype, device_map, batch_size)
+    if task:
+        from ..tasks.data import check_class_words
+        from ..tasks.spec import load_task
+
+        check_class_words(load_task(task), lm.tokenizer)
+    result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
+    figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
+    _save(output, "introspect.logit_lens", result, lm, figure, model=model, layer=layer, all_layers=all_layers,
+          expected=expected_list, batch_size=batch_size, task=task)  # fmt: skip
+
+    words = list(result["target_token_ids"])
+    print(f"logit lens at layer {result['layer']} of {result['num_layers']} ({result['model']})")
+    print(f"{'prompt':<16} {'top token':<12} {'p':>6}  " + "  ".join(f"{w:>10}" for w in words))
+    for r in result["results"]:
+        probs = "  ".join(f"{r['target_probs'][w]:>10.2e}" for w in words)
+        print(f"{r['prompt']!r:<16} {r['top_token']!r:<12} {r['top_prob']:>6.3f}  {probs}")
+    s = result["score"]
+    if s["total"]:
+        print(
+            f"score: {s['correct']}/{s['total']} prompts have the expected target as top-1 token; "
+            f"mean expected-target probability {result['mean_expected_prob']:.2e}"
+        )
+    print(f"wrote {output} and {_figure_path(output)}")
