@@ -11,6 +11,7 @@ import pytest
 
 from workbench.core.errors import WorkbenchError
 from workbench.tasks import sources
+from workbench.tasks.sources import _fetching
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 RAW = FIXTURES / "raw"
@@ -278,7 +279,7 @@ def fake(monkeypatch):
         calls.append(work)
         assert work.is_dir() and not any(work.iterdir())
         cmd = [sys.executable, "-c", "open('blob.bin', 'wb').write(b'x' * 1234)"]
-        sources._download("fake", cmd, work, "check the fake mirror")
+        _fetching._download("fake", cmd, work, "check the fake mirror")
         if state["fail"]:
             raise state["fail"]
         return _examples(state["tag"])
@@ -365,7 +366,7 @@ def test_missing_tool_is_named_with_the_fix(tmp_path, monkeypatch, name, tool):
 
 
 def test_missing_pip_is_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(_fetching.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(WorkbenchError, match=r"`pip` is not available to .*python.*ensurepip"):
         sources.fetch("vader", cache=tmp_path, echo=lambda line: None)
 
@@ -373,12 +374,12 @@ def test_missing_pip_is_named(tmp_path, monkeypatch):
 def test_failed_command_names_itself_and_its_last_error_line(tmp_path):
     script = "import sys; sys.stderr.write('W: noise\\nE: Unable to locate package nope\\nW: more\\n'); sys.exit(100)"
     with pytest.raises(WorkbenchError) as info:
-        sources._run([sys.executable, "-c", script], tmp_path, "check the mirror")
+        _fetching._run([sys.executable, "-c", script], tmp_path, "check the mirror")
     message = str(info.value)
     assert message.startswith("`python -c import sys;") and "(E: Unable to locate package nope)" in message
     assert "run `apt-get update`" in message
     with pytest.raises(WorkbenchError, match=r"failed \(boom\): check access to PyPI"):
-        sources._run([sys.executable, "-c", "raise SystemExit('boom')"], tmp_path, sources._HINTS["pip"])
+        _fetching._run([sys.executable, "-c", "raise SystemExit('boom')"], tmp_path, _fetching._HINTS["pip"])
 
 
 def test_archive_errors(tmp_path):
@@ -387,7 +388,7 @@ def test_archive_errors(tmp_path):
     damaged = tmp_path / "x.tar.gz"
     damaged.write_bytes(b"not a tarball")
     with pytest.raises(WorkbenchError, match="cannot extract x.tar.gz"):
-        sources._untar(damaged, tmp_path / "out")
+        _fetching._untar(damaged, tmp_path / "out")
 
 
 def test_sources_registry():
