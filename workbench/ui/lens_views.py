@@ -31,6 +31,10 @@ from ..core.models import LoadedModel
 
 DASHES = ["solid", "dash", "dot", "dashdot"]
 
+PLOT_CONFIG = {"displaylogo": False}
+FIG_WIDTH = 840  # fixed: a figure drawn while its page is still hidden (Voila's loading screen) keeps its size
+FIG_HEIGHT = 560
+
 
 # -- computations ----------------------------------------------------------------------------------------------------
 @torch.inference_mode()
@@ -301,3 +305,34 @@ def steering_figure(
         margin={"t": 50, "b": 40},
     )
     return fig
+
+
+def probe_figure(probe: dict, line: dict, height: int) -> go.Figure:
+    """A classifier-probe result's accuracy by layer beside its control task's, with the chosen layer's ``line``."""
+    rows = probe["layer_results"]
+    return go.Figure(
+        data=[
+            go.Scatter(
+                x=[r["layer"] for r in rows],
+                y=[r["accuracy"] for r in rows],
+                mode="lines+markers",
+                name="probe accuracy",
+            ),
+            go.Scatter(
+                x=[r["layer"] for r in rows],
+                y=[r["control_accuracy"] for r in rows],
+                mode="lines",
+                name="control task",
+                line={"dash": "dot"},
+            ),
+        ],
+        layout={
+            "title": f"Linear-probe accuracy by layer ({probe.get('model', '')})",
+            "template": "plotly_white",
+            "xaxis": {"title": "layer"},
+            "yaxis": {"title": "CV accuracy", "range": [0, 1.05]},
+            "shapes": [dict(line)],
+            "height": height,
+            "margin": {"t": 50, "b": 40},
+        },
+    )

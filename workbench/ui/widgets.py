@@ -1,11 +1,11 @@
 """LayerExplorer: the logit lens of a prompt at any layer and token position, for the base model and its adapters.
 
-``LensView`` is the computation: one forward pass per prompt caches the residual stream of every layer at every
-position; the lens of one (layer, position), of one position across all layers (probabilities and ranks), and the
-layer x position grid of top tokens are then read from that cache (``lens_views`` holds the plain functions).
-``LayerExplorer`` puts ipywidgets around one LensView per model variant (the base model and each adapter): the
+``LensView`` (``lens_view``) is the computation: one forward pass per prompt caches the residual stream of every layer
+at every position; the lens of one (layer, position), of one position across all layers (probabilities and ranks), and
+the layer x position grid of top tokens are then read from that cache (``lens_views`` holds the plain functions and
+the figures). ``LayerExplorer`` puts ipywidgets around one LensView per model variant (the base model and each adapter): the
 controls on the left, the views in tabs on the right (probability and rank by layer, the top-token grid,
-KL(adapter || base) by layer, steering, the probe curve). Moving the layer slider recomputes one lens distribution
+KL(adapter || base) by layer, steering (``steering_panel``), the probe curve). Moving the layer slider recomputes one lens distribution
 per variant shown; a new prompt runs one forward pass per variant shown. The grid, the KL and the steering view are
 computed when their tab is shown (the KL costs one more pass, with the LoRA off; a steering change one steered pass,
 never a generation: the greedy answers are behind their own button). Everything can be driven from Python (set a
@@ -23,161 +23,26 @@ from __future__ import annotations
 import html
 import json
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import ipywidgets as w
 import plotly.graph_objects as go
 import plotly.io as pio
-import torch
 
-from ..causal.steering import Direction, direction_from, median_resid_norm
-from ..core.activations import capture_positions
+from ..causal.steering import Direction
 from ..core.errors import WorkbenchError
-from ..core.generation import greedy_answers
 from ..core.guide import LENS_PROMPTS, TARGETS
-from ..core.lens import lens_log_probs, ranks_of, resolve_targets
 from ..core.models import LoadedModel, is_adapter_dir, load_model
 from ..core.results import read_result
 from ..experiment.layout import RunLayout
 from . import lens_views as lv
+from .lens_view import LensView
+from .lens_views import FIG_HEIGHT, FIG_WIDTH, PLOT_CONFIG
+from .steering_panel import TAB_STEER, SteeringPanel
 
 BASE = "base model"
 BOTH = "side by side"
-TAB_PROBS, TAB_RANKS, TAB_GRID, TAB_KL, TAB_STEER, TAB_PROBE = (
-    "probability",
-    "rank",
-    "top tokens",
-    "KL vs base",
-    "steering",
-    "probe",
-)
-STEER_MODES = ("probability", "rank")
-PLOT_CONFIG = {"displaylogo": False}
-FIG_WIDTH = 840  # fixed: a figure drawn while its page is still hidden (Voila's loading screen) keeps its size
-FIG_HEIGHT = 560
-
-
-class LensView:
-    """The logit lens of one model on prompts, from cached residuals. ``forward_passes`` counts model runs."""
-
-    def __init__(self, lm: LoadedModel, targets: list[str], cache_size: int = 32):
-        self.lm = lm
-        self.targets = resolve_targets(lm, targets)
-        self.target_ids = torch.tensor([t.token_id for t in self.targets], device=lm.device)
-        self.vocab_size = int(lm.hf_model.get_output_embeddings().weight.shape[0])
-        self.forward_passes = 0
-        self.cache_size = cache_size
-        self._resid: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt -> [n_layers, n_tokens, d_model]
-        self._derived: dict[tuple, object] = {}  # (prompt, kind, ...) -> what was read from that prompt's pass
-
-    def residuals(self, prompt: str) -> torch.Tensor:
-        if prompt not in self._resid:
-            self._resid[prompt] = capture_positions(self.lm, prompt)
-            self.forward_passes += 1
-            while len(self._resid) > self.cache_size:
-                dropped, _ = self._resid.popitem(last=False)
-                self._derived = {k: v for k, v in self._derived.items() if k[0] != dropped}
-        self._resid.move_to_end(prompt)
-        return self._resid[prompt]
-
-    def _cached(self, key: tuple, make):
-        self.residuals(key[0])  # the prompt's pass first: it may evict, and the key must outlive that
-        if key not in self._derived:
-            self._derived[key] = make()
-        return self._derived[key]
-
-    def tokens(self, prompt: str) -> list[str]:
-        return [self.lm.tokenizer.decode([i]) for i in self.lm.token_ids(prompt)]
-
-    def _position(self, prompt: str, position: int | None) -> int:
-        n = self.residuals(prompt).shape[1]
-        position = n - 1 if position is None else position
-        if not -n <= position < n:
-            raise WorkbenchError(f"position {position} is outside the prompt's {n} tokens: pick 0..{n - 1}")
-        return position % n
-
-    @torch.inference_mode()
-    def at(self, prompt: str, layer: int, position: int | None = None, k: int = 10) -> dict:
-        """Top-k tokens and each target's probability and rank at one layer and position (default: the last token)."""
-        resid = self.residuals(prompt)
-        if not 0 <= layer < resid.shape[0]:
-            raise WorkbenchError(f"layer {layer} is out of range: the model has layers 0..{resid.shape[0] - 1}")
-        position = self._position(prompt, position)
-        log_probs = lens_log_probs(self.lm, resid[layer, position][None])  # [1, vocab]
-        top = torch.topk(log_probs[0], k)
-        ranks = ranks_of(log_probs, self.target_ids)[0]
-        return {
-            "layer": layer,
-            "position": position,
-            "top": [
-                {"token": self.lm.tokenizer.decode([int(i)]), "token_id": int(i), "prob": float(p.exp())}
-                for p, i in zip(top.values, top.indices)
-            ],
-            "targets": {
-                t.word: {"token": t.token, "prob": float(log_probs[0, t.token_id].exp()), "rank": int(r)}
-                for t, r in zip(self.targets, ranks)
-            },
-        }
-
-    def lens(self, prompt: str, position: int | None = None) -> dict[str, torch.Tensor]:
-        """``lens_views.target_lens`` at one position: {"probs", "ranks"}: [n_layers, n_targets] tensors (cached)."""
-        position = self._position(prompt, position)
-        return self._cached(
-            (prompt, "lens", position),
-            lambda: lv.target_lens(self.lm, self.residuals(prompt)[:, position], self.target_ids),
-        )
-
-    def trajectory(self, prompt: str, position: int | None = None) -> dict:
-        """Each target's probability and rank at every layer, at one position (cached per prompt and position)."""
-        position = self._position(prompt, position)
-
-        def make():
-            lens = self.lens(prompt, position)
-            return {
-                kind: {t.word: lens[kind][:, j].tolist() for j, t in enumerate(self.targets)}
-                for kind in ("probs", "ranks")
-            }
-
-        return self._cached((prompt, "trajectory", position), make)
-
-    def grid(self, prompt: str) -> dict:
-        """The top-1 lens token at every layer and position (``lens_views.top_token_grid``), with the tokens decoded:
-        {"token_ids", "probs": [layer][pos] lists, "tokens": [layer][pos] strings}."""
-
-        def make():
-            grid = lv.top_token_grid(self.lm, self.residuals(prompt))
-            decoded = {i: self.lm.tokenizer.decode([i]) for i in grid["token_ids"].unique().tolist()}
-            ids = grid["token_ids"].tolist()
-            return {
-                "token_ids": ids,
-                "probs": grid["probs"].tolist(),
-                "tokens": [[decoded[i] for i in row] for row in ids],
-            }
-
-        return self._cached((prompt, "grid"), make)
-
-    def base_residuals(self, prompt: str) -> torch.Tensor:
-        """The prompt's residuals from this (adapter) model with its LoRA off: the base model's (one more pass)."""
-
-        def make():
-            self.forward_passes += 1
-            return lv.base_residuals(self.lm, prompt)
-
-        return self._cached((prompt, "base"), make)
-
-    def kl(self, prompt: str, position: int | None = None) -> list[float]:
-        """KL(adapter || base) of the lens at every layer, at one position (``lens_views.kl_by_layer``); this view's
-        model must carry an adapter."""
-        if self.lm.peft_model is None:
-            raise WorkbenchError("KL(adapter || base) needs a model with an adapter: this view is the base model's")
-        position = self._position(prompt, position)
-        return self._cached(
-            (prompt, "kl", position),
-            lambda: lv.kl_by_layer(
-                self.lm, self.residuals(prompt)[:, position], self.base_residuals(prompt)[:, position]
-            ).tolist(),
-        )
+TAB_PROBS, TAB_RANKS, TAB_GRID, TAB_KL, TAB_PROBE = ("probability", "rank", "top tokens", "KL vs base", "probe")
 
 
 def _prompt_lines(text: str) -> list[str]:
@@ -185,12 +50,7 @@ def _prompt_lines(text: str) -> list[str]:
     return [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
 
 
-def _labelled_lists(labelled: dict[str, list[str]]) -> tuple[list[str], list[str]]:
-    prompts = [p for ps in labelled.values() for p in ps]
-    return prompts, [c for c, ps in labelled.items() for _ in ps]
-
-
-class LayerExplorer:
+class LayerExplorer(SteeringPanel):
     """Logit lens explorer: prompt box, layer slider, token position and model switch with the top-k table on the
     left; tabs of views on the right: target probability and rank by layer, the top-token grid, KL(adapter || base),
     steering, and the probe curve when there is one.
@@ -336,72 +196,9 @@ class LayerExplorer:
         self.kl_box = w.Box([self.kl_note])
         self._dirty: set[str] = set(self.outputs)  # tabs whose figures changed since they were last sent
 
-        # -- steering ----------------------------------------------------------------------------------------------
-        specs = lv.steering_specs(self.targets, list(self.labelled) if len(self.labelled) > 1 else None)
-        self.steer_direction = w.Dropdown(options=specs, value=specs[0], description="direction", style=narrow)
-        self.steer_layer = w.IntSlider(
-            value=layer, min=0, max=self.n_layers - 1, description="after layer", continuous_update=False
-        )
-        self.steer_strength = w.FloatSlider(
-            value=0.0,
-            min=-3.0,
-            max=3.0,
-            step=0.25,
-            description="strength",
-            readout_format="+.2f",
-            continuous_update=False,
-            style=narrow,
-            tooltip="a fraction of the layer's median residual norm over the prompts",
-        )
-        self.steer_mode = w.ToggleButtons(options=STEER_MODES, value=STEER_MODES[0], style={"button_width": "90px"})
-        self.steer_generate = w.Button(
-            description="greedy answers", tooltip=f"generate {max_new_tokens} tokens, unsteered and steered"
-        )
-        self.steer_answers = w.HTML()
-        self.steer_info = w.HTML()
-        self.steer_fig = lv.steering_figure(
-            {word: None for word in self.targets}, {}, STEER_MODES[0], layer, self.vocab_size, title=""
-        )
-        self.steer_fig.update_layout(height=FIG_HEIGHT - 130)
-        steer_box = w.VBox(
-            [
-                w.HBox([self.steer_direction, self.steer_layer]),
-                w.HBox([self.steer_strength, self.steer_mode]),
-                w.HBox([self.steer_generate, self.steer_answers]),
-                self.steer_info,
-                self.outputs[TAB_STEER],
-            ]
-        )
+        steer_box = self._build_steering(layer, narrow, max_new_tokens)
 
-        self.probe_fig = None
-        if probe is not None:
-            rows = probe["layer_results"]
-            self.probe_fig = go.Figure(
-                data=[
-                    go.Scatter(
-                        x=[r["layer"] for r in rows],
-                        y=[r["accuracy"] for r in rows],
-                        mode="lines+markers",
-                        name="probe accuracy",
-                    ),
-                    go.Scatter(
-                        x=[r["layer"] for r in rows],
-                        y=[r["control_accuracy"] for r in rows],
-                        mode="lines",
-                        name="control task",
-                        line={"dash": "dot"},
-                    ),
-                ],
-                layout={
-                    "title": f"Linear-probe accuracy by layer ({probe.get('model', '')})",
-                    "template": "plotly_white",
-                    "xaxis": {"title": "layer"},
-                    "yaxis": {"title": "CV accuracy", "range": [0, 1.05]},
-                    "shapes": [dict(line)],
-                    "height": FIG_HEIGHT,
-                    "margin": {"t": 50, "b": 40},
-                },
-            )
+        self.probe_fig = None if probe is None else lv.probe_figure(probe, line, FIG_HEIGHT)
         tabs = {
             TAB_PROBS: self.trajectory_fig,
             TAB_RANKS: self.outputs[TAB_RANKS],
@@ -663,120 +460,6 @@ class LayerExplorer:
             )
         self.kl_box.children = [self.outputs[TAB_KL]]
         self._dirty.add(TAB_KL)
-
-    # -- steering ------------------------------------------------------------------------------------------------
-    @property
-    def steer_variant(self) -> str:
-        """The model steered: the one the model menu shows (side by side: the base model)."""
-        return self.shown[0]
-
-    def steering_vector(self) -> tuple[torch.Tensor, float]:
-        """(strength x the steered layer's median residual norm over the prompts x the unit direction, that norm)."""
-        variant, spec, layer = self.steer_variant, self.steer_direction.value, self.steer_layer.value
-        lm = self.view(variant).lm
-        key = (variant, spec, layer if spec.startswith("mean-diff:") else None)
-        if key not in self._directions:
-            prompts, labels = _labelled_lists(self.labelled)
-            self._directions[key] = direction_from(spec, lm, layer, prompts or None, labels or None)
-        prompts = tuple(self.prompt_pick.options)
-        if (variant, prompts, layer) not in self._norms:
-            self._norms[variant, prompts, layer] = median_resid_norm(lm, list(prompts), layer)
-        norm = self._norms[variant, prompts, layer]
-        return self.steer_strength.value * norm * self._directions[key].unit, norm
-
-    def steered_view(self) -> dict:
-        """The lens at every layer of the prompt, at the chosen position, with the steering vector added and without
-        (``lens_views.steered_lens``: one forward pass, the layers below the steered one from the cache, nothing
-        generates; the last result is kept)."""
-        variant, prompt, position = self.steer_variant, self.prompt, self.position_pick.value
-        settings = (self.steer_direction.value, self.steer_layer.value, self.steer_strength.value)
-        key = (variant, prompt, position, *settings, tuple(self.prompt_pick.options))
-        if key != self._steer_key:
-            start = time.perf_counter()
-            view = self.view(variant)
-            vector, norm = self.steering_vector()
-            ref = view.lens(prompt, position)
-            got = lv.steered_lens(view.lm, prompt, settings[1], vector, view.target_ids, position, ref)
-            words = [t.word for t in view.targets]
-            self.steering_current = {
-                "variant": variant,
-                "prompt": prompt,
-                "position": position,
-                "direction": settings[0],
-                "layer": settings[1],
-                "strength": settings[2],
-                "median_norm": norm,
-                "vector_norm": float(vector.norm()),
-                "compute_ms": 1000 * (time.perf_counter() - start),
-                **{
-                    f"{prefix}{kind}": {word: result[kind][:, j].tolist() for j, word in enumerate(words)}
-                    for prefix, result in (("", got), ("unsteered_", ref))
-                    for kind in ("probs", "ranks")
-                },
-            }
-            self._steer_key = key
-            self.answers_current = {}
-            self.steer_answers.value = "<i>press <b>greedy answers</b> to generate</i>"
-        return self.steering_current
-
-    def _draw_steering(self) -> None:
-        """A steering control moved: the steered view, drawn (the slider path: one forward pass, no generation)."""
-        start = time.perf_counter()
-        self._update_steering()
-        self._render_visible()
-        self.steer_update_ms = 1000 * (time.perf_counter() - start)
-
-    def _update_steering(self) -> None:
-        s = self.steered_view()
-        if self._steer_drawn == (self._steer_key, self.steer_mode.value):
-            return  # the figure shows it already
-        self._steer_drawn = (self._steer_key, self.steer_mode.value)
-        rank = self.steer_mode.value == "rank"
-        kind = "ranks" if rank else "probs"
-        with self.steer_fig.batch_update():
-            for j, word in enumerate(self.targets):
-                for trace, values in zip(self.steer_fig.data[2 * j : 2 * j + 2], (s[kind], s[f"unsteered_{kind}"])):
-                    trace.x = list(range(self.n_layers))
-                    trace.y = values[word]
-            self.steer_fig.layout.yaxis = lv.rank_axis(self.vocab_size) if rank else dict(lv.PROB_AXIS)
-            self.steer_fig.layout.shapes[0].x0 = s["layer"]
-            self.steer_fig.layout.shapes[0].x1 = s["layer"]
-            self.steer_fig.layout.title.text = (
-                f"Steered lens by layer: {s['variant']}, {s['prompt']!r} (dotted: unsteered)"
-            )
-        self._dirty.add(TAB_STEER)
-
-    def _steer_label(self) -> None:
-        s = self.steering_current
-        output = ", ".join(
-            f"{html.escape(word)} {s['probs'][word][-1]:.3g} ({s['unsteered_probs'][word][-1]:.3g})"
-            for word in self.targets
-        )
-        self.steer_info.value = (
-            f"<b>{html.escape(s['variant'])}</b> · <code>{html.escape(s['direction'])}</code> after layer {s['layer']} · "
-            f"strength {s['strength']:+.2f} × median norm {s['median_norm']:.3g} = |v| {s['vector_norm']:.3g} · "
-            f"lens at position {s['position']} · computed in {s['compute_ms']:.0f} ms<br>"
-            f"p at the last layer, steered (unsteered): {output}"
-        )
-
-    def generate(self) -> dict:
-        """The prompt's greedy answers, unsteered and steered (``max_new_tokens`` each): the only generation here."""
-        variant, prompt = self.steer_variant, self.prompt
-        self._draw_steering()
-        lm = self.view(variant).lm
-        if (variant, prompt) not in self._plain_answers:
-            self._plain_answers[variant, prompt] = greedy_answers(lm, [prompt], self.max_new_tokens)[0]
-            self.generations += 1
-        vector, _ = self.steering_vector()
-        steered = lv.steered_answers(lm, [prompt], self.steer_layer.value, vector, self.max_new_tokens)[0]
-        self.generations += 1
-        plain = self._plain_answers[variant, prompt]
-        self.answers_current = {"unsteered": plain, "steered": steered, "changed": steered != plain}
-        self.steer_answers.value = (
-            f"unsteered <code>{html.escape(repr(plain))}</code> → steered <code>{html.escape(repr(steered))}</code> "
-            f"<b>({'changed' if steered != plain else 'unchanged'})</b>"
-        )
-        return self.answers_current
 
     def _table(self, variant: str, result: dict) -> str:
         def code(text: str) -> str:
