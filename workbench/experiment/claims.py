@@ -165,9 +165,8 @@ def _seeded(claim_id, claim, guide_figure, threshold, source, data, key, passes,
     )
 
 
-def judge(data: dict, limits: dict | None = None) -> list[dict]:
-    """One row per claim of the guide (see the module doc for the verdicts)."""
-    t = thresholds(limits)
+def _base_probe(data: dict, t: dict) -> list[dict]:
+    """The base model's probe: at every layer, and at the classifier layer against its control task."""
     rows = []
     probe = data["base_probe"]
     if probe is None:
@@ -217,6 +216,12 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
                 values=[probe["accuracy"]],
             )
         )
+    return rows
+
+
+def _base_lens(data: dict, t: dict) -> list[dict]:
+    """The base model's lens: no class word readable at the classifier layer."""
+    rows = []
     lens = data["base_lens"]
     if lens is None:
         rows.append(
@@ -244,7 +249,12 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
                 values=[lens["mean_expected_prob"]],
             )
         )
+    return rows
 
+
+def _phase1_lens(data: dict, t: dict) -> list[dict]:
+    """Phase 1: the lens reads the class word on held-out prompts, against the guide's range."""
+    rows = []
     low, high = guide.LENS_RANGE
 
     def lens_text(values):
@@ -272,6 +282,12 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             lens_text,
         )
     )
+    return rows
+
+
+def _phase1_eight(data: dict, t: dict) -> list[dict]:
+    """Phase 1: the guide's eight prompts at top-1."""
+    rows = []
     rows.append(
         _seeded(
             "phase1_eight",
@@ -293,6 +309,12 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             ),
         )
     )
+    return rows
+
+
+def _phase1_probe(data: dict, t: dict) -> list[dict]:
+    """Phase 1: the hidden-space probe still reads the class at the classifier layer."""
+    rows = []
     rows.append(
         _seeded(
             "phase1_probe",
@@ -308,6 +330,12 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             ),
         )
     )
+    return rows
+
+
+def _phase2_unchanged(data: dict, t: dict) -> list[dict]:
+    """Phase 2: the frozen classifier is left as it was."""
+    rows = []
     rows.append(
         _seeded(
             "phase2_unchanged",
@@ -325,7 +353,12 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             ),
         )
     )
+    return rows
 
+
+def _phase2_answers(data: dict, t: dict) -> list[dict]:
+    """Phase 2: the greedy answers improve."""
+    rows = []
     gains = {
         s: (d["greedy_phase2"] - d["greedy_phase1"]) if None not in (d["greedy_phase1"], d["greedy_phase2"]) else None
         for s, d in data["seeds"].items()
@@ -351,7 +384,12 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             ),
         )
     )
+    return rows
 
+
+def _answers(data: dict, t: dict) -> list[dict]:
+    """Answer accuracy through the phases: reported, not judged."""
+    rows = []
     metrics = seeded(PhaseFiles.phase1_metrics, PhaseFiles.phase2_metrics)
     em = [
         d
@@ -379,7 +417,18 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
             values=[[d["exact_match_base"], d["exact_match_phase1"], d["exact_match_phase2"]] for d in em],
         )
     )
-    rows += _causal_rows(data.get("causal"), t)
+    return rows
+
+
+# The guide's claims in the order the report shows them: each a function of the collected data and the thresholds.
+CLAIMS = (_base_probe, _base_lens, _phase1_lens, _phase1_eight, _phase1_probe, _phase2_unchanged, _phase2_answers,
+          _answers)  # fmt: skip
+
+
+def judge(data: dict, limits: dict | None = None) -> list[dict]:
+    """One row per claim of the guide (see the module doc for the verdicts), then notebook 08's causal claims."""
+    t = thresholds(limits)
+    rows = [row for claim in CLAIMS for row in claim(data, t)] + _causal_rows(data.get("causal"), t)
     return [_in_task_words(r, data.get("task")) for r in rows]
 
 
