@@ -12,12 +12,13 @@
 #                 random Llamas of Llama-3.2-1B's and Llama-3.1-8B's shapes (no hub needed), lengths 16/512/2048
 #   greedy        benchmarks/greedy_decoding.py --quick --device cuda
 #   capture       benchmarks/capture_vs_hf.py --quick --device cuda
-#   report        train_throughput.py --report: the table into docs/performance.md
+#   report        train_throughput.py --report: the results as docs/records/gpu_check.json, rendered into
+#                 docs/performance.md's gpu_check block
 #
 # Environment knobs: PYTHON (the interpreter; default: the first of .venv/bin/python, python3, python whose torch
 # sees CUDA), GPU_CHECK_DRY=1, GPU_CHECK_MODELS (space-separated --model values), GPU_CHECK_LENGTHS (16,512,2048),
 # GPU_CHECK_SKIP (step names to skip, e.g. "greedy capture"), GPU_CHECK_BUDGET (seconds for all steps; 570),
-# GPU_CHECK_OUT (results folder; .cache/gpu_check/<stamp>), GPU_CHECK_DOC (docs/performance.md),
+# GPU_CHECK_OUT (results folder; .cache/gpu_check/<stamp>), GPU_CHECK_ROOT (the repository whose docs get the record),
 # GPU_CHECK_INSTALL=0 (never run pip; otherwise `pip install -e .` from PyPI only when a dependency is missing).
 # The lent GPU machine is offline: fetch the missing wheels here first with benchmarks/gpu_wheels.sh, carry ".whl",
 # and this script installs them into /tmp/site.
@@ -46,7 +47,7 @@ export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" # the workbench package imports from the checkout, installed or not
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=${GPU_CHECK_OUT:-$REPO/.cache/gpu_check/$STAMP}
-DOC=${GPU_CHECK_DOC:-$REPO/docs/performance.md}
+ROOT=${GPU_CHECK_ROOT:-$REPO}
 SKIP=" ${GPU_CHECK_SKIP:-} "
 mkdir -p "$OUT"
 : >"$OUT/steps.tsv"
@@ -195,9 +196,9 @@ run_step capture 60 "$PY" benchmarks/capture_vs_hf.py "${BENCH_EXTRA[@]}"
 
 # ---------------------------------------------------------------- the table
 rc=0
-"$PY" benchmarks/train_throughput.py --report "$OUT" --doc "$DOC" >"$OUT/report.log" 2>&1 || rc=$?
+"$PY" benchmarks/train_throughput.py --report "$OUT" --root "$ROOT" >"$OUT/report.log" 2>&1 || rc=$?
 if [[ $rc == 0 ]]; then
-    say "wrote the GPU section of $DOC"
+    say "wrote $ROOT/docs/records/gpu_check.json and the GPU section of $ROOT/docs/performance.md"
 else
     say "the report failed (exit $rc, see $OUT/report.log)"
 fi

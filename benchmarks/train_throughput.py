@@ -364,10 +364,10 @@ def build_parser():
     p.add_argument("--json", default=None, help="also write the results here as JSON")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     p.add_argument("--threads", default=None, help="torch threads (default: OMP_NUM_THREADS or torch's default)")
-    p.add_argument("--report", default=None, help="render the gpu_check.sh results in this folder (then --doc)")
     p.add_argument(
-        "--doc", default="docs/performance.md", help="with --report: the file whose marked section it writes"
+        "--report", default=None, help="keep the gpu_check.sh results in this folder as docs/records/gpu_check.json"
     )
+    p.add_argument("--root", default=".", help="with --report: the repository whose docs get the record and its block")
     p.add_argument("--_child", default=None, help=argparse_hidden())
     return p
 
@@ -381,11 +381,7 @@ def argparse_hidden():
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.report:
-        text = render_gpu_section(Path(args.report))
-        write_between_markers(Path(args.doc), text)
-        print(text)
-        print(f"SUMMARY train_throughput --report: wrote the GPU section of {args.doc}")
-        return {}
+        return report(Path(args.report), Path(args.root))
     import torch
 
     from workbench.core.devices import dtype_name, resolve_device, resolve_dtype
@@ -499,7 +495,9 @@ def main(argv: list[str] | None = None) -> dict:
         got = next((r["step_peak_mib"] for r in results if r["length"] == n and r["contender"] == "bridge"), None)
         est = estimates[n]
         if est is not None:
-            print(f"estimate (core/memory.py) at {n}: {est:.0f} MiB; measured bridge step peak: {fmt(got)} MiB")
+            print(
+                f"estimate (core/memory.py) at {n}: {est:.0f} MiB; measured bridge step peak: {'-' if got is None else f'{got:.0f}'} MiB"
+            )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -507,107 +505,22 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def fmt(x) -> str:
-    return "-" if x is None else f"{x:.0f}"
+def report(out: Path, root: Path) -> dict:
+    """The gpu_check.sh results in ``out`` as ``root``'s docs/records/gpu_check.json, and every docs block rendered
+    again (`workbench publish`'s registry: the GPU section of docs/performance.md is one of its blocks)."""
+    from workbench.core.results import atomic_write_text
+    from workbench.experiment import gpu_report, publish
 
-
-# ---------------------------------------------------------------- the GPU report (benchmarks/gpu_check.sh)
-
-BEGIN, END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
-
-
-def _summary_of(log: Path) -> str | None:
-    if not log.is_file():
-        return None
-    lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("SUMMARY")]
-    return lines[-1] if lines else None
-
-
-def _ratio_in(summary: str | None, name: str) -> str:
-    """The value of ``name = 0.123`` in a SUMMARY line (as _bench.verdict writes it), else '-'."""
-    import re
-
-    match = re.search(re.escape(name) + r" = ([0-9.]+)", summary or "")
-    return match.group(1) if match else "-"
-
-
-def render_gpu_section(out: Path) -> str:
-    """Markdown for the results gpu_check.sh left in ``out``: env.json, steps.tsv, tt_*.json and the benchmark logs."""
-    out = Path(out)
-    env = json.loads((out / "env.json").read_text()) if (out / "env.json").is_file() else {}
-    dry = bool(env.get("dry"))
-    lines = ["## GPU (benchmarks/gpu_check.sh)", ""]
-    if dry:
-        lines += [
-            "**Dry run on the CPU** (`GPU_CHECK_DRY=1`): it proves the script's plumbing and this table's writer; "
-            "the numbers are not GPU numbers. No GPU session has run the check yet.",
-            "",
-        ]
-    lines.append(
-        f"Run {env.get('date', '?')} at commit {env.get('commit', '?')}: {env.get('gpu') or 'no GPU'}, "
-        f"torch {env.get('torch', '?')} (CUDA {env.get('cuda') or 'none'}), transformers {env.get('transformers', '?')}, "
-        f"TransformerLens {env.get('transformer_lens', '?')}, peft {env.get('peft', '?')}; dtype {env.get('dtype', '?')}."
-    )
-    lines.append("")
-    steps = []
-    if (out / "steps.tsv").is_file():
-        steps = [x.split("\t") for x in (out / "steps.tsv").read_text().splitlines() if x.strip()]
-    if steps:
-        lines += ["| step | status | exit | seconds |", "| --- | --- | ---: | ---: |"]
-        lines += [f"| {s[0]} | {s[1]} | {s[2]} | {s[3]} |" for s in steps if len(s) >= 4]
-        lines.append("")
-    rows, methods = [], set()
-    for path in sorted(out.glob("tt_*.json")):
-        res = json.loads(path.read_text())
-        methods.add(res.get("memory_method") or "not measured")
-        by = {(r["length"], r["contender"]): r for r in res["results"]}
-        for ratio in res["ratios"]:
-            n = ratio["length"]
-            tps = [by.get((n, c), {}).get("tokens_per_s") for c in CONTENDERS]
-            mem = [by.get((n, c), {}).get("step_peak_mib") for c in CONTENDERS]
-            rows.append(
-                f"| {res['model']} | {res['dtype']} | {n} | "
-                + " | ".join("-" if t is None else f"{t:,.0f}" for t in tps)
-                + f" | {ratio['bridge_over_hf_eager']:.3f} | {ratio['bridge_over_hf_sdpa']:.3f} | "
-                + " / ".join(fmt(m) for m in mem)
-                + " |"
-            )
-    if rows:
-        lines += [
-            "Training step (LoRA r=16 on v_proj,o_proj, dual-reward loss, AdamW), batch 1; tokens/s per contender; "
-            f"step peak memory: {'; '.join(sorted(methods))}.",
-            "",
-            "| model | dtype | length | bridge tok/s | hf_eager tok/s | hf_sdpa tok/s | bridge/hf_eager | bridge/hf_sdpa "
-            "| step peak MiB (bridge / eager / sdpa) |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-            *rows,
-            "",
-        ]
-    else:
-        lines += ["No throughput results (see the steps above).", ""]
-    capture, greedy = _summary_of(out / "capture.log"), _summary_of(out / "greedy.log")
-    lines.append(f"capture / hf (capture_vs_hf.py): {_ratio_in(capture, 'capture/hf')}")
-    lines.append("")
-    for name, summary in (("capture_vs_hf", capture), ("greedy_decoding", greedy)):
-        lines.append(f"- {name}: `{summary}`" if summary else f"- {name}: no SUMMARY line (see the step status)")
     try:  # repo-relative: the docs never name a path outside the repository
         where = out.resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
     except ValueError:
         where = out.name
-    lines += ["", f"Raw results: `{where}` on the machine that ran it (JSON per model, one log per step)."]
-    return "\n".join(lines)
-
-
-def write_between_markers(doc: Path, text: str) -> None:
-    """Replace what lies between the gpu_check markers in ``doc`` (appending markers and text when absent)."""
-    doc = Path(doc)
-    old = doc.read_text() if doc.is_file() else ""
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    if BEGIN in old and END in old and old.index(BEGIN) < old.index(END):
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip() + ("\n\n" if old.strip() else "") + block + "\n"
-    doc.write_text(new)
+    record = gpu_report.gpu_record(out, where)
+    atomic_write_text(root / publish.RECORDS / "gpu_check.json", json.dumps(record, indent=1) + "\n")
+    publish.write_pages(root)
+    print(gpu_report.page_text(record))
+    print(f"SUMMARY train_throughput --report: wrote {root / publish.RECORDS / 'gpu_check.json'} and its block")
+    return record
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def fake_result(model: str, scale: float = 1.0) -> dict:
     return dict(model=model, dtype="bfloat16", device="cuda", results=results, ratios=ratios, ok=False)
 
 
+@pytest.mark.slow  # the report renders through the publisher (imports the experiment layer)
 def test_table_summary_and_report_on_fake_numbers(tmp_path):
     result = fake_result("default")
     table = tt.format_table(result)
@@ -74,26 +75,22 @@ def test_table_summary_and_report_on_fake_numbers(tmp_path):
     (out / "tt_default.json").write_text(json.dumps(result))
     (out / "tt_llama-3.1-8b.json").write_text(json.dumps(fake_result("random:llama-3.1-8b", 2.0)))
     (out / "capture.log").write_text("noise\nSUMMARY capture_vs_hf: capture/hf = 0.701 (target <= 1.15): MET; x\n")
-    text = tt.render_gpu_section(out)
-    assert "NVIDIA H200" in text and "abc1234" in text and "Dry run" not in text
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    page = "# Performance\n\n## CPU\n\nmeasured here\n\n<!-- gpu_check:start -->\n<!-- gpu_check:end -->\n\ntail\n"
+    (root / "docs" / "performance.md").write_text(page)
+    tt.report(out, root)
+    tt.report(out, root)  # idempotent: one section, replaced in place
+    text = (root / "docs" / "performance.md").read_text()
+    assert text.startswith("# Performance\n\n## CPU\n\nmeasured here\n") and text.endswith("\n\ntail\n")
+    assert "NVIDIA H200" in text and "abc1234" in text and "Dry run" not in text and text.count("NVIDIA H200") == 1
     assert "| capture | timeout | 124 | 60 |" in text
     assert "| random:llama-3.1-8b | bfloat16 | 512 |" in text and "| 1.200 | 1.500 | 3200 / 3200 / - |" in text
     assert "capture / hf (capture_vs_hf.py): 0.701" in text
     assert "greedy_decoding: no SUMMARY line" in text
+    from workbench.experiment.publish import stale
 
-    doc = tmp_path / "performance.md"
-    doc.write_text(
-        "# Performance\n\n## CPU\n\nmeasured here\n\n<!-- gpu_check:begin -->\nold\n<!-- gpu_check:end -->\n"
-    )
-    tt.write_between_markers(doc, text)
-    tt.write_between_markers(doc, text)  # idempotent: one section, replaced in place
-    new = doc.read_text()
-    assert new.startswith("# Performance\n\n## CPU\n\nmeasured here\n") and "old" not in new
-    assert new.count(tt.BEGIN) == 1 and new.count("NVIDIA H200") == 1
-    bare = tmp_path / "bare.md"
-    bare.write_text("# no markers\n")
-    tt.write_between_markers(bare, "x")
-    assert bare.read_text() == f"# no markers\n\n{tt.BEGIN}\nx\n{tt.END}\n"
+    assert stale(root) == []  # the block is what its record renders
 
 
 def env(**extra) -> dict:
@@ -120,14 +117,16 @@ def test_train_throughput_on_a_tiny_model(tiny_dir, tmp_path):
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_writes_the_table(tiny_dir, tmp_path):
-    doc = tmp_path / "performance.md"
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    doc = root / "docs" / "performance.md"
     doc.write_text("# Performance\n\n## CPU\n\nkept\n")
     extra = dict(
         GPU_CHECK_DRY="1",
         GPU_CHECK_MODELS=str(tiny_dir),
         GPU_CHECK_SKIP="cuda_tests greedy capture",
         GPU_CHECK_OUT=str(tmp_path / "out"),
-        GPU_CHECK_DOC=str(doc),
+        GPU_CHECK_ROOT=str(root),
         PYTHON=sys.executable,
     )
     res = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], capture_output=True, text=True, env=env(**extra))

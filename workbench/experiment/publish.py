@@ -12,6 +12,7 @@ comparisons           docs/results.md      comparisons.json (`workbench run comp
 tasks                 docs/results.md      tasks.json (one row per run folder published)
 routing               docs/results.md      route_compare.json (`workbench run route`, rows left out)
 causal                docs/causal.md       causal_summary.json (`workbench run causal`)
+gpu_check             docs/performance.md  gpu_check.json (`benchmarks/gpu_check.sh` on a GPU machine)
 ====================  ===================  =======================================================
 
 ``publish(run_dirs, root)`` copies the records out of the run folders (the first a full run of the guide's task, whose
@@ -35,7 +36,7 @@ from plotly.offline import get_plotlyjs
 from ..core.errors import WorkbenchError
 from ..core.results import atomic_write_text, marked_block, with_marked_block
 from ..routing import compare as routing_compare
-from . import causal, compare, crosstask
+from . import causal, compare, crosstask, gpu_report
 from .layout import RunLayout
 from .phases import PHASES
 from .report import claims_table, commits, figure_lines, report_text, run_command
@@ -93,6 +94,7 @@ BLOCKS = (
     Block("tasks", "docs/results.md", "tasks.json", lambda r: crosstask.page_text(r["rows"], r["notes"])),
     Block("routing", "docs/results.md", "route_compare.json", routing_compare.page_text),
     Block("causal", "docs/causal.md", "causal_summary.json", causal.page_text),
+    Block("gpu_check", "docs/performance.md", "gpu_check.json", gpu_report.page_text),
 )
 
 
