@@ -383,3 +383,30 @@ def test_rerun_command_gives_back_the_parameters_through_a_shell():
     words = shlex.split(command)
     assert words[:3] == ["papermill", "notebooks/08 x.ipynb", "OUT.ipynb"] and words[3] == "-y"
     assert json.loads(words[4]) == params
+
+
+def test_side_phases_running_at_once_keep_each_others_entries(tmp_path):
+    """`run compare` and `run causal` in one folder at the same time: each save merges into run.json as it is on
+    disk, so neither drops the other's phase or side run, and the experiment's settings stay."""
+    from workbench.experiment.layout import RunLayout
+
+    layout = RunLayout(tmp_path / "run")
+    layout.root.mkdir()
+    quiet = lambda line: None
+    main = engine.RunRecord(layout, PHASES, quiet)
+    main.start("all", "m", {"seeds": [42]}, "abc", side=False)
+    main.set("generate", status="done")
+    compare, causal = engine.RunRecord(layout, PHASES, quiet), engine.RunRecord(layout, PHASES, quiet)
+    compare.start("compare", "m", {"seeds": [42, 43]}, "c1", side=True)
+    causal.start("causal", "m", {"seeds": [42]}, "c2", side=True)
+    compare.set("compare", status="running")
+    causal.set("causal", status="running")
+    compare.set("compare", status="done")
+    doc = json.loads(layout.run_json.read_text())
+    assert {k: p["status"] for k, p in doc["phases"].items()} == {
+        "generate": "done",
+        "compare": "done",
+        "causal": "running",
+    }
+    assert set(doc["side_runs"]) == {"compare", "causal"} and doc["side_runs"]["compare"]["git_commit"] == "c1"
+    assert doc["settings"] == {"seeds": [42]} and doc["git_commit"] == "abc"

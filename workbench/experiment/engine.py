@@ -257,12 +257,17 @@ def check_markers(layout: RunLayout, jobs: list[Job], planned: dict, phases: Map
 
 
 class RunRecord:
-    """run.json and run.log of one `workbench run`: every status change is saved at once."""
+    """run.json and run.log of one `workbench run`: every status change is saved at once. A save merges into the
+    file as it is on disk, changing only what this run changed (its phases, its side run, or, for a main run, the
+    settings), so side phases running at the same time in one folder (`run compare` beside `run causal`) keep each
+    other's entries."""
 
     def __init__(self, layout: RunLayout, phases: Mapping[str, Phase], echo: Callable[[str], None]):
         self.layout, self.phases, self.echo = layout, phases, echo
         self.doc = _read_json(layout.run_json) or {}
         self.doc.setdefault("phases", {})
+        self.mine: set[str] = set()  # the phase keys this run changed
+        self.side: str | None = None  # the side phase this run is, if it is one
 
     def say(self, line: str) -> None:
         self.echo(line)
@@ -273,6 +278,7 @@ class RunRecord:
         doc = self.doc
         doc.update({"schema_version": SCHEMA_VERSION, "kind": "run", "created": doc.get("created", _now())})
         if side:  # a side run (compare) into the same folder keeps the experiment's settings as they are
+            self.side = phase
             doc.setdefault("side_runs", {})[phase] = {
                 "model": model,
                 "settings": settings,
@@ -286,10 +292,22 @@ class RunRecord:
 
     def set(self, key: str, **state) -> None:
         self.doc["phases"][key] = state
+        self.mine.add(key)
         self.save()
 
     def save(self) -> None:
         self.doc["updated"] = _now()
+        disk = _read_json(self.layout.run_json) or {}
+        mine = {k: v for k, v in self.doc.items() if k not in ("phases", "side_runs")}
+        merged = {**disk, **(mine if not self.side else {k: v for k, v in mine.items() if k not in disk})}
+        merged["updated"] = self.doc["updated"]
+        merged["phases"] = {**disk.get("phases", {}), **{k: self.doc["phases"][k] for k in self.mine}}
+        side_runs = dict(disk.get("side_runs", {}))
+        if self.side:
+            side_runs[self.side] = self.doc["side_runs"][self.side]
+        if side_runs:
+            merged["side_runs"] = side_runs
+        self.doc = merged
         _save_run(self.layout.run_json, self.doc, self.phases)
 
 
@@ -412,9 +430,11 @@ def run_job(
                 raise _missing(out, job, path, writer, phases)
     for dependent in _dependents(job, out, phases):
         dependent.unlink(missing_ok=True)
-        stale = record.doc["phases"].get(dependent.name.removesuffix(".done.json"), {})
+        key = dependent.name.removesuffix(".done.json")
+        stale = record.doc["phases"].get(key, {})
         if stale.get("status") == "done":  # its outputs were made from what is redone now
             stale["status"] = "stale"
+            record.mine.add(key)
     marker.unlink(missing_ok=True)
     shrunk = quick and any(step.quick for step in spec.steps)  # --quick changed this job's sizes
     record.set(job.key, status="running", started=_now(), quick=shrunk, git_commit=commit, parameters=planned)

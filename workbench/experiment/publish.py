@@ -145,7 +145,7 @@ def _side_source(run_dir: Path, phase: str) -> dict | None:
     return {
         "command": f"workbench run {phase} --model {side.get('model')} --out {run_dir}"
         + (f" --seeds {seeds}" if seeds > 1 else ""),
-        "git_commit": side.get("git_commit") or "not recorded",
+        "git_commit": done.get("git_commit") or side.get("git_commit") or "not recorded",  # the phase's own
         "updated": side.get("updated") or "?",
         "seconds": done.get("seconds"),
     }
