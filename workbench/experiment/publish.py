@@ -73,6 +73,7 @@ class Block:
     page: str
     record: str
     render: Callable[[dict], str]
+    from_runs: bool = True  # publish copies its record out of run folders (the GPU record comes from gpu_check.sh)
 
     @property
     def start(self) -> str:
@@ -94,7 +95,7 @@ BLOCKS = (
     Block("tasks", "docs/results.md", "tasks.json", lambda r: crosstask.page_text(r["rows"], r["notes"])),
     Block("routing", "docs/results.md", "route_compare.json", routing_compare.page_text),
     Block("causal", "docs/causal.md", "causal_summary.json", causal.page_text),
-    Block("gpu_check", "docs/performance.md", "gpu_check.json", gpu_report.page_text),
+    Block("gpu_check", "docs/performance.md", "gpu_check.json", gpu_report.page_text, from_runs=False),
 )
 
 
@@ -212,7 +213,7 @@ def publish(run_dirs: list[str | Path], root: str | Path = ".", notes: list[str]
     root, run_dirs = Path(root), [Path(d) for d in run_dirs]
     if not run_dirs:
         raise WorkbenchError("name at least one run folder: `workbench publish runs/experiment [runs/TASK ...]`")
-    for page in {b.page for b in BLOCKS}:
+    for page in {b.page for b in BLOCKS if b.from_runs or (root / RECORDS / b.record).is_file()}:
         if not (root / page).is_file():
             raise WorkbenchError(f"{root / page} not found: publish from the repository's root (or pass --root)")
     rows = [crosstask.task_row(d) for d in run_dirs]
