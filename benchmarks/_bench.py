@@ -40,7 +40,7 @@ def n_reps(args) -> int:
 
 def arithmetic_prompts(n: int, seed: int = 42) -> list[str]:
     """``"a op b = "`` prompts from the guide's generator (workbench.core.data)."""
-    from workbench.core.data import generate_arithmetic
+    from workbench.core.arithmetic import generate_arithmetic
 
     return [r["prompt"] for r in generate_arithmetic(n, seed)]
 

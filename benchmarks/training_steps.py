@@ -32,7 +32,8 @@ def main() -> None:
     args = _bench.parser(__doc__.splitlines()[0], reps=10, quick_reps=4).parse_args()
     import torch
 
-    from workbench.core.data import generate_arithmetic, write_jsonl
+    from workbench.core.arithmetic import generate_arithmetic
+    from workbench.core.data import write_jsonl
     from workbench.core.models import default_device
     from workbench.training.config import build_config
     from workbench.training.loop import prepare_model, trainable_parameters

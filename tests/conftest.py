@@ -167,7 +167,8 @@ def smol():
 def data_file(tmp_path_factory):
     """Arithmetic SFT records for the tiny model: train.jsonl (48) and eval.jsonl (16) beside it (modules with other
     needs define their own)."""
-    from workbench.core.data import generate_arithmetic, write_jsonl
+    from workbench.core.arithmetic import generate_arithmetic
+    from workbench.core.data import write_jsonl
 
     path = tmp_path_factory.mktemp("data") / "train.jsonl"
     write_jsonl(path, generate_arithmetic(48, 42))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from workbench.causal.patching import Pair, arithmetic_pairs, most_common_length
-from workbench.core.data import generate_arithmetic
+from workbench.core.arithmetic import generate_arithmetic
 from workbench.core.lens import logit_lens
 from workbench.core.models import load_model
 from workbench.experiment.causal import findings, measure_adapter, summarise, verdicts

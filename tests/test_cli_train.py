@@ -5,7 +5,8 @@ import json
 import pytest
 from helpers import assert_one_line_error, cli
 
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 
 
 @pytest.fixture()

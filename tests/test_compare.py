@@ -8,7 +8,8 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from workbench.core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic, held_out
+from workbench.core.data import read_jsonl, write_jsonl
 from workbench.core.errors import WorkbenchError
 from workbench.core.readouts import lens_readout
 from workbench.experiment import compare

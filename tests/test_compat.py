@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import build_tiny_tokenizer
 
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 from workbench.core.guide import classifier_layer
 from workbench.core.lens import lens_log_probs, logit_lens
 from workbench.core.models import load_model

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from workbench.core.activations import capture_last_token
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 from workbench.core.lens import logit_lens
 from workbench.core.models import load_model
 from workbench.core.probes import probe_layers

@@ -1,4 +1,5 @@
-from workbench.core.data import generate_arithmetic, held_out, read_jsonl, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic, held_out
+from workbench.core.data import read_jsonl, write_jsonl
 
 
 def test_generator_matches_the_seed_and_its_ranges():
@@ -35,7 +36,7 @@ def test_jsonl_roundtrip(tmp_path):
 
 
 def test_rule_violations_count_each_broken_rule():
-    from workbench.core.data import rule_violations
+    from workbench.core.arithmetic import rule_violations
 
     good = generate_arithmetic(400, 42)
     assert rule_violations(good) == {

@@ -10,7 +10,8 @@ import json
 import pytest
 from conftest import build_tiny_llama, build_tiny_tokenizer
 
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 from workbench.core.guide import classifier_layer
 from workbench.experiment.phases import CONFIGS
 from workbench.experiment.summary import classifier_check, metrics_lens_change

@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 
 pytestmark = pytest.mark.slow  # two fresh processes
 VOLATILE = {"created", "timings_s", "seconds", "output", "settings"}

@@ -19,7 +19,8 @@ import torch
 from helpers import assert_one_line_error, cli
 from safetensors.torch import load_file
 
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 from workbench.core.errors import WorkbenchError
 from workbench.training.config import build_config
 from workbench.training.distributed import Ranks

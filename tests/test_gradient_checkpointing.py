@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.core.data import generate_arithmetic
+from workbench.core.arithmetic import generate_arithmetic
 from workbench.training.config import build_config
 from workbench.training.loop import enable_checkpointing, prepare_model
 from workbench.training.losses import encode_records, sft_batch, sft_losses, sft_step

@@ -9,7 +9,7 @@ import pytest
 from helpers import assert_one_line_error, cli
 from safetensors.torch import load_file
 
-from workbench.core.data import held_out
+from workbench.core.arithmetic import held_out
 from workbench.core.models import load_model
 from workbench.core.readouts import lens_readout
 from workbench.training.grpo import load_grpo_config, rl_records, train_grpo

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from workbench.causal.patching import Pair, arithmetic_pairs, most_common_length, patch_sweep, read_pairs
-from workbench.core.data import generate_arithmetic
+from workbench.core.arithmetic import generate_arithmetic
 from workbench.core.errors import WorkbenchError
 
 READOUT = 2

@@ -12,7 +12,8 @@ import pytest
 import torch
 from helpers import assert_one_line_error, cli
 
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 from workbench.core.errors import WorkbenchError
 
 CLASSES = ["--classes", "multiply:7 * 8 = |12 * 5 = ", "--classes", "add:23 + 45 = |17 + 38 = "]

@@ -13,7 +13,8 @@ import nbformat
 import pytest
 from helpers import closing_markdown
 
-from workbench.core.data import generate_arithmetic, held_out, read_jsonl
+from workbench.core.arithmetic import generate_arithmetic, held_out
+from workbench.core.data import read_jsonl
 from workbench.core.guide import THRESHOLDS
 from workbench.experiment import report
 

@@ -11,7 +11,7 @@ from conftest import build_tiny_tokenizer
 from helpers import assert_one_line_error, cli
 
 from workbench.core import guide
-from workbench.core.data import generate_arithmetic, held_out
+from workbench.core.arithmetic import generate_arithmetic, held_out
 from workbench.core.errors import WorkbenchError
 from workbench.core.surface import bag_of_tokens, token_counts
 from workbench.tasks.data import (

@@ -2,14 +2,9 @@ import pytest
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.guide import CLASSES
+from workbench.core.arithmetic import guide_classes, infer_operation
 from workbench.core.layers import parse_layers
-from workbench.core.tasks import (
-    guide_classes,
-    infer_operation,
-    parse_class_spec,
-    parse_classes,
-    parse_prompt_list,
-)
+from workbench.core.tasks import parse_class_spec, parse_classes, parse_prompt_list
 
 
 def test_class_spec_keeps_trailing_spaces_and_colons_in_prompts():

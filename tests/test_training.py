@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.core.data import generate_arithmetic, write_jsonl
+from workbench.core.arithmetic import generate_arithmetic
+from workbench.core.data import write_jsonl
 from workbench.core.errors import WorkbenchError
 from workbench.core.layers import layer_of
 from workbench.training.config import build_config

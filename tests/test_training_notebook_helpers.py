@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from workbench.core.arithmetic import first_integer, integer_complete
 from workbench.core.errors import WorkbenchError
-from workbench.core.generation import first_integer, greedy_answers, integer_complete
+from workbench.core.generation import greedy_answers
 from workbench.experiment import summary
 from workbench.training.evaluation import adapter_layer_changes, greedy_eval
 from workbench.ui import plots

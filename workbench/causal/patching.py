@@ -28,7 +28,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..core.activations import resid_hook_name
-from ..core.data import SYMBOLS, make_example, read_jsonl
+from ..core.arithmetic import SYMBOLS, make_example
+from ..core.data import read_jsonl
 from ..core.errors import WorkbenchError
 from ..core.guide import EVAL_SAMPLES
 from ..core.layers import check_layers
@@ -113,7 +114,7 @@ def pairs_from_records(spec, records: list[dict], source_class: str, target_clas
 
 def task_heldout(spec, n: int) -> list[dict]:
     """At least ``n`` held-out records of a task (arithmetic: the guide's generator, held out from seed 42's 1000)."""
-    from ..core.data import generate_arithmetic, held_out
+    from ..core.arithmetic import generate_arithmetic, held_out
     from ..tasks.data import task_data
 
     if spec.source.builtin == "arithmetic":

@@ -224,7 +224,7 @@ def attribute_cmd(
         from ..tasks.data import lens_set
 
         task_prompts, _, expected = lens_set(task or "arithmetic")
-        from ..core.tasks import infer_operation
+        from ..core.arithmetic import infer_operation
 
         chosen = [p for p, e in zip(task_prompts, expected or [infer_operation(p) for p in task_prompts]) if e == word]
         prompt_list = chosen or task_prompts

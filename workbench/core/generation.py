@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 
+from .arithmetic import integer_complete
 from .models import LoadedModel
 
 GREEDY_DECODING = (
     "greedy argmax through the bridge with HF's KV cache, prompt tokenized as everywhere here, stop at EOS or "
     "max_new_tokens; for answers, also once the first integer is complete"
 )
-
-
-_INTEGER_RE = re.compile(r"-?\d+")
-
-
-def integer_complete(text: str) -> bool:
-    """True once more text cannot change ``first_integer(text)``: a character follows the first integer."""
-    match = _INTEGER_RE.search(text)
-    return match is not None and match.end() < len(text)
 
 
 def next_logits(lm: LoadedModel, seq: torch.Tensor, cache=None, use_cache: bool = True):
@@ -81,9 +71,3 @@ def greedy_tokens(
             members = [members[row] for row in going]
             seq = torch.cat([seq, nxt[:, None]], dim=1)[going]
     return new
-
-
-def first_integer(text: str) -> int | None:
-    """The first integer in a completion ("56\\n7" -> 56), as the guide's RL reward extracts it; None when there is none."""
-    match = _INTEGER_RE.search(text)
-    return int(match.group()) if match else None

@@ -14,9 +14,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .activations import capture_last_token
+from .arithmetic import infer_operation
 from .errors import WorkbenchError
 from .models import LoadedModel
-from .tasks import infer_operation
 
 LENS_METHOD = (
     "softmax(unembed(ln_final(blocks.L.hook_resid_post))), with the architecture's logit transform, at the last "

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import guide
 from .errors import WorkbenchError
-
-OPERATOR_TO_OPERATION = {"*": "multiply", "+": "add", "-": "subtract", "/": "divide"}
-_OPERATOR_RE = re.compile(r"\d\s*([*+\-/])\s*\d")
 
 
 def parse_prompt_list(text: str, what: str = "prompt list") -> list[str]:
@@ -102,16 +97,3 @@ def parse_classes(specs: list[str]) -> LabelledPrompts:
             f"class {small!r} has {smallest} prompt; cross-validation needs at least 2 per class: add prompts to it"
         )
     return data
-
-
-def guide_classes() -> LabelledPrompts:
-    """The guide's probe prompts, four per operation."""
-    return LabelledPrompts(
-        [p for ps in guide.CLASSES.values() for p in ps], [c for c, ps in guide.CLASSES.items() for _ in ps]
-    )
-
-
-def infer_operation(prompt: str) -> str | None:
-    """The arithmetic operation a prompt asks for, from its operator ("7 * 8 = " -> "multiply"), or None."""
-    match = _OPERATOR_RE.search(prompt)
-    return OPERATOR_TO_OPERATION[match.group(1)] if match else None

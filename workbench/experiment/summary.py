@@ -10,10 +10,10 @@ from collections.abc import Callable
 from statistics import median
 
 from ..core import guide, stats
+from ..core.arithmetic import infer_operation
 from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
 from ..core.layers import layer_spans
-from ..core.tasks import infer_operation
 from ..training.records import Measurement, TrainMetrics
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from ..core.data import SYMBOLS
+from ..core.arithmetic import SYMBOLS
 from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
 

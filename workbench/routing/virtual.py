@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..core.generation import first_integer, greedy_tokens
+from ..core.arithmetic import answer_correct
+from ..core.generation import greedy_tokens
 from ..core.models import LoadedModel
 from .experts import Expert, calculator, call_expert
 from .prompts import KINDS, NONE, RouteItem
@@ -130,7 +131,7 @@ def spread(values: list[float]) -> dict:
 
 def _correct(item: RouteItem, row: Routed) -> bool | None:
     """An arithmetic item's answer is right when its first integer is the exact answer (None for negatives)."""
-    return None if item.answer is None else first_integer(row.answer) == item.answer
+    return None if item.answer is None else answer_correct(row.answer, str(item.answer))
 
 
 def score(items: list[RouteItem], rows: list[Routed]) -> dict:

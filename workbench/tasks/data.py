@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import guide
-from ..core.data import generate_arithmetic, held_out, jsonl_lines, read_jsonl, write_jsonl
+from ..core.arithmetic import generate_arithmetic, guide_classes, held_out
+from ..core.data import jsonl_lines, read_jsonl, write_jsonl
 from ..core.errors import WorkbenchError
-from ..core.tasks import LabelledPrompts, guide_classes
+from ..core.tasks import LabelledPrompts
 from . import sources
 from .spec import TaskSpec, load_task
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..core.arithmetic import answer_correct, first_integer
 from ..core.errors import WorkbenchError
-from ..core.generation import GREEDY_DECODING, first_integer, greedy_answers
+from ..core.generation import GREEDY_DECODING, greedy_answers
 from ..core.guide import OPERATIONS
 from ..core.layers import layer_of
 from ..core.lens import logit_lens
@@ -74,7 +75,7 @@ def greedy_eval(lm: LoadedModel, records: list[dict], max_new_tokens: int = 8) -
                 "operation": r.get("operation"),
                 "greedy": text,
                 "answer": value,
-                "correct": value is not None and str(value) == r["response"].strip(),
+                "correct": answer_correct(text, r["response"]),
             }
         )
     return {

@@ -19,7 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.data import generate_arithmetic, held_out, read_jsonl, read_yaml, write_jsonl
+from ..core.arithmetic import generate_arithmetic, held_out
+from ..core.data import read_jsonl, read_yaml, write_jsonl
 from ..core.errors import WorkbenchError
 from ..core.results import check_writable, envelope, write_json
 from .config import _explain

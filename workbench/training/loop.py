@@ -20,7 +20,8 @@ from peft import LoraConfig, get_peft_model
 from tqdm.auto import tqdm
 
 from ..core import memory, models
-from ..core.data import held_out, read_jsonl
+from ..core.arithmetic import held_out
+from ..core.data import read_jsonl
 from ..core.devices import dtype_name, resolve_device, resolve_dtype
 from ..core.errors import WorkbenchError
 from ..core.guide import classifier_layer

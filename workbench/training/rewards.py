@@ -5,7 +5,7 @@ Any ``module:function`` with this signature can be named in the config's ``rewar
 
 from __future__ import annotations
 
-from ..core.generation import first_integer
+from ..core.arithmetic import answer_correct
 
 
 def arithmetic_reward(completions: list, answer: list[str], **_) -> list[float]:
@@ -13,8 +13,7 @@ def arithmetic_reward(completions: list, answer: list[str], **_) -> list[float]:
     out = []
     for completion, expected in zip(completions, answer):
         text = completion if isinstance(completion, str) else completion[-1]["content"]  # plain or chat completions
-        value = first_integer(text)
-        out.append(1.0 if value is not None and str(value) == str(expected).strip() else 0.0)
+        out.append(1.0 if answer_correct(text, expected) else 0.0)
     return out
 
 
