@@ -35,6 +35,7 @@ from ..core.guide import EVAL_SAMPLES
 from ..core.layers import check_layers
 from ..core.lens import lens_logits, resolve_targets
 from ..core.models import LoadedModel
+from ..tasks.data import generated
 
 WHAT = ("resid", "heads")
 POSITIONS = ("last", "each", "all")
@@ -99,7 +100,7 @@ def pairs_from_records(spec, records: list[dict], source_class: str, target_clas
     for name in (source_class, target_class):
         if name not in spec.classes:
             raise WorkbenchError(f"class {name!r} is not one of task {spec.name!r}'s: {', '.join(spec.classes)}")
-    if spec.source.builtin == "arithmetic":
+    if generated(spec):
         return arithmetic_pairs(records, source_class, target_class, n)
     of = {c: [r for r in records if r["classification_target"] == c] for c in (source_class, target_class)}
     words = spec.classes
@@ -117,7 +118,7 @@ def task_heldout(spec, n: int) -> list[dict]:
     from ..core.arithmetic import generate_arithmetic, held_out
     from ..tasks.data import task_data
 
-    if spec.source.builtin == "arithmetic":
+    if generated(spec):
         return held_out(generate_arithmetic(), max(EVAL_SAMPLES, n))
     return task_data(spec, 1, max(EVAL_SAMPLES, n)).heldout
 

@@ -18,6 +18,13 @@ from . import sources
 from .spec import TaskSpec, load_task
 
 MIN_TRAIN, MIN_HELDOUT = 2, 1  # per class, after the split
+GENERATED = ("arithmetic",)  # the sources that generate records (see ``generated``)
+
+
+def generated(spec: TaskSpec) -> bool:
+    """A task whose records come from a generator, not from examples: the guide's arithmetic, whose probe, test and
+    lens prompts are the guide's own (``core.arithmetic``, ``core.guide``). Every other source reads examples."""
+    return spec.source.builtin in GENERATED
 
 
 def examples_file(spec: TaskSpec, cache: Path | None = None) -> Path:
@@ -30,7 +37,7 @@ def examples_file(spec: TaskSpec, cache: Path | None = None) -> Path:
 
 def load_examples(spec: TaskSpec, cache: Path | None = None) -> list[dict]:
     """Every example of a task's source, checked line by line (a broken line or unknown label names file and line)."""
-    if spec.source.builtin == "arithmetic":
+    if generated(spec):
         raise WorkbenchError("the arithmetic task has no example file: its records come from the generator")
     path = examples_file(spec, cache)
     if not path.is_file():
@@ -146,7 +153,7 @@ def task_data(
     """``train_samples`` training and ``eval_samples`` held-out records (and as many out of distribution), balanced
     across classes. The split is fixed by the task (``split.seed``); ``seed`` picks which training records are used
     and in which order. Arithmetic: the guide's generator with ``seed`` and prompts held out from another seed."""
-    if spec.source.builtin == "arithmetic":
+    if generated(spec):
         records = generate_arithmetic(train_samples, seed)
         return TaskData(spec, records, held_out(records, eval_samples), [])
     train, heldout, ood = split_examples(spec, load_examples(spec, cache))
@@ -196,7 +203,7 @@ def training_data(
 def probe_set(spec: TaskSpec, data: TaskData) -> LabelledPrompts:
     """The probe's labelled prompts: the guide's sixteen for arithmetic, else ``probe_per_class`` distinct training
     prompts per class."""
-    if spec.source.builtin == "arithmetic":
+    if generated(spec):
         return guide_classes()
     prompts, labels, seen = [], [], set()
     for label in spec.classes:
@@ -215,7 +222,7 @@ def interleaved(records: list[dict], n: int) -> list[dict]:
 
 def heldout_test_prompts(spec: TaskSpec, data: TaskData) -> list[str]:
     """Prompts the probe classifies (not in its training set): the guide's four, else two held-out per class."""
-    if spec.source.builtin == "arithmetic":
+    if generated(spec):
         return list(guide.TEST_PROMPTS)
     return [r["prompt"] for r in interleaved(data.heldout, 2 * len(spec.classes))]
 
@@ -223,7 +230,7 @@ def heldout_test_prompts(spec: TaskSpec, data: TaskData) -> list[str]:
 def lens_prompts(spec: TaskSpec, data: TaskData, n: int) -> tuple[list[str], list[str] | None]:
     """(prompts, expected class words) for the lens tables: the guide's four or eight for arithmetic (the expected
     operation read from the operator: None), else ``n`` held-out prompts, classes taking turns."""
-    if spec.source.builtin == "arithmetic":
+    if generated(spec):
         return list(guide.LENS_PROMPTS if n == 4 else guide.EIGHT_PROMPTS), None
     rows = interleaved(data.heldout, n)
     return [r["prompt"] for r in rows], [r["response"] for r in rows]
