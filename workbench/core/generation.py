@@ -1,4 +1,4 @@
-"""Greedy decoding through the bridge, and reading the first integer of an answer (the guide's RL reward rule)."""
+"""Greedy decoding through the bridge, with the KV cache (stopped at EOS, or once the first integer is complete)."""
 
 from __future__ import annotations
 

@@ -1,2 +1,3 @@
-"""Layer 3, the experiment: the run folder's layout, the phase table and the papermill engine that runs it, the
-headline numbers, the claims and their report, the comparison tables and publishing. Imports from core and train."""
+"""The experiment: the run folder's layout, the phase table, the plan and the papermill engine that runs it, the
+headline numbers, the claims and their report, the comparison tables, the causal arms and publishing. Imports from
+core, tasks, training, causal and routing."""
