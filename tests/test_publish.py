@@ -44,6 +44,11 @@ def _run(root: Path, quick: bool = False, causal_quick: bool = False) -> Path:
     phases = {**RUN["phases"], "causal": {"status": "done", "seconds": 60, "quick": causal_quick}}
     side = {"causal": {"model": "default", "settings": {"seeds": [42]}, "git_commit": "4567def", "updated": "2026-12-07T11:00"}}  # fmt: skip
     (root / "run.json").write_text(json.dumps({**run, "phases": phases, "side_runs": side}))
+    params = {"08_is_the_classifier_used.ipynb": {"model": "default", "seeds": [42]}}
+    marker = {"finished": "2026-12-07T11:00:00+00:00", "seconds": 60, "quick": causal_quick, "git_commit": "4567def",
+              "parameters": params}  # fmt: skip
+    (root / "phases").mkdir(exist_ok=True)
+    (root / "phases" / "causal.done.json").write_text(json.dumps(marker))
     return root
 
 

@@ -132,22 +132,24 @@ def write_pages(root: str | Path = ".") -> list[Path]:
 
 
 def _side_source(run_dir: Path, phase: str) -> dict | None:
-    """How a side phase (compare, causal, route) of the run was made, from run.json; None when it did not run. A
-    --quick one is refused."""
-    info = RunLayout(run_dir).read_run()
-    done, side = (info.get("phases") or {}).get(phase), (info.get("side_runs") or {}).get(phase)
-    if not done or done.get("status") != "done" or not side:
+    """How a side phase (compare, causal, route) of the run was made, from its marker (``phases/<phase>.done.json``:
+    the commit it ran at, when it finished, its notebook's parameters); None when it has not finished. A --quick one
+    is refused."""
+    marker = RunLayout(run_dir).marker(phase)
+    if not marker.is_file():
         return None
+    done = json.loads(marker.read_text(encoding="utf-8"))
     if done.get("quick"):
         raise WorkbenchError(
             f"phase {phase} of {run_dir} ran with --quick: rerun `workbench run {phase} --out {run_dir}` without it"
         )
-    seeds = len((side.get("settings") or {}).get("seeds") or [])
+    params = next(iter((done.get("parameters") or {}).values()), {})
+    seeds = len(params.get("seeds") or [])
     return {
-        "command": f"workbench run {phase} --model {side.get('model')} --out {run_dir}"
+        "command": f"workbench run {phase} --model {params.get('model', '?')} --out {run_dir}"
         + (f" --seeds {seeds}" if seeds > 1 else ""),
-        "git_commit": done.get("git_commit") or side.get("git_commit") or "not recorded",  # the phase's own
-        "updated": side.get("updated") or "?",
+        "git_commit": done.get("git_commit") or "not recorded",
+        "updated": done.get("finished") or "?",
         "seconds": done.get("seconds"),
     }
 
