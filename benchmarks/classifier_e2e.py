@@ -96,7 +96,8 @@ def main() -> None:
     imports = time_imports()
 
     from workbench.core import readouts as ops
-    from workbench.core.models import embedded_cache_dir, load_model
+    from workbench.core.model_sources import embedded_cache_dir
+    from workbench.core.models import load_model
     from workbench.core.results import write_result
     from workbench.core.tasks import parse_classes, parse_prompt_list
     from workbench.ui.plots import probe_accuracy_figure, start_png_export, write_figure

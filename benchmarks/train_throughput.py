@@ -100,7 +100,8 @@ def make_contenders(spec: str, dtype, device: str, layer: int, names=CONTENDERS)
     import torch
     import torch.nn.functional as F
 
-    from workbench.core.models import LoadedModel, ModelSource, boot_bridge
+    from workbench.core.model_sources import ModelSource
+    from workbench.core.models import LoadedModel, boot_bridge
     from workbench.training.losses import IGNORE, answer_loss, sft_losses
 
     out = {}

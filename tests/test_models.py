@@ -5,7 +5,8 @@ import torch
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.guide import classifier_layer
-from workbench.core.models import load_model, resolve
+from workbench.core.model_sources import resolve
+from workbench.core.models import load_model
 
 
 @pytest.mark.parametrize("n_layers,expected", [(22, 12), (16, 8), (40, 22), (30, 16), (4, 2)])

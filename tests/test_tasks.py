@@ -1,8 +1,8 @@
 import pytest
 
+from workbench.core.arithmetic import guide_classes, infer_operation
 from workbench.core.errors import WorkbenchError
 from workbench.core.guide import CLASSES
-from workbench.core.arithmetic import guide_classes, infer_operation
 from workbench.core.layers import parse_layers
 from workbench.core.tasks import parse_class_spec, parse_classes, parse_prompt_list
 
