@@ -108,11 +108,18 @@ def test_strict_exits_1_naming_what_fails_and_thresholds_change_the_verdicts(run
 
 
 def test_publish_refuses_a_quick_run_and_writes_nothing(run, tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- claims:start -->\n<!-- claims:end -->\n")
-    code, _, err = cli(capsys, "publish", run, "--docs", tmp_path / "docs" / "results.md", "--readme", readme)
+    (tmp_path / "docs").mkdir()
+    pages = {
+        "README.md": "<!-- claims:start -->\n<!-- claims:end -->\n",
+        "docs/results.md": "# R\n",
+        "docs/causal.md": "# C\n",
+    }
+    for name, text in pages.items():
+        (tmp_path / name).write_text(text)
+    code, _, err = cli(capsys, "publish", run, "--root", tmp_path)
     assert_one_line_error(code, err, "--quick run")
-    assert not (tmp_path / "docs").exists() and readme.read_text() == "<!-- claims:start -->\n<!-- claims:end -->\n"
+    assert all((tmp_path / name).read_text() == text for name, text in pages.items())
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["causal.md", "results.md"]  # no records, figures
 
 
 def test_compare_quick_trains_every_method_on_the_runs_data(run, copy, tmp_path, capsys):
