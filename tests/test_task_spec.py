@@ -112,6 +112,7 @@ def test_balanced_takes_turns_and_stops_at_n():
         (TASK.replace("source: {jsonl: examples.jsonl}", "source: {builtin: nope}"), "source.builtin"),
         (TASK.replace("heldout: 0.25", "heldot: 0.25"), "unknown key 'split.heldot'; did you mean 'heldout'?"),
         (TASK + "answer: computed\n", "answer 'computed' is the arithmetic generator's"),
+        (TASK + "nouns: {ones: kind}\n", "unknown key 'nouns.ones'; did you mean 'one'?"),
     ],
 )
 def test_a_bad_task_file_is_one_line_naming_the_key(tmp_path, capsys, text, needle):
@@ -183,3 +184,24 @@ def test_bag_of_tokens_reads_a_class_token_and_not_a_shuffled_one():
     assert bag_of_tokens(prompts, labels)["accuracy"] == 1.0
     no_signal = [[5, 7]] * 20  # every prompt the same: the classes cannot be told apart
     assert bag_of_tokens(no_signal, labels)["accuracy"] <= 0.5
+
+
+def test_a_tasks_nouns_name_its_things_in_the_claims(tmp_path):
+    """A task file's nouns are what verification writes (arithmetic's own file names an operation and the guide's
+    eight; a task without nouns says class and eight held-out prompts)."""
+    from test_verify import GOOD, make_run
+
+    from workbench.experiment.claims import collect, judge
+
+    path = write_task(tmp_path, kinds(), TASK + "nouns: {one: kind, many: kinds, eight: the eight tool prompts}\n")
+    run = make_run(tmp_path / "run", {42: GOOD})
+    (run / "run.json").write_text(json.dumps({"settings": {"task": "kinds", "task_file": str(path)}}))
+    claims = {c["id"]: c for c in judge(collect(run))}
+    assert claims["base_probe_all_layers"]["claim"] == "Base model: a linear probe reads the kind at every layer"
+    assert claims["phase1_eight"]["claim"] == "V/O only: the eight tool prompts read correctly at top-1"
+    assert "correct-kind probability" in claims["phase1_lens"]["measured"]
+    assert "class-word answers correct" in claims["phase2_answers"]["measured"]  # not given: the default
+    (run / "run.json").write_text(json.dumps({"settings": {}}))  # the guide's arithmetic
+    claims = {c["id"]: c for c in judge(collect(run))}
+    assert claims["phase1_eight"]["claim"] == "V/O only: the guide's eight prompts read correctly at top-1"
+    assert "greedy answers correct" in claims["phase2_answers"]["measured"]

@@ -16,9 +16,10 @@ from ..core import guide
 from ..core.errors import WorkbenchError
 from ..core.guide import FIGURES, THRESHOLDS
 from ..core.results import read_result
+from ..tasks.spec import Nouns
 from ..training.records import GreedyEval, TrainMetrics
 from .layout import PhaseFiles, RunLayout, pattern
-from .summary import in_task_words, layer_ranges, lens_summary, pct, probe_summary, spread
+from .summary import layer_ranges, lens_summary, nouns_for, pct, probe_summary, spread
 
 VERDICTS = ("holds", "fails", "mixed", "not measured", "reported")
 BASE_PROBE, BASE_LENS = RunLayout.baseline_classifier.rel, RunLayout.baseline_lens.rel
@@ -72,6 +73,7 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
     out = {
         "run_dir": str(run.root),
         "task": ((_load(run.run_json) or {}).get("settings") or {}).get("task"),
+        "task_file": ((_load(run.run_json) or {}).get("settings") or {}).get("task_file"),
         "base_probe": _probe(_load(run.baseline_classifier)),
         "base_lens": None if base_lens is None else lens_summary(base_lens),
         "base_eight": None if base_eight is None else lens_summary(base_eight),
@@ -165,13 +167,13 @@ def _seeded(claim_id, claim, guide_figure, threshold, source, data, key, passes,
     )
 
 
-def _base_probe(data: dict, t: dict) -> list[dict]:
+def _base_probe(data: dict, t: dict, n: Nouns) -> list[dict]:
     """The base model's probe: at every layer, and at the classifier layer against its control task."""
     rows = []
     probe = data["base_probe"]
     if probe is None:
         for cid, text in (
-            ("base_probe_all_layers", "Base model: a linear probe reads the operation at every layer"),
+            ("base_probe_all_layers", f"Base model: a linear probe reads the {n.one} at every layer"),
             ("base_probe_classifier_layer", "Base model: a hidden-space classifier at the classifier layer"),
         ):
             rows.append(
@@ -192,7 +194,7 @@ def _base_probe(data: dict, t: dict) -> list[dict]:
         rows.append(
             _row(
                 "base_probe_all_layers",
-                "Base model: a linear probe reads the operation at every layer",
+                f"Base model: a linear probe reads the {n.one} at every layer",
                 FIGURES["probe_all_layers"],
                 f"{len(at)}/{len(by_layer)} layers reach {t['probe_accuracy']:.0%} ({layer_ranges(at) or 'none'}); "
                 f"lowest {by_layer[weakest]:.2f} at L{weakest}",
@@ -219,7 +221,7 @@ def _base_probe(data: dict, t: dict) -> list[dict]:
     return rows
 
 
-def _base_lens(data: dict, t: dict) -> list[dict]:
+def _base_lens(data: dict, t: dict, n: Nouns) -> list[dict]:
     """The base model's lens: no class word readable at the classifier layer."""
     rows = []
     lens = data["base_lens"]
@@ -241,7 +243,7 @@ def _base_lens(data: dict, t: dict) -> list[dict]:
                 "base_lens",
                 "Base model: no vocabulary-aligned classifier (logit lens)",
                 FIGURES["base_lens"],
-                f"correct-operation probability {pct(lens['mean_expected_prob'])} on average at L{lens['layer']}, any target at "
+                f"correct-{n.one} probability {pct(lens['mean_expected_prob'])} on average at L{lens['layer']}, any target at "
                 f"most {pct(lens['max_target_prob'])}; top-1 {lens['score_correct']}/{lens['score_total']}",
                 "holds" if lens["max_target_prob"] < t["base_lens_max_prob"] else "fails",
                 f"every target probability < {t['base_lens_max_prob']:g}",
@@ -252,7 +254,7 @@ def _base_lens(data: dict, t: dict) -> list[dict]:
     return rows
 
 
-def _phase1_lens(data: dict, t: dict) -> list[dict]:
+def _phase1_lens(data: dict, t: dict, n: Nouns) -> list[dict]:
     """Phase 1: the lens reads the class word on held-out prompts, against the guide's range."""
     rows = []
     low, high = guide.LENS_RANGE
@@ -267,7 +269,7 @@ def _phase1_lens(data: dict, t: dict) -> list[dict]:
             if max(values) < low
             else "partly within"
         )
-        return f"{spread(values, pct)} correct-operation probability on held-out prompts ({where} the guide's range)"
+        return f"{spread(values, pct)} correct-{n.one} probability on held-out prompts ({where} the guide's range)"
 
     rows.append(
         _seeded(
@@ -285,13 +287,13 @@ def _phase1_lens(data: dict, t: dict) -> list[dict]:
     return rows
 
 
-def _phase1_eight(data: dict, t: dict) -> list[dict]:
+def _phase1_eight(data: dict, t: dict, n: Nouns) -> list[dict]:
     """Phase 1: the guide's eight prompts at top-1."""
     rows = []
     rows.append(
         _seeded(
             "phase1_eight",
-            "V/O only: the guide's eight prompts read correctly at top-1",
+            f"V/O only: {n.eight} read correctly at top-1",
             FIGURES["eight"],
             f"score ≥ {t['eight_min_score']:g}/8",
             seeded(PhaseFiles.phase1_lens_eight),
@@ -312,7 +314,7 @@ def _phase1_eight(data: dict, t: dict) -> list[dict]:
     return rows
 
 
-def _phase1_probe(data: dict, t: dict) -> list[dict]:
+def _phase1_probe(data: dict, t: dict, n: Nouns) -> list[dict]:
     """Phase 1: the hidden-space probe still reads the class at the classifier layer."""
     rows = []
     rows.append(
@@ -333,7 +335,7 @@ def _phase1_probe(data: dict, t: dict) -> list[dict]:
     return rows
 
 
-def _phase2_unchanged(data: dict, t: dict) -> list[dict]:
+def _phase2_unchanged(data: dict, t: dict, n: Nouns) -> list[dict]:
     """Phase 2: the frozen classifier is left as it was."""
     rows = []
     rows.append(
@@ -356,7 +358,7 @@ def _phase2_unchanged(data: dict, t: dict) -> list[dict]:
     return rows
 
 
-def _phase2_answers(data: dict, t: dict) -> list[dict]:
+def _phase2_answers(data: dict, t: dict, n: Nouns) -> list[dict]:
     """Phase 2: the greedy answers improve."""
     rows = []
     gains = {
@@ -370,13 +372,13 @@ def _phase2_answers(data: dict, t: dict) -> list[dict]:
             "phase2_answers",
             "Routing training improves the answers",
             FIGURES["routing"],
-            f"greedy accuracy gain ≥ {t['min_answer_gain']:g}",
+            f"{n.accuracy} gain ≥ {t['min_answer_gain']:g}",
             seeded(PhaseFiles.phase2_greedy_before, PhaseFiles.phase2_greedy_after),
             data,
             "greedy_gain",
             lambda g: g >= t["min_answer_gain"],
             lambda gs: (
-                "greedy answers correct "
+                f"{n.answers} correct "
                 + spread([d["greedy_phase1"] for d in data["seeds"].values() if d["greedy_gain"] is not None], pct)
                 + " → "
                 + spread([d["greedy_phase2"] for d in data["seeds"].values() if d["greedy_gain"] is not None], pct)
@@ -387,7 +389,7 @@ def _phase2_answers(data: dict, t: dict) -> list[dict]:
     return rows
 
 
-def _answers(data: dict, t: dict) -> list[dict]:
+def _answers(data: dict, t: dict, n: Nouns) -> list[dict]:
     """Answer accuracy through the phases: reported, not judged."""
     rows = []
     metrics = seeded(PhaseFiles.phase1_metrics, PhaseFiles.phase2_metrics)
@@ -428,8 +430,8 @@ CLAIMS = (_base_probe, _base_lens, _phase1_lens, _phase1_eight, _phase1_probe, _
 def judge(data: dict, limits: dict | None = None) -> list[dict]:
     """One row per claim of the guide (see the module doc for the verdicts), then notebook 08's causal claims."""
     t = thresholds(limits)
-    rows = [row for claim in CLAIMS for row in claim(data, t)] + _causal_rows(data.get("causal"), t)
-    return [_in_task_words(r, data.get("task")) for r in rows]
+    n = nouns_for(data.get("task_file") or data.get("task"))
+    return [row for claim in CLAIMS for row in claim(data, t, n)] + _causal_rows(data.get("causal"), t)
 
 
 CAUSAL_FIGURES = {
@@ -451,10 +453,6 @@ def _causal_rows(document: dict | None, limits: dict) -> list[dict]:
         _row(r["id"], r["claim"], CAUSAL_FIGURES[r["id"]], r["measured"], r["verdict"], r["threshold"], source)
         for r in verdicts(document["summary"], limits)
     ]
-
-
-def _in_task_words(row: dict, task: str | None) -> dict:
-    return {**row, **{key: in_task_words(row[key], task) for key in ("claim", "measured", "threshold")}}
 
 
 def failures(claims: list[dict]) -> list[dict]:

@@ -15,9 +15,9 @@ from .summary import (
     classifier_layer_rule,
     expected_prob_range,
     fmt_prob,
-    in_task_words,
     layer_ranges,
     lens_summary,
+    nouns_for,
     probe_summary,
     training_summary,
 )
@@ -98,6 +98,7 @@ def baseline_probe(result_path: str | Path, last_tokens: list[str]) -> str:
     """Notebook 01: the base model's probe at every layer (``last_tokens``: each prompt's last token, as tokenized)."""
     doc = read_result(result_path)
     s, task = probe_summary(doc), _task(doc)
+    n = nouns_for(task)
     last = sorted(set(last_tokens))
     every = (
         f"As the guide says, every one of the {s['layers_probed']} layers reaches 100%."
@@ -107,28 +108,25 @@ def baseline_probe(result_path: str | Path, last_tokens: list[str]) -> str:
         f"here; the weakest layer is L{s['min_accuracy_layer']} ({s['min_accuracy']:.0%})"
         + ("." if s["best_accuracy"] >= 1.0 else f" and the best L{s['best_layer']} ({s['best_accuracy']:.0%}).")
     )
-    return in_task_words(
-        " ".join(
-            [
-                f"**Hidden-space classifier.** On `{s['model']}` a linear probe on the last-token residual stream separates the "
-                f"{len(s['classes'])} operations with cross-validated accuracy **{s['accuracy']:.0%}** at the classifier layer "
-                f"L{s['layer']}{classifier_layer_rule(s['layer'], s['num_layers'])} (control task {s['control_accuracy']:.0%}, "
-                f"selectivity {s['selectivity']:+.2f}; chance {s['chance']:.0%}; {s['folds']}-fold CV).",
-                every,
-                f"The control task averages {s['mean_control_accuracy']:.0%} over layers (at most {s['max_control_accuracy']:.0%})"
-                + (
-                    ", close to chance, so the probes are not just memorising their prompts"
-                    if s["mean_control_accuracy"] < s["chance"] + 0.15
-                    else ""
-                )
-                + f"; selectivity peaks at {s['max_selectivity']:+.2f} at L{s['max_selectivity_layer']}.",
-                f"Refitted at L{s['layer']}, the probe labels {s['test_correct']} of {s['test_total']} test prompts correctly."
-                if s["test_total"]
-                else "",
-                _surface(doc, s, last, task),
-            ]
-        ),
-        task,
+    return " ".join(
+        [
+            f"**Hidden-space classifier.** On `{s['model']}` a linear probe on the last-token residual stream separates the "
+            f"{len(s['classes'])} {n.many} with cross-validated accuracy **{s['accuracy']:.0%}** at the classifier layer "
+            f"L{s['layer']}{classifier_layer_rule(s['layer'], s['num_layers'])} (control task {s['control_accuracy']:.0%}, "
+            f"selectivity {s['selectivity']:+.2f}; chance {s['chance']:.0%}; {s['folds']}-fold CV).",
+            every,
+            f"The control task averages {s['mean_control_accuracy']:.0%} over layers (at most {s['max_control_accuracy']:.0%})"
+            + (
+                ", close to chance, so the probes are not just memorising their prompts"
+                if s["mean_control_accuracy"] < s["chance"] + 0.15
+                else ""
+            )
+            + f"; selectivity peaks at {s['max_selectivity']:+.2f} at L{s['max_selectivity_layer']}.",
+            f"Refitted at L{s['layer']}, the probe labels {s['test_correct']} of {s['test_total']} test prompts correctly."
+            if s["test_total"]
+            else "",
+            _surface(doc, s, last, task),
+        ]
     )
 
 
@@ -158,25 +156,22 @@ def _surface(doc: dict, s: dict, last: list[str], task: str | None) -> str:
 def baseline_lens(run: RunLayout, vocab_size: int) -> str:
     """Notebook 02: the base model's logit lens on the lens prompts and on the guide's eight."""
     s, e = lens_summary(read_result(run.baseline_lens)), lens_summary(read_result(run.baseline_lens_eight))
+    n = nouns_for(_task(read_result(run.baseline_lens)))
     best = max(e["best_target_counts"], key=e["best_target_counts"].get)
     text = [
         f"**Vocabulary-aligned classifier.** On `{s['model']}` at the classifier layer L{s['layer']} of {s['num_layers']}, "
-        f"the lens puts the expected operation word at top-1 for **{s['score_correct']}/{s['score_total']}** of the lens "
-        f"prompts and {e['score_correct']}/{e['score_total']} of the guide's eight.",
+        f"the lens puts the expected {n.one} word at top-1 for **{s['score_correct']}/{s['score_total']}** of the lens "
+        f"prompts and {e['score_correct']}/{e['score_total']} of {n.eight}.",
         f"The mean probability of the expected word is {s['mean_expected_prob']:.2e} "
-        f"({s['mean_expected_percent']:.2g}% in the guide's units; eight prompts: {e['mean_expected_prob']:.2e}), and no "
+        f"({s['mean_expected_percent']:.2g}% in the guide's units; {n.eight}: {e['mean_expected_prob']:.2e}), and no "
         f'target gets more than {s["max_target_prob"]:.2e} on any prompt — the guide\'s "0%" '
         + ("reproduces." if s["max_target_percent"] < 0.5 else "does not reproduce."),
         f"The top token at L{s['layer']} is {', '.join(map(repr, s['top_tokens']))} (mean probability "
         f"{s['mean_top_prob']:.0%}); the best rank any expected word reaches is {s['best_expected_rank']} of {vocab_size} "
         f"(median {s['median_expected_rank']:.0f}).",
         f"Compared only with each other, the {len(e['best_target_counts'])} target words "
-        + (
-            "do follow the operation"
-            if e["best_target_is_expected"] == e["n_prompts"]
-            else "do not follow the operation"
-        )
-        + f": on the guide's {e['n_prompts']} prompts the expected word is the most probable of them "
+        + (f"do follow the {n.one}" if e["best_target_is_expected"] == e["n_prompts"] else f"do not follow the {n.one}")
+        + f": on {n.eight} the expected word is the most probable of them "
         f"{e['best_target_is_expected']} times, and {best!r} {e['best_target_counts'][best]} times"
         + (
             " — a constant preference, not a classification."
@@ -187,7 +182,7 @@ def baseline_lens(run: RunLayout, vocab_size: int) -> str:
         f"({s['peak_mean_expected_prob']:.2e}); the largest value on any prompt and layer is "
         f"{s['max_expected_prob_any_layer']:.2e}.",
     ]
-    return in_task_words(" ".join(text + _multi_token(s)), _task(read_result(run.baseline_lens)))
+    return " ".join(text + _multi_token(s))
 
 
 def _multi_token(summary: dict) -> list[str]:
@@ -209,6 +204,7 @@ def phase1(files: PhaseFiles, window: int = 25) -> str:
     ops = s["after_per_operation"]
     layer = resolved["intermediate_loss_layer"]
     ps = probe_summary(read_result(files.phase1_classifier))
+    n = nouns_for(_task(read_result(files.phase1_summary)))
     text = [
         f"**Dual-reward training.** On `{s['model']}`, {s['steps']} steps of LoRA (rank {resolved['lora_rank']} on "
         f"{resolved['lora_targets']}, {resolved['trainable_parameters']:,} trainable parameters) with the lens loss at "
@@ -217,13 +213,13 @@ def phase1(files: PhaseFiles, window: int = 25) -> str:
         f"of the classifier loss went from {s['classifier_loss_start']:.3g} to {s['classifier_loss_end']:.3g} and that of "
         f"the language-model loss ({'answer tokens only' if resolved['mask_prompt'] else 'prompt and answer tokens: mask_prompt is false'}) "
         f"from {s['answer_loss_start']:.3g} to {s['answer_loss_end']:.3g}.",
-        f"**Held-out prompts ({s['eval_prompts']}).** At L{s['layer']} the lens gives the correct operation word a mean "
+        f"**Held-out prompts ({s['eval_prompts']}).** At L{s['layer']} the lens gives the correct {n.one} word a mean "
         f"probability of {fmt_prob(s['before_mean_prob'])} before training and **{fmt_prob(s['after_mean_prob'])}** after; "
         f"it is the top-1 token for {s['before_top1_correct']}/{s['top1_total']} prompts before and "
-        f"**{s['after_top1_correct']}/{s['top1_total']}** after. Per operation the mean ranges from "
+        f"**{s['after_top1_correct']}/{s['top1_total']}** after. Per {n.one} the mean ranges from "
         f"{fmt_prob(min(ops.values()))} ({s['after_weakest_operation']}) to {fmt_prob(max(ops.values()))} "
         f"({s['after_strongest_operation']})" + _within_guide(min(ops.values()), max(ops.values())),
-        f"**The guide's eight prompts.** After training the lens puts the expected word at top-1 for "
+        f"**{n.Eight}.** After training the lens puts the expected word at top-1 for "
         f'**{e["score_correct"]}/{e["score_total"]}** (the guide: "V/O only 8/8"; the base model here: '
         f"{e0['score_correct']}/{e0['score_total']}), with expected-word probabilities from {fmt_prob(r['min'])} "
         f"({r['min_prompt']!r}) to {fmt_prob(r['max'])} ({r['max_prompt']!r}); before training their mean was "
@@ -234,10 +230,10 @@ def phase1(files: PhaseFiles, window: int = 25) -> str:
         f"{s['after_answer_loss']:.2f} nats per response token, and exact match from {s['before_exact_match']:.1%} to "
         f"{s['after_exact_match']:.1%}.",
         f"**Hidden-space classifier after training.** The linear probe of notebook 01 on the trained model reads the "
-        f"operation with accuracy **{ps['accuracy']:.0%}** at L{ps['layer']} (control task {ps['control_accuracy']:.0%}, "
+        f"{n.one} with accuracy **{ps['accuracy']:.0%}** at L{ps['layer']} (control task {ps['control_accuracy']:.0%}, "
         f"selectivity {ps['selectivity']:+.2f}); {ps['n_layers_at_100']} of {ps['layers_probed']} layers reach 100%.",
     ]
-    return in_task_words(" ".join(text + _multi_token(e)), _task(read_result(files.phase1_summary)))
+    return " ".join(text + _multi_token(e))
 
 
 def phase2(files: PhaseFiles, window: int = 25) -> str:
@@ -260,41 +256,39 @@ def phase2(files: PhaseFiles, window: int = 25) -> str:
         if worse
         else " — a mixed result."
     )
-    return in_task_words(
-        " ".join(
-            [
-                f"**Classifier {'unchanged' if c['unchanged'] else 'CHANGED'}.** Phase 2 froze {layer_ranges(c['frozen_layers'])} "
-                f"and trained {resolved['trainable_parameters']:,} LoRA parameters for {s['steps']} steps on the answers only "
-                f"({s['train_seconds']:.0f} s of training steps). At the classifier layer L{c['layer']}, over {lc['n_prompts']} "
-                f"held-out prompts, the largest change of any target probability is **{lc['max_abs_diff_target_prob']:.1e}** "
-                + (
-                    "(bit for bit identical)"
-                    if lc["max_abs_diff_target_prob"] == 0.0
-                    else f"(tolerance {c['tolerance']:.0e})"
-                )
-                + f" and {lc['same_top_token']}/{lc['n_prompts']} top tokens are the same; `metrics.json` agrees (largest change "
-                f"{mc['max_abs_diff']:.1e}; mean correct-target probability {fmt_prob(s['before_mean_prob'])} before and "
-                f"{fmt_prob(s['after_mean_prob'])} after, top-1 {s['before_top1_correct']}/{s['top1_total']} and "
-                f"{s['after_top1_correct']}/{s['top1_total']}).",
-                f"The saved LoRA weights of {layer_ranges(c['still_layers']) or 'no layer'} did not move at all"
-                + (
-                    f"; those of {layer_ranges(c['moved_layers'])} moved by up to {c['max_weight_change']:.2g}."
-                    if c["moved_layers"]
-                    else "; no layer's weights moved."
-                )
-                + (
-                    f" Frozen layers whose weights moved anyway: {layer_ranges(c['frozen_layers_moved'])}."
-                    if c["frozen_layers_moved"]
-                    else ""
-                ),
-                f"**Answers.** The training answer loss (rolling mean over {s['window']} steps) went from "
-                f"{s['answer_loss_start']:.3g} to {s['answer_loss_end']:.3g}. On the {s['eval_prompts']} held-out prompts the "
-                f"answer loss went from {s['before_answer_loss']:.2f} to **{s['after_answer_loss']:.2f}** nats per response "
-                f"token, teacher-forced exact match from {s['before_exact_match']:.1%} to **{s['after_exact_match']:.1%}**, and "
-                f"greedy answers with the right number from {before:.1%} to **{after:.1%}**" + verdict,
-            ]
-        ),
-        _task(read_result(files.phase2_summary)),
+    n = nouns_for(_task(read_result(files.phase2_summary)))
+    return " ".join(
+        [
+            f"**Classifier {'unchanged' if c['unchanged'] else 'CHANGED'}.** Phase 2 froze {layer_ranges(c['frozen_layers'])} "
+            f"and trained {resolved['trainable_parameters']:,} LoRA parameters for {s['steps']} steps on the answers only "
+            f"({s['train_seconds']:.0f} s of training steps). At the classifier layer L{c['layer']}, over {lc['n_prompts']} "
+            f"held-out prompts, the largest change of any target probability is **{lc['max_abs_diff_target_prob']:.1e}** "
+            + (
+                "(bit for bit identical)"
+                if lc["max_abs_diff_target_prob"] == 0.0
+                else f"(tolerance {c['tolerance']:.0e})"
+            )
+            + f" and {lc['same_top_token']}/{lc['n_prompts']} top tokens are the same; `metrics.json` agrees (largest change "
+            f"{mc['max_abs_diff']:.1e}; mean correct-target probability {fmt_prob(s['before_mean_prob'])} before and "
+            f"{fmt_prob(s['after_mean_prob'])} after, top-1 {s['before_top1_correct']}/{s['top1_total']} and "
+            f"{s['after_top1_correct']}/{s['top1_total']}).",
+            f"The saved LoRA weights of {layer_ranges(c['still_layers']) or 'no layer'} did not move at all"
+            + (
+                f"; those of {layer_ranges(c['moved_layers'])} moved by up to {c['max_weight_change']:.2g}."
+                if c["moved_layers"]
+                else "; no layer's weights moved."
+            )
+            + (
+                f" Frozen layers whose weights moved anyway: {layer_ranges(c['frozen_layers_moved'])}."
+                if c["frozen_layers_moved"]
+                else ""
+            ),
+            f"**Answers.** The training answer loss (rolling mean over {s['window']} steps) went from "
+            f"{s['answer_loss_start']:.3g} to {s['answer_loss_end']:.3g}. On the {s['eval_prompts']} held-out prompts the "
+            f"answer loss went from {s['before_answer_loss']:.2f} to **{s['after_answer_loss']:.2f}** nats per response "
+            f"token, teacher-forced exact match from {s['before_exact_match']:.1%} to **{s['after_exact_match']:.1%}**, and "
+            f"{n.answers} {n.right} from {before:.1%} to **{after:.1%}**" + verdict,
+        ]
     )
 
 

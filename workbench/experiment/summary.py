@@ -14,6 +14,7 @@ from ..core.arithmetic import infer_operation
 from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
 from ..core.layers import layer_spans
+from ..tasks.spec import Nouns, task_nouns
 from ..training.records import Measurement, TrainMetrics
 
 
@@ -413,25 +414,10 @@ def classifier_layer_rule(layer: int, n_layers: int, sep: str = ", ") -> str:
     return f"{sep}the guide's int({guide.CLASSIFIER_DEPTH} × {n_layers}) rule"
 
 
-TASK_WORDS = (  # the guide's task says "operation"; another task's unit is its class
-    ("correct-operation", "correct-class"),
-    ("operation word", "class word"),
-    ("operations", "classes"),
-    ("operation", "class"),
-    ("The guide's eight prompts", "Eight held-out prompts"),
-    ("the guide's eight prompts", "eight held-out prompts"),
-    ("the guide's eight", "eight held-out prompts"),
-    ("the guide's 8 prompts", "the 8 held-out prompts"),
-    ("with the right number", "with the right class word"),
-    ("greedy answers", "class-word answers"),
-    ("greedy accuracy", "answer accuracy"),
-)
-
-
-def in_task_words(text: str, task: str | None) -> str:
-    """``text`` as a task other than the guide's arithmetic (``task``: its name; None: arithmetic) would say it."""
-    if task in (None, "arithmetic"):
-        return text
-    for old, new in TASK_WORDS:
-        text = text.replace(old, new)
-    return text
+def nouns_for(task: str | None) -> Nouns:
+    """The nouns of the task a result names (a built-in task's name or a task file; None: the guide's arithmetic); a
+    task file that is no longer there gives the defaults."""
+    try:
+        return task_nouns(task)
+    except WorkbenchError:
+        return Nouns()

@@ -5,6 +5,7 @@ key, a template without ``{text}`` or an unknown source is one line naming the f
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +59,23 @@ class Steps(BaseModel):
     eval_samples: int = Field(200, ge=1)
 
 
+class Nouns(BaseModel):
+    """How the pages name a task's things. The defaults suit a classification task; the guide's arithmetic names its
+    own (``builtin/arithmetic.yaml``: an operation, the guide's eight prompts, greedy answers with the right number)."""
+
+    model_config = ConfigDict(extra="forbid")
+    one: str = "class"  # what one class is called
+    many: str = "classes"
+    eight: str = "eight held-out prompts"  # the small lens table (the guide's eight for arithmetic)
+    answers: str = "class-word answers"  # what phase 2 is scored on
+    accuracy: str = "answer accuracy"
+    right: str = "with the right class word"  # how an answer is right, after "answers"
+
+    @property
+    def Eight(self) -> str:  # noqa: N802  (the sentence-initial form)
+        return self.eight[:1].upper() + self.eight[1:]
+
+
 class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +88,7 @@ class TaskSpec(BaseModel):
     split: Split = Field(default_factory=Split)
     probe_per_class: int = Field(32, ge=2)  # probe prompts per class (from the training split)
     steps: Steps = Field(default_factory=Steps)
+    nouns: Nouns = Field(default_factory=Nouns)
     path: str | None = None  # the file it was read from (set by load_task)
 
     @field_validator("template")
@@ -120,7 +139,11 @@ def _explain(err: ValidationError, source: str) -> str:
     loc = [str(p) for p in first["loc"]]
     key = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        model = {"source": Source, "split": Split, "steps": Steps}.get(loc[0], TaskSpec) if len(loc) > 1 else TaskSpec
+        model = (
+            {"source": Source, "split": Split, "steps": Steps, "nouns": Nouns}.get(loc[0], TaskSpec)
+            if len(loc) > 1
+            else TaskSpec
+        )
         near = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.0)
         return f"{source}: unknown key {key!r}; did you mean {near[0] if near else ''!r}?"
     message = first["msg"].removeprefix("Value error, ")
@@ -144,3 +167,9 @@ def load_task(name_or_file: str | Path | None = None) -> TaskSpec:
     except ValidationError as err:
         raise WorkbenchError(_explain(err, str(path))) from None
     return spec.model_copy(update={"path": str(path.resolve())})
+
+
+@functools.lru_cache(maxsize=32)
+def task_nouns(name_or_file: str | None = None) -> Nouns:
+    """The nouns of a task (by name or file; None: the guide's arithmetic)."""
+    return load_task(name_or_file).nouns
