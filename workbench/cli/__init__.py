@@ -16,7 +16,7 @@ from typer.exceptions import TyperException
 from ..core.errors import WorkbenchError
 
 # isort: off
-from . import introspect, causal, data, train, run, route, explore  # noqa: F401  (registers the commands, in this order)
+from . import introspect, causal, data, train, run, route, explore, study  # noqa: F401  (registers the commands, in this order)
 
 # isort: on
 from ._app import _echo_warning, app

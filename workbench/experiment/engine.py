@@ -109,6 +109,7 @@ def run(
     execution_timeout: int | None = None,
     echo: Callable[[str], None] = print,
     task: str | None = None,
+    only_seed: int | None = None,
 ) -> dict:
     """Run ``phase`` (or ``all``) into the run folder ``out``; return the run.json document.
 
@@ -118,7 +119,8 @@ def run(
 
     Seeded phases run once per training seed (see ``training_seeds``) into ``seed-<s>/``. Skips jobs whose marker
     exists unless ``force``; rerunning a job drops the markers of the jobs that need its outputs. ``thresholds`` go to
-    the verification notebook. A failing notebook raises WorkbenchError naming notebook, cell and error.
+    the verification notebook. ``only_seed``: run the seeded phases for this one of the run's seeds only (a study runs
+    each phase and seed as its own job). A failing notebook raises WorkbenchError naming notebook, cell and error.
     """
     names = phase_names(phase, phases)
     layout = RunLayout(Path(out).resolve())
@@ -133,7 +135,9 @@ def run(
     if layout.root.exists() and not layout.root.is_dir():
         raise WorkbenchError(f"--out {str(layout.root)!r} is a file: pass a folder for the run")
     chosen = training_seeds(layout, names, seed, seeds, phases)
-    jobs = jobs_for(names, chosen, phases)
+    if only_seed is not None and only_seed not in chosen:
+        raise WorkbenchError(f"seed {only_seed} is not one of this run's training seeds {chosen}")
+    jobs = [j for j in jobs_for(names, chosen, phases) if only_seed is None or j.seed in (None, only_seed)]
     check_inputs(layout, names, jobs, phases, chosen)
     planned = {
         job.key: {

@@ -3,6 +3,7 @@ into the file on disk."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -67,6 +68,15 @@ class RunRecord:
         self.save()
 
     def save(self) -> None:
+        """Merge into run.json under an exclusive lock (``.run.json.lock``): a study runs several jobs of one run
+        folder at once, and a read-merge-write without the lock could drop another job's entry."""
+        lock = self.layout.root / ".run.json.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            self._merge_and_write()
+
+    def _merge_and_write(self) -> None:
         self.doc["updated"] = _now()
         disk = _read_json(self.layout.run_json) or {}
         mine = {k: v for k, v in self.doc.items() if k not in ("phases", "side_runs")}

@@ -1,0 +1,115 @@
+"""Where a study's jobs run: ``inline`` (this process, one after another), ``local`` (submitit's local executor:
+processes on this machine) and ``slurm`` (submitit's SLURM executor: ``sbatch`` with ``afterok`` dependencies).
+
+``submit(job, after)`` returns the scheduler's id for the job; ``after`` are the ids of the jobs it waits for that are
+not done yet (only SLURM is given them: the driver submits an inline or local job only once its dependencies are
+done). At most ``max_jobs`` SLURM jobs of a study run at once: each job also waits for the job before it in its slot
+(``--dependency=singleton`` over ``max_jobs`` job names).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..core.errors import WorkbenchError
+from .jobs import StudyJob, run_job
+from .spec import Study
+
+
+class Inline:
+    kind = "inline"
+
+    def __init__(self, study: Study, study_dir: Path):
+        self.study, self.study_dir = study, study_dir
+
+    def submit(self, job: StudyJob, after: list[str]) -> str:
+        try:
+            run_job(str(self.study_dir), job, self.study, self.study.resources_for(job.phase).cpus)
+        except Exception:  # its state file says why; the driver marks its dependents not run
+            pass
+        return "inline"
+
+
+class Submitit:
+    """submitit's local or SLURM executor; each job's log in ``<study>/logs/<run folder>/``."""
+
+    def __init__(self, study: Study, study_dir: Path, kind: str):
+        import submitit
+
+        self.study, self.study_dir, self.kind = study, study_dir, kind
+        self._executor = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}[kind]
+        self._slots = 0
+        self.jobs: dict[str, object] = {}  # id -> submitit job, for the driver's polling
+
+    def log_dir(self, job: StudyJob) -> Path:
+        return self.study_dir / "logs" / job.run
+
+    def submit(self, job: StudyJob, after: list[str]) -> str:
+        res = self.study.resources_for(job.phase)
+        executor = self._executor(folder=self.log_dir(job))
+        if self.kind == "local":
+            executor.update_parameters(timeout_min=res.minutes)
+        else:
+            slot = self._slots % self.study.executor.max_jobs
+            self._slots += 1
+            dependency = ",".join([*([f"afterok:{':'.join(after)}"] if after else []), "singleton"])
+            executor.update_parameters(
+                job_name=f"wb-{self.study.digest()[:8]}-{slot}",
+                time=res.minutes,
+                cpus_per_task=res.cpus,
+                **({"gpus_per_node": res.gpus} if res.gpus else {}),
+                **({"mem": f"{int(res.mem_gb * 1024)}M"} if res.mem_gb else {}),
+                **({"partition": res.partition} if res.partition else {}),
+                dependency=dependency,
+                additional_parameters={"kill_on_invalid_dep": "yes"},
+            )
+        try:
+            submitted = executor.submit(run_job, str(self.study_dir), job, self.study, res.cpus)
+        except subprocess.CalledProcessError as exc:  # sbatch refused: a resource, a partition, the controller
+            said = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
+            raise WorkbenchError(
+                f"sbatch refused job {job.key}: {said[-1] if said else exc}: check the study's resources and partition"
+            ) from None
+        except Exception as exc:
+            if type(exc).__name__ == "FailedJobError" or "sbatch" in str(exc):
+                raise WorkbenchError(f"sbatch refused job {job.key}: {' '.join(str(exc).split())[:300]}") from None
+            raise
+        self.jobs[submitted.job_id] = submitted
+        return str(submitted.job_id)
+
+
+def slurm_queue() -> dict[str, tuple[str, str]]:
+    """{job id: (state, reason)} of every job SLURM still lists (``squeue``)."""
+    proc = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise WorkbenchError(f"squeue failed: {proc.stderr.strip() or proc.returncode}: is the SLURM controller up?")
+    out = {}
+    for line in proc.stdout.splitlines():
+        job_id, state, reason = (line.split("|") + ["", ""])[:3]
+        out[job_id.strip()] = (state.strip(), reason.strip())
+    return out
+
+
+def check_scheduler(kind: str) -> None:
+    """Before anything is submitted: SLURM's client tools are there and the controller answers (one line, exit 2)."""
+    if kind != "slurm":
+        return
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
+        raise WorkbenchError(
+            "executor slurm: sbatch/squeue are not on PATH: run on a SLURM login node, or use executor kind local"
+        )
+    try:
+        slurm_queue()
+    except (subprocess.TimeoutExpired, WorkbenchError) as exc:
+        raise WorkbenchError(
+            f"executor slurm: the scheduler is unreachable ({' '.join(str(exc).split())[:200]}): "
+            "check SLURM_CONF and that slurmctld runs, or use executor kind local"
+        ) from None
+
+
+def make_executor(study: Study, study_dir: Path):
+    kind = study.executor.kind
+    check_scheduler(kind)
+    return Inline(study, study_dir) if kind == "inline" else Submitit(study, study_dir, kind)
