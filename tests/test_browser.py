@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from workbench.ui import lens_figures
 from workbench.ui import lens_views as lv
 from workbench.ui.explorer import _descendants, serve
-from workbench.ui.widgets import LensView
+from workbench.ui.lens_view import LensView
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 CHROMIUM = os.environ.get("BROWSER_PATH", "/usr/bin/chromium")
@@ -212,7 +213,7 @@ def test_views_fit_one_screen_render_and_steering_follows_its_slider(page, lens)
     assert ranks["yaxis"]["type"] == "log" and ranks["yaxis"]["range"][0] > ranks["yaxis"]["range"][1]  # 1 on top
 
     _tab(page, "top tokens")
-    cells = [[lv.cell_text(t) for t in row] for row in lens.grid(PROMPT)["tokens"]]
+    cells = [[lens_figures.cell_text(t) for t in row] for row in lens.grid(PROMPT)["tokens"]]
     _eventually(lambda: _plot(page, ".wb-grid"), lambda p: p["traces"][0]["text"] == cells)
     page.screenshot(path=str(ARTIFACTS / "layer_explorer_grid.png"))
 

@@ -18,8 +18,10 @@ from workbench.core.activations import capture_positions
 from workbench.core.guide import CLASSES
 from workbench.core.lens import lens_logits
 from workbench.core.models import load_model
+from workbench.ui import lens_figures
 from workbench.ui import lens_views as lv
-from workbench.ui.widgets import BASE, BOTH, TAB_GRID, TAB_KL, TAB_RANKS, TAB_STEER, LayerExplorer, LensView
+from workbench.ui.lens_view import LensView
+from workbench.ui.widgets import BASE, BOTH, TAB_GRID, TAB_KL, TAB_RANKS, TAB_STEER, LayerExplorer
 
 pytest.importorskip("ipywidgets")
 TARGETS = ["multiply", "add", "subtract", "divide"]
@@ -108,13 +110,13 @@ def test_top_token_grid_equals_lens_logits_on_captured_residuals(tiny_lm):
     assert len(ex.grid_box.outputs) == 1  # sent to the page
     heatmap = fig.data[0]
     ids = _lens_logits(tiny_lm, ex.prompt).argmax(-1)
-    decoded = [[lv.cell_text(tiny_lm.tokenizer.decode([i])) for i in row] for row in ids.tolist()]
+    decoded = [[lens_figures.cell_text(tiny_lm.tokenizer.decode([i])) for i in row] for row in ids.tolist()]
     assert [list(row) for row in heatmap.text] == decoded
     assert len(heatmap.z) == tiny_lm.n_layers and len(heatmap.z[0]) == len(tiny_lm.token_ids(ex.prompt))
     assert list(fig.layout.xaxis.ticktext)[0].startswith("0 ")
     ex.prompt_pick.value = PROMPTS[1]  # the tab is shown: redrawn for the new prompt
     assert [list(row) for row in fig.data[0].text] == [
-        [lv.cell_text(tiny_lm.tokenizer.decode([i])) for i in row] for row in grid["token_ids"].tolist()
+        [lens_figures.cell_text(tiny_lm.tokenizer.decode([i])) for i in row] for row in grid["token_ids"].tolist()
     ]
     ex.layer_slider.value = 2
     box = fig.layout.shapes[0]
@@ -269,15 +271,16 @@ def test_greedy_answers_are_behind_their_button(tiny_lm):
 
 
 def test_figure_builders():
-    fig = lv.rank_figure({"a": [1, 5, 100], "b": [3, 2, 1]}, vocab_size=1000, layer=1)
+    fig = lens_figures.rank_figure({"a": [1, 5, 100], "b": [3, 2, 1]}, vocab_size=1000, layer=1)
     assert [list(t.y) for t in fig.data] == [[1, 5, 100], [3, 2, 1]] and fig.layout.yaxis.type == "log"
     assert fig.layout.yaxis.range[0] > 3 > 0 > fig.layout.yaxis.range[1] and fig.layout.shapes[0].x0 == 1
-    grid = lv.top_token_grid_figure([["␣6", "a"]], [[0.5, 0.25]], ["0 x", "1 y"], layer=0, position=1)
+    grid = lens_figures.top_token_grid_figure([["␣6", "a"]], [[0.5, 0.25]], ["0 x", "1 y"], layer=0, position=1)
     assert grid.data[0].texttemplate == "%{text}" and list(grid.layout.xaxis.ticktext) == ["0 x", "1 y"]
     assert grid.layout.shapes[0].x0 == 0.5
-    assert lv.cell_text(" 6") == "␣6" and lv.cell_text("\n") == "\\n" and lv.cell_text("ab") == "ab"
-    kl = lv.kl_figure({"phase 1": [0.1, 0.2]}, layer=0)
+    cell_text = lens_figures.cell_text
+    assert cell_text(" 6") == "␣6" and cell_text("\n") == "\\n" and cell_text("ab") == "ab"
+    kl = lens_figures.kl_figure({"phase 1": [0.1, 0.2]}, layer=0)
     assert kl.layout.yaxis.type == "log" and list(kl.data[0].y) == [0.1, 0.2]
-    steer = lv.steering_figure({"a": [0.1, 0.2]}, {"a": [0.1, 0.1]}, "rank", 0, 100)
+    steer = lens_figures.steering_figure({"a": [0.1, 0.2]}, {"a": [0.1, 0.1]}, "rank", 0, 100)
     assert [t.name for t in steer.data] == ["a", "a (unsteered)"] and steer.data[1].line.dash == "dot"
     assert steer.layout.yaxis.range[0] > steer.layout.yaxis.range[1]

@@ -11,10 +11,11 @@ import pytest
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.lens import logit_lens
+from workbench.ui.lens_figures import FIG_HEIGHT
+from workbench.ui.lens_view import LensView
 from workbench.ui.widgets import (
     BASE,
     BOTH,
-    FIG_HEIGHT,
     TAB_GRID,
     TAB_KL,
     TAB_PROBE,
@@ -22,7 +23,6 @@ from workbench.ui.widgets import (
     TAB_RANKS,
     TAB_STEER,
     LayerExplorer,
-    LensView,
     _prompt_lines,
 )
 
@@ -192,7 +192,7 @@ def test_run_artifacts_and_explorer_environment(tmp_path, monkeypatch):
     import json
 
     from workbench.ui.explorer import explorer_env
-    from workbench.ui.widgets import run_artifacts
+    from workbench.ui.run_folder import run_artifacts
 
     assert run_artifacts(None) == ({}, None) and run_artifacts("") == ({}, None)
     with pytest.raises(WorkbenchError, match="does not exist"):

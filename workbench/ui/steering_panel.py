@@ -11,10 +11,10 @@ import time
 import ipywidgets as w
 import torch
 
-from ..causal.steering import direction_from, median_resid_norm
+from ..causal.steering import Direction, direction_from, median_resid_norm
 from ..core.generation import greedy_answers
+from . import lens_figures
 from . import lens_views as lv
-from .lens_views import FIG_HEIGHT
 
 STEER_MODES = ("probability", "rank")
 TAB_STEER = "steering"
@@ -30,6 +30,15 @@ class SteeringPanel:
 
     def _build_steering(self, layer: int, narrow: dict, max_new_tokens: int) -> w.VBox:
         """The steering tab's controls, answers, info line and figure (its Output widget is ``outputs[TAB_STEER]``)."""
+        self.steer_update_ms: float | None = None  # the last steering view update (no generation in it)
+        self.generations = 0  # greedy decodes run: only the answers button runs them
+        self.steering_current: dict = {}  # the steered and unsteered lens last drawn
+        self.answers_current: dict = {}  # the greedy answers last generated
+        self._directions: dict[tuple, Direction] = {}
+        self._norms: dict[tuple, float] = {}
+        self._plain_answers: dict[tuple, str] = {}
+        self._steer_key: tuple | None = None
+        self._steer_drawn: tuple | None = None
         specs = lv.steering_specs(self.targets, list(self.labelled) if len(self.labelled) > 1 else None)
         self.steer_direction = w.Dropdown(options=specs, value=specs[0], description="direction", style=narrow)
         self.steer_layer = w.IntSlider(
@@ -52,10 +61,10 @@ class SteeringPanel:
         )
         self.steer_answers = w.HTML()
         self.steer_info = w.HTML()
-        self.steer_fig = lv.steering_figure(
+        self.steer_fig = lens_figures.steering_figure(
             {word: None for word in self.targets}, {}, STEER_MODES[0], layer, self.vocab_size, title=""
         )
-        self.steer_fig.update_layout(height=FIG_HEIGHT - 130)
+        self.steer_fig.update_layout(height=lens_figures.FIG_HEIGHT - 130)
         return w.VBox(
             [
                 w.HBox([self.steer_direction, self.steer_layer]),
@@ -132,19 +141,7 @@ class SteeringPanel:
         if self._steer_drawn == (self._steer_key, self.steer_mode.value):
             return  # the figure shows it already
         self._steer_drawn = (self._steer_key, self.steer_mode.value)
-        rank = self.steer_mode.value == "rank"
-        kind = "ranks" if rank else "probs"
-        with self.steer_fig.batch_update():
-            for j, word in enumerate(self.targets):
-                for trace, values in zip(self.steer_fig.data[2 * j : 2 * j + 2], (s[kind], s[f"unsteered_{kind}"])):
-                    trace.x = list(range(self.n_layers))
-                    trace.y = values[word]
-            self.steer_fig.layout.yaxis = lv.rank_axis(self.vocab_size) if rank else dict(lv.PROB_AXIS)
-            self.steer_fig.layout.shapes[0].x0 = s["layer"]
-            self.steer_fig.layout.shapes[0].x1 = s["layer"]
-            self.steer_fig.layout.title.text = (
-                f"Steered lens by layer: {s['variant']}, {s['prompt']!r} (dotted: unsteered)"
-            )
+        lens_figures.fill_steering(self.steer_fig, s, self.targets, self.steer_mode.value, self.vocab_size)
         self._dirty.add(TAB_STEER)
 
     def _steer_label(self) -> None:

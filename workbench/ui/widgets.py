@@ -1,15 +1,13 @@
 """LayerExplorer: the logit lens of a prompt at any layer and token position, for the base model and its adapters.
 
-``LensView`` (``lens_view``) is the computation: one forward pass per prompt caches the residual stream of every layer
-at every position; the lens of one (layer, position), of one position across all layers (probabilities and ranks), and
-the layer x position grid of top tokens are then read from that cache (``lens_views`` holds the plain functions and
-the figures). ``LayerExplorer`` puts ipywidgets around one LensView per model variant (the base model and each adapter): the
-controls on the left, the views in tabs on the right (probability and rank by layer, the top-token grid,
-KL(adapter || base) by layer, steering (``steering_panel``), the probe curve). Moving the layer slider recomputes one lens distribution
-per variant shown; a new prompt runs one forward pass per variant shown. The grid, the KL and the steering view are
-computed when their tab is shown (the KL costs one more pass, with the LoRA off; a steering change one steered pass,
-never a generation: the greedy answers are behind their own button). Everything can be driven from Python (set a
-widget's value, read the figures).
+ipywidgets around one ``LensView`` (``lens_view``: one cached forward pass per prompt) per model variant (the base
+model and each adapter): the controls on the left, the views in tabs on the right (probability and rank by layer, the
+top-token grid, KL(adapter || base) by layer, steering (``steering_panel``), the probe curve), drawn by
+``lens_figures`` and ``lens_text``. Moving the layer slider recomputes one lens distribution per variant shown; a new
+prompt runs one forward pass per variant shown. The grid, the KL and the steering view are computed when their tab is
+shown (the KL costs one more pass, with the LoRA off; a steering change one steered pass, never a generation: the
+greedy answers are behind their own button). Everything can be driven from Python (set a widget's value, read the
+figures).
 
 The probability figure, which every layer-slider move touches, is a plotly FigureWidget (updated in place in the
 page). Every other view is a plain plotly Figure (the attributes tests read) that its tab shows through an Output
@@ -20,34 +18,39 @@ not set them up within the 2 s anywidget allows each one (their updates are then
 
 from __future__ import annotations
 
-import html
-import json
 import time
 from pathlib import Path
 
 import ipywidgets as w
 import plotly.graph_objects as go
-import plotly.io as pio
 
-from ..causal.steering import Direction
 from ..core.errors import WorkbenchError
 from ..core.guide import LENS_PROMPTS, TARGETS
 from ..core.models import LoadedModel, is_adapter_dir, load_model
-from ..core.results import read_result
-from ..experiment.layout import RunLayout
-from . import lens_views as lv
+from . import lens_figures, lens_text
 from .lens_view import LensView
-from .lens_views import FIG_HEIGHT, FIG_WIDTH, PLOT_CONFIG
 from .steering_panel import TAB_STEER, SteeringPanel
 
 BASE = "base model"
 BOTH = "side by side"
 TAB_PROBS, TAB_RANKS, TAB_GRID, TAB_KL, TAB_PROBE = ("probability", "rank", "top tokens", "KL vs base", "probe")
+NARROW = {"description_width": "62px"}  # the controls' label width
 
 
 def _prompt_lines(text: str) -> list[str]:
     """One prompt per line; blank lines dropped, trailing spaces kept (the guide's prompts end with one)."""
     return [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
+
+
+def _checked_adapters(adapters: dict[str, str | Path] | None) -> dict[str, Path]:
+    checked = {name: Path(path) for name, path in (adapters or {}).items()}
+    for name, path in checked.items():
+        if not is_adapter_dir(path):
+            raise WorkbenchError(
+                f"adapter {name!r}: {str(path)!r} holds no adapter_config.json: "
+                f"pass a folder written by `workbench train sft`"
+            )
+    return checked
 
 
 class LayerExplorer(SteeringPanel):
@@ -79,13 +82,7 @@ class LayerExplorer(SteeringPanel):
         base = (
             model if isinstance(model, LoadedModel) else load_model(model, device, dtype=dtype, device_map=device_map)
         )
-        self.adapters = {name: Path(path) for name, path in (adapters or {}).items()}
-        for name, path in self.adapters.items():
-            if not is_adapter_dir(path):
-                raise WorkbenchError(
-                    f"adapter {name!r}: {str(path)!r} holds no adapter_config.json: "
-                    f"pass a folder written by `workbench train sft`"
-                )
+        self.adapters = _checked_adapters(adapters)
         prompts = list(prompts or LENS_PROMPTS)
         if not prompts or not all(p.strip() for p in prompts):
             raise WorkbenchError("no prompts: pass prompts=['7 * 8 = ', ...] (no empty ones)")
@@ -105,34 +102,36 @@ class LayerExplorer(SteeringPanel):
         self.probe = probe
         self.labelled = {c: list(ps) for c, ps in (labelled or {}).items() if ps}
         self.max_new_tokens = max_new_tokens
+        self._init_state()
+        self._build_controls(prompts, layer)
+        self._build_views(layer)
+        self._build_tabs(self._build_steering(layer, NARROW, max_new_tokens))
+        self._add_css_classes()
+        self._observe_controls()
+        self._on_prompt()
+        self.widget = self._layout()
+
+    def _init_state(self) -> None:
         self.last_update_ms: float | None = None  # the last lens update (slider, prompt, position, model)
-        self.steer_update_ms: float | None = None  # the last steering view update (no generation in it)
-        self.generations = 0  # greedy decodes run: only the answers button runs them
         self.current: dict[str, dict] = {}  # variant -> LensView.at of the chosen layer and position
         self.grid_current: dict[str, dict] = {}  # variant -> LensView.grid of the prompt (when its tab was drawn)
         self.kl_current: dict[str, list[float]] = {}  # adapter -> KL by layer (when its tab was drawn)
-        self.steering_current: dict = {}  # the steered and unsteered lens last drawn
-        self.answers_current: dict = {}  # the greedy answers last generated
-        self._directions: dict[tuple, Direction] = {}
-        self._norms: dict[tuple, float] = {}
-        self._plain_answers: dict[tuple, str] = {}
-        self._steer_key: tuple | None = None
-        self._steer_drawn: tuple | None = None
+        self._quiet = False  # set while the explorer itself changes controls: their observers then do nothing
 
-        # -- controls (left) ---------------------------------------------------------------------------------------
-        narrow = {"description_width": "62px"}
+    def _build_controls(self, prompts: list[str], layer: int) -> None:
+        """The controls on the left: prompts, the model switch, layer and position, the top token and tables."""
         self.prompt_box = w.Textarea(
             value="\n".join(prompts),
             description="prompts",
             continuous_update=False,
-            style=narrow,
+            style=NARROW,
             layout=w.Layout(width="98%", height="5.4em"),
         )
         self.run_button = w.Button(
             description="Run", button_style="primary", tooltip="read the prompts", layout=w.Layout(width="80px")
         )
         self.prompt_pick = w.Dropdown(
-            options=prompts, value=prompts[0], description="prompt", style=narrow, layout=w.Layout(width="98%")
+            options=prompts, value=prompts[0], description="prompt", style=NARROW, layout=w.Layout(width="98%")
         )
         self.layer_slider = w.IntSlider(
             value=layer,
@@ -140,65 +139,36 @@ class LayerExplorer(SteeringPanel):
             max=self.n_layers - 1,
             description="layer",
             continuous_update=False,
-            style=narrow,
+            style=NARROW,
             layout=w.Layout(width="98%"),
         )
-        self.position_pick = w.Dropdown(description="position", style=narrow, layout=w.Layout(width="98%"))
+        self.position_pick = w.Dropdown(description="position", style=NARROW, layout=w.Layout(width="98%"))
         self.variant_pick = w.Dropdown(
             options=self.variants + ([BOTH] if self.adapters else []),
             value=BASE,
             description="model",
-            style=narrow,
+            style=NARROW,
             layout=w.Layout(width="98%"),
         )
         self.top_token = w.HTML(layout=w.Layout(width="98%"))
         self.tables = w.HBox(layout=w.Layout(flex_flow="row wrap", width="98%"))
 
-        # -- views (right) -----------------------------------------------------------------------------------------
-        self._traces = [(v, word) for v in self.variants for word in self.targets]
-        names = {(v, word): word if v == BASE else f"{word} ({v})" for v, word in self._traces}
-        dashes = {names[v, word]: lv.DASHES[self.variants.index(v) % len(lv.DASHES)] for v, word in self._traces}
-        groups = {names[v, word]: word for v, word in self._traces}
-        line = lv.layer_line(layer)
-        self.trajectory_fig = go.FigureWidget(
-            data=[
-                go.Scatter(
-                    x=list(range(self.n_layers)),
-                    y=[None] * self.n_layers,
-                    mode="lines+markers",
-                    name=names[v, word],
-                    visible=v == BASE,
-                    line={"dash": dashes[names[v, word]]},
-                    legendgroup=word,
-                )
-                for v, word in self._traces
-            ],
-            layout={
-                "title": "Target probability by layer (dashed line: the chosen layer)",
-                "template": "plotly_white",
-                "xaxis": {"title": "layer"},
-                "yaxis": dict(lv.PROB_AXIS),
-                "shapes": [line],
-                "height": FIG_HEIGHT,
-                "margin": {"t": 50, "b": 40},
-            },
-        )
-        self.rank_fig = lv.rank_figure({names[k]: None for k in self._traces}, self.vocab_size, layer, groups, dashes)
-        self.rank_fig.update_layout(height=FIG_HEIGHT)
-        for trace, (v, _) in zip(self.rank_fig.data, self._traces):
-            trace.visible = v == BASE
+    def _build_views(self, layer: int) -> None:
+        """The figures (the grid's made when first shown) and the Output widgets that show all but the first."""
+        self._line_names = lens_figures.variant_line_names(self.variants, self.targets)
+        self.trajectory_fig = lens_figures.probability_figure(self._line_names, self.n_layers, layer)
+        self.rank_fig = lens_figures.variant_rank_figure(self._line_names, self.vocab_size, layer)
         self.grid_figs: dict[str, go.Figure] = {}  # one per variant, made when first shown
-        self.kl_fig = lv.kl_figure({v: None for v in self.adapters}, layer)
-        self.kl_fig.update_layout(height=FIG_HEIGHT)
+        self.kl_fig = lens_figures.kl_figure({v: None for v in self.adapters}, layer)
+        self.kl_fig.update_layout(height=lens_figures.FIG_HEIGHT)
+        self.probe_fig = None if self.probe is None else lens_figures.probe_figure(self.probe, layer)
         self.kl_note = w.HTML()
         self.outputs = {name: w.Output() for name in (TAB_RANKS, TAB_GRID, TAB_KL, TAB_STEER, TAB_PROBE)}
         self.grid_box = self.outputs[TAB_GRID]
         self.kl_box = w.Box([self.kl_note])
         self._dirty: set[str] = set(self.outputs)  # tabs whose figures changed since they were last sent
 
-        steer_box = self._build_steering(layer, narrow, max_new_tokens)
-
-        self.probe_fig = None if probe is None else lv.probe_figure(probe, line, FIG_HEIGHT)
+    def _build_tabs(self, steer_box: w.VBox) -> None:
         tabs = {
             TAB_PROBS: self.trajectory_fig,
             TAB_RANKS: self.outputs[TAB_RANKS],
@@ -212,6 +182,8 @@ class LayerExplorer(SteeringPanel):
         self.tabs = w.Tab(children=list(tabs.values()), layout=w.Layout(width="70%"))
         self.tabs.titles = tuple(self.tab_names)
 
+    def _add_css_classes(self) -> None:
+        """The CSS classes the browser tests find the widgets by."""
         for widget, css in (
             (self.prompt_box, "wb-prompt"), (self.run_button, "wb-run"), (self.prompt_pick, "wb-prompt-pick"),
             (self.layer_slider, "wb-layer"), (self.position_pick, "wb-position"), (self.variant_pick, "wb-variant"),
@@ -225,7 +197,7 @@ class LayerExplorer(SteeringPanel):
         ):  # fmt: skip
             widget.add_class(css)
 
-        self._quiet = False
+    def _observe_controls(self) -> None:
         self.prompt_box.observe(lambda _: self.read_prompts(), names="value")
         self.run_button.on_click(lambda _: self.read_prompts())
         self.prompt_pick.observe(lambda _: self._on_prompt(), names="value")
@@ -237,8 +209,9 @@ class LayerExplorer(SteeringPanel):
             widget.observe(lambda _: self._guarded(self._draw_steering), names="value")
         self.steer_mode.observe(lambda _: self._guarded(self._draw_steering), names="value")
         self.steer_generate.on_click(lambda _: self.generate())
-        self._on_prompt()
 
+    def _layout(self) -> w.HBox:
+        """The controls on the left, the tabs on the right."""
         controls = w.VBox(
             [
                 self.prompt_box,
@@ -253,8 +226,9 @@ class LayerExplorer(SteeringPanel):
             layout=w.Layout(width="30%", min_width="300px", padding="0 8px 0 0"),
         )
         controls.add_class("wb-controls")
-        self.widget = w.HBox([controls, self.tabs], layout=w.Layout(width="100%", align_items="flex-start"))
-        self.widget.add_class("wb-explorer")
+        widget = w.HBox([controls, self.tabs], layout=w.Layout(width="100%", align_items="flex-start"))
+        widget.add_class("wb-explorer")
+        return widget
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -325,12 +299,8 @@ class LayerExplorer(SteeringPanel):
         shown = self.shown
         trajectories = {v: self.view(v).trajectory(self.prompt, self.position_pick.value) for v in shown}
         for fig, kind in ((self.trajectory_fig, "probs"), (self.rank_fig, "ranks")):
-            with fig.batch_update():
-                for trace, (variant, word) in zip(fig.data, self._traces):
-                    trace.visible = variant in shown
-                    if variant in trajectories:
-                        trace.x = list(range(self.n_layers))
-                        trace.y = trajectories[variant][kind][word]
+            values = {variant: trajectory[kind] for variant, trajectory in trajectories.items()}
+            lens_figures.fill_lines(fig, self._line_names, values, shown)
         self._dirty |= {TAB_PROBS, TAB_RANKS}
         self._draw_visible()
         self._draw_layer(start)
@@ -366,7 +336,7 @@ class LayerExplorer(SteeringPanel):
         if tab in self._dirty and tab in self.outputs:
             self._dirty.discard(tab)
             self.outputs[tab].outputs = tuple(
-                {"output_type": "display_data", "data": _plotly_bundle(fig), "metadata": {}}
+                {"output_type": "display_data", "data": lens_figures.plotly_bundle(fig), "metadata": {}}
                 for fig in self.figures(tab)
             )
         if tab == TAB_STEER and self.steering_current:
@@ -375,56 +345,33 @@ class LayerExplorer(SteeringPanel):
     def _draw_layer(self, start: float) -> None:
         layer, position = self.layer_slider.value, self.position_pick.value
         self.current = {v: self.view(v).at(self.prompt, layer, position, self.top_k) for v in self.shown}
-        for tab, fig in ((TAB_PROBS, self.trajectory_fig), (TAB_RANKS, self.rank_fig), (TAB_KL, self.kl_fig)):
-            self._move_line(tab, fig, layer)
-        if self.probe_fig is not None:
-            self._move_line(TAB_PROBE, self.probe_fig, layer)
-        box = lv.cell_box(layer, position)
+        lined = {
+            TAB_PROBS: self.trajectory_fig,
+            TAB_RANKS: self.rank_fig,
+            TAB_KL: self.kl_fig,
+            TAB_PROBE: self.probe_fig,
+        }
+        for tab, fig in lined.items():
+            if fig is not None and lens_figures.move_layer_line(fig, layer):
+                self._dirty.add(tab)
         for fig in self.grid_figs.values():
-            shape = fig.layout.shapes[0]
-            if (shape.x0, shape.y0) != (box["x0"], box["y0"]):
-                shape.update(box)
+            if lens_figures.move_cell_box(fig, layer, position):
                 self._dirty.add(TAB_GRID)
         self._render_visible()
-        self.tables.children = [w.HTML(self._table(v, r)) for v, r in self.current.items()]  # figure and table
-        token = self.position_pick.label.split(": ", 1)[-1] if self.position_pick.label else ""  # which tests wait on
-        self.top_token.value = "<br>".join(
-            f"<b>{html.escape(v)}</b> · <span class='wb-shown-prompt'>{html.escape(repr(self.prompt))}</span> · "
-            f"layer {layer} · position {position} {html.escape(token)}: top token "
-            f"<code class='wb-top'>{html.escape(repr(r['top'][0]['token']))}</code> (p = {r['top'][0]['prob']:.3f})"
-            for v, r in self.current.items()
-        )
+        self.tables.children = [w.HTML(lens_text.lens_table(v, r)) for v, r in self.current.items()]
+        token = self.position_pick.label.split(": ", 1)[-1] if self.position_pick.label else ""
+        self.top_token.value = lens_text.top_token_lines(self.current, self.prompt, token)  # after figure and table
         self.last_update_ms = 1000 * (time.perf_counter() - start)
-
-    def _move_line(self, tab: str, fig: go.Figure, layer: int) -> None:
-        if fig.layout.shapes[0].x0 != layer:
-            fig.layout.shapes[0].update(x0=layer, x1=layer)
-            self._dirty.add(tab)
-
-    def _grid_fig(self, variant: str) -> go.Figure:
-        if variant not in self.grid_figs:
-            fig = lv.top_token_grid_figure([[]], [[]], [], 0, 0)
-            fig.update_layout(height=FIG_HEIGHT)
-            self.grid_figs[variant] = fig
-        return self.grid_figs[variant]
 
     def _draw_grid(self) -> None:
         """The layer x position grid of top-1 lens tokens, one heatmap per variant shown."""
-        tokens = self.views[BASE].tokens(self.prompt)
-        columns = list(range(len(tokens)))
-        labels = [f"{i} {lv.cell_text(t)}" for i, t in enumerate(tokens)]
-        box = lv.cell_box(self.layer_slider.value, self.position_pick.value)
+        tokens = self.views[BASE].tokens(self.prompt)  # the tokenization is the same for every variant
         self.grid_current = {v: self.view(v).grid(self.prompt) for v in self.shown}
         for variant, grid in self.grid_current.items():
-            fig = self._grid_fig(variant)
-            with fig.batch_update():
-                heatmap = fig.data[0]
-                heatmap.z = grid["probs"]
-                heatmap.text = [[lv.cell_text(t) for t in row] for row in grid["tokens"]]
-                heatmap.x, heatmap.y = columns, list(range(self.n_layers))
-                fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext = columns, labels
-                fig.layout.title.text = f"Top lens token at each layer and position: {variant} (colour: its p)"
-                fig.layout.shapes[0].update(box)
+            if variant not in self.grid_figs:
+                self.grid_figs[variant] = lens_figures.empty_grid_figure()
+            fig = self.grid_figs[variant]
+            lens_figures.fill_grid(fig, grid, tokens, variant, self.layer_slider.value, self.position_pick.value)
         self._dirty.add(TAB_GRID)
 
     def _draw_kl(self) -> None:
@@ -432,78 +379,12 @@ class LayerExplorer(SteeringPanel):
         adapters = [v for v in self.shown if v != BASE]
         if not adapters:
             self.kl_current = {}
-            if self.adapters:
-                how = f"pick one ({', '.join(map(repr, self.adapters))}) or {BOTH!r} in the <i>model</i> menu"
-            else:
-                how = (
-                    "start the explorer with a run folder whose adapters are then offered in the <i>model</i> menu "
-                    "(<code>workbench explore --run runs/NAME</code>, or <code>adapters=</code> in Python)"
-                )
-            self.kl_note.value = (
-                f"<div style='padding:2em'><b>Load an adapter</b> to see KL(adapter || base model) of the lens at "
-                f"every layer: {how}.</div>"
-            )
+            self.kl_note.value = lens_text.kl_note(list(self.adapters), BOTH)
             self.kl_box.children = [self.kl_note]
             self._dirty.add(TAB_KL)
             return
         position = self.position_pick.value
         self.kl_current = {v: self.view(v).kl(self.prompt, position) for v in adapters}
-        with self.kl_fig.batch_update():
-            for trace in self.kl_fig.data:
-                trace.visible = trace.name in self.kl_current
-                if trace.name in self.kl_current:
-                    trace.x = list(range(self.n_layers))
-                    trace.y = self.kl_current[trace.name]
-            self.kl_fig.layout.title.text = (
-                f"KL(adapter || base) of the lens by layer, {self.prompt!r} position {position} "
-                "(dashed line: the chosen layer)"
-            )
+        lens_figures.fill_kl(self.kl_fig, self.kl_current, self.prompt, position)
         self.kl_box.children = [self.outputs[TAB_KL]]
         self._dirty.add(TAB_KL)
-
-    def _table(self, variant: str, result: dict) -> str:
-        def code(text: str) -> str:
-            return f"<code>{html.escape(text)}</code>"
-
-        top = "".join(
-            f"<tr><td>{i}</td><td>{code(repr(t['token']))}</td><td>{t['prob']:.4f}</td></tr>"
-            for i, t in enumerate(result["top"], 1)
-        )
-        rows = []
-        for word, t in result["targets"].items():
-            read_as = "" if t["token"] == word else f" (as {code(repr(t['token']))})"
-            rows.append(f"<tr><td>{code(word)}{read_as}</td><td>{t['prob']:.2e}</td><td>{t['rank']}</td></tr>")
-        return (
-            f"<div style='margin-right:1.5em;font-size:12px;line-height:1.25'><b>{html.escape(variant)}</b>"
-            f"<table><tr><th>#</th><th>token</th><th>p</th></tr>{top}</table>"
-            f"<table><tr><th>target</th><th>p</th><th>rank</th></tr>{''.join(rows)}</table></div>"
-        )
-
-
-def _plotly_bundle(fig: go.Figure) -> dict:
-    """The figure as plotly's mime bundle (what ``fig.show(renderer="plotly_mimetype")`` displays), JSON-safe, at
-    FIG_WIDTH pixels unless the figure sets its own width."""
-    payload = json.loads(pio.to_json(fig, validate=False))
-    payload["layout"].setdefault("width", FIG_WIDTH)
-    return {"application/vnd.plotly.v1+json": {**payload, "config": PLOT_CONFIG}}
-
-
-def run_artifacts(run_dir: str | Path | None) -> tuple[dict[str, Path], dict | None]:
-    """What a run folder offers the explorer: its phase-1 and phase-2 adapters (of the first training seed) and the
-    base model's probe result. Nothing (and no error) for None; a folder that does not exist is a one-line error."""
-    if run_dir is None or str(run_dir).strip() == "":
-        return {}, None
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise WorkbenchError(
-            f"run folder {str(run_dir)!r} does not exist: pass a folder `workbench run` wrote, or none"
-        )
-    run = RunLayout(run_dir)
-    files = next(iter(run.seeds().values()))  # the first training seed's, or the run folder's own
-    adapters = {
-        name: folder
-        for name, folder in (("phase 1", files.phase1_adapter), ("phase 2", files.phase2_adapter))
-        if is_adapter_dir(folder)
-    }
-    probe = read_result(run.baseline_classifier) if run.baseline_classifier.is_file() else None
-    return adapters, probe
