@@ -1,5 +1,6 @@
 """The package's layers, as a graph: core, then tasks, then training; causal and routing side by side above them
-(neither imports the other); experiment over both, ui over experiment, the CLI over everything. A module imports from
+(neither imports the other); experiment over both, ui and study (the sweeps over run folders) side by side over
+experiment, the CLI over everything. A module imports from
 its own layer and the ones ``BELOW`` it names, never another (every import is read from the source, including those
 inside functions), and no two modules import each other, directly or through others."""
 
@@ -13,7 +14,7 @@ import pytest
 import workbench
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
-ORDER = ["core", "tasks", "training", "causal", "routing", "experiment", "ui", "cli"]
+ORDER = ["core", "tasks", "training", "causal", "routing", "experiment", "ui", "study", "cli"]
 BELOW = {  # layer -> the layers it may import from, besides its own
     "core": set(),
     "tasks": {"core"},
@@ -22,6 +23,7 @@ BELOW = {  # layer -> the layers it may import from, besides its own
     "routing": {"core", "tasks", "training"},
     "experiment": {"core", "tasks", "training", "causal", "routing"},
     "ui": {"core", "tasks", "training", "causal", "routing", "experiment"},
+    "study": {"core", "tasks", "training", "causal", "routing", "experiment"},
     "cli": set(ORDER),
 }
 

@@ -81,7 +81,7 @@ def study_status(study_dir: Path, jobs: list[StudyJob], queue: dict | None) -> l
                 status, why = "not run", f"{bad.key} {rows[bad.key]['status']}"
         state = read_state(study_dir, job)
         rows[job.key] = {
-            "model": job.model,
+            "model": job.run.split("--")[0],
             "task": Path(job.task).stem if job.task.endswith((".yaml", ".yml")) else job.task,
             "phase": job.phase,
             "seed": "" if job.seed is None else job.seed,
