@@ -205,3 +205,86 @@ def test_a_tasks_nouns_name_its_things_in_the_claims(tmp_path):
     claims = {c["id"]: c for c in judge(collect(run))}
     assert claims["phase1_eight"]["claim"] == "V/O only: the guide's eight prompts read correctly at top-1"
     assert "greedy answers correct" in claims["phase2_answers"]["measured"]
+
+
+def test_a_task_asks_its_source_the_arithmetic_generator_or_its_examples(tmp_path):
+    """One interface for where records come from: ``source_of`` picks the generator for arithmetic and examples for
+    every other task, each with every member of ``TaskSource``; the answer rule is the source's."""
+    from workbench.tasks.source import TaskSource, source_of
+    from workbench.tasks.sources.arithmetic import ArithmeticSource
+    from workbench.tasks.sources.examples import ExamplesSource
+
+    members = [m for m in vars(TaskSource) if not m.startswith("_")] + list(TaskSource.__annotations__)
+    for cls in (ArithmeticSource, ExamplesSource):
+        assert all(callable(getattr(cls, m)) for m in vars(TaskSource) if not m.startswith("_")), cls
+        assert all(hasattr(cls, m) for m in members), cls
+    arithmetic, kinds_spec = load_task("arithmetic"), load_task(write_task(tmp_path, kinds()))
+    assert [type(source_of(load_task(n))) for n in builtin_names()] == [ArithmeticSource] + [ExamplesSource] * 4
+    assert (arithmetic.answer, kinds_spec.answer) == ("computed", "class_word")  # filled in from the source
+    assert source_of(arithmetic).expected_class("7 * 8 = ") == "multiply"
+    assert source_of(kinds_spec).expected_class("7 * 8 = ") is None  # an example's class is its label
+    with pytest.raises(WorkbenchError, match="no example file"):
+        load_examples(arithmetic)
+    text = "name: a\nclasses: {add: add, multiply: multiply}\nsource: {builtin: arithmetic}\nanswer: class_word\n"
+    (tmp_path / "a.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(WorkbenchError, match="answer 'class_word' is the examples source's: use answer: computed"):
+        load_task(tmp_path / "a.yaml")
+
+
+def test_patching_pairs_and_held_out_records_come_from_the_source(tmp_path):
+    from workbench.causal.patching import arithmetic_pairs, pairs_from_records, task_heldout
+
+    arithmetic, spec = load_task("arithmetic"), load_task(write_task(tmp_path, kinds()))
+    assert task_heldout(arithmetic, 300) == held_out(generate_arithmetic(), 300)  # from seed 42's 1000
+    heldout = task_heldout(spec, 5)
+    assert heldout == task_data(spec, 1, 200).heldout  # the split's, whatever the training size
+    records = held_out(generate_arithmetic(), 200)
+    assert pairs_from_records(arithmetic, records, "multiply", "add", 4) == arithmetic_pairs(
+        records, "multiply", "add", 4
+    )
+    pairs = pairs_from_records(spec, heldout, "tool", "fruit", 3)
+    fruit = [r["prompt"] for r in heldout if r["label"] == "fruit"]
+    assert [p.target for p in pairs] == fruit[:3] and {p.source_class for p in pairs} == {"tool"}
+    assert {(p.source_answer, p.target_answer) for p in pairs} == {(" tool", " fruit")}
+    with pytest.raises(WorkbenchError, match="is not one of task 'kinds'"):
+        pairs_from_records(spec, heldout, "add", "fruit", 3)
+
+
+def test_grpo_prompts_and_settings_come_from_the_source(tmp_path):
+    from workbench.core.arithmetic import rl_prompts
+    from workbench.experiment.compare import rl_data
+    from workbench.tasks.source import source_of
+
+    arithmetic, spec = load_task("arithmetic"), load_task(write_task(tmp_path, kinds()))
+    records = generate_arithmetic(30, 1)
+    assert rl_data(records, arithmetic) == rl_prompts(records)
+    assert {r["operation"] for r in rl_data(records, arithmetic)} <= {"multiply", "add", "subtract"}
+    train = task_data(spec, 4, 2).train
+    assert rl_data(train, spec) == [{"prompt": r["prompt"], "answer": r["response"]} for r in train]
+    assert source_of(arithmetic).grpo_config(None) == {}  # the GRPO config's defaults are the guide's
+    assert source_of(spec).grpo_config(None) == {
+        "lens_targets": spec.classes,
+        "answer": "class_word",
+        "reward": "workbench.training.rewards:class_word_reward",
+    }
+    assert source_of(spec).grpo_config("m:f")["reward"] == "m:f"
+
+
+def test_probe_test_rows_read_the_expected_class_from_the_results_task(tmp_path):
+    from workbench.experiment.summary import probe_test_rows
+
+    path = write_task(tmp_path, kinds())
+    result = {
+        "classes": ["fruit", "tool"],
+        "classifier_layer_default": 0,
+        "test_predictions": [
+            {"prompt": p, "layer": 0, "predicted": "fruit", "probabilities": {"fruit": 0.6, "tool": 0.4}}
+            for p in ("a plum. It is a", "7 * 8 = ")
+        ],
+    }
+    for settings in ({"task": str(path)}, {"task": str(tmp_path / "gone.yaml")}):
+        assert [r["expected"] for r in probe_test_rows({**result, "settings": settings})] == [None, None]
+    result["classes"] = ["multiply", "add"]
+    for t in result["test_predictions"]:
+        t.update(predicted="add", probabilities={"multiply": 0.4, "add": 0.6})
+    assert [r["expected"] for r in probe_test_rows(result)] == [None, "multiply"]  # no task: the guide's arithmetic

@@ -28,14 +28,16 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..core.activations import resid_hook_name
-from ..core.arithmetic import SYMBOLS, make_example
 from ..core.data import read_jsonl
 from ..core.errors import WorkbenchError
-from ..core.guide import EVAL_SAMPLES
+from ..core.guide import DATA_SEED, EVAL_SAMPLES, TRAIN_SAMPLES
 from ..core.layers import check_layers
 from ..core.lens import lens_logits, resolve_targets
 from ..core.models import LoadedModel
-from ..tasks.data import generated
+from ..tasks.data import task_data
+from ..tasks.source import source_of
+from ..tasks.sources.arithmetic import operand_pairs
+from ..tasks.spec import load_task
 
 WHAT = ("resid", "heads")
 POSITIONS = ("last", "each", "all")
@@ -70,63 +72,29 @@ def read_pairs(path: str | Path) -> list[Pair]:
 
 
 def arithmetic_pairs(records: list[dict], source_class: str, target_class: str, n: int) -> list[Pair]:
-    """Same operands, two operations: each target-class record ``a + b = `` with ``a * b = `` as its source (both
-    answers from the rule), so every pair aligns token for token. Division sources need ``b`` to divide ``a``."""
-    for name in (source_class, target_class):
-        if name not in SYMBOLS:
-            raise WorkbenchError(f"class {name!r} is not an arithmetic operation: use one of {', '.join(SYMBOLS)}")
-    if source_class == target_class:
-        raise WorkbenchError(f"source and target class are both {source_class!r}: pick two different operations")
-    pairs = []
-    for rec in records:
-        a, _, b = rec["prompt"].split()[:3]
-        a, b = int(a), int(b)
-        if rec.get("operation") != target_class or (source_class == "divide" and (b == 0 or a % b)):
-            continue
-        source, target = make_example(source_class, a, b), make_example(target_class, a, b)
-        pairs.append(Pair(source["prompt"], target["prompt"], source_class, target_class, source["response"],
-                          target["response"]))  # fmt: skip
-        if len(pairs) == n:
-            break
-    if not pairs:
-        raise WorkbenchError(f"no {target_class!r} records to pair with {source_class!r}: pass more data")
-    return pairs
+    """Same operands, two operations (the arithmetic source's pairs, ``operand_pairs``): each target-class record
+    ``a + b = `` with ``a * b = `` as its source, so every pair aligns token for token."""
+    return [Pair(**p) for p in operand_pairs(records, source_class, target_class, n)]
 
 
 def pairs_from_records(spec, records: list[dict], source_class: str, target_class: str, n: int) -> list[Pair]:
-    """Up to ``n`` pairs from a task's held-out ``records``. Arithmetic: same operands (``arithmetic_pairs``); any
-    other task: the i-th prompt of the source class with the i-th of the target class, each answered by its class
-    word (lengths differ: patch them with ``align="last"``)."""
+    """Up to ``n`` pairs from a task's held-out ``records``, as its source makes them. Arithmetic: same operands
+    (``arithmetic_pairs``); an examples task: the i-th prompt of the source class with the i-th of the target class,
+    each answered by its class word (lengths differ: patch them with ``align="last"``)."""
     for name in (source_class, target_class):
         if name not in spec.classes:
             raise WorkbenchError(f"class {name!r} is not one of task {spec.name!r}'s: {', '.join(spec.classes)}")
-    if generated(spec):
-        return arithmetic_pairs(records, source_class, target_class, n)
-    of = {c: [r for r in records if r["classification_target"] == c] for c in (source_class, target_class)}
-    words = spec.classes
-    pairs = [
-        Pair(s["prompt"], t["prompt"], source_class, target_class, words[source_class], words[target_class])
-        for s, t in zip(of[source_class], of[target_class])
-    ][:n]
-    if not pairs:
-        raise WorkbenchError(f"no held-out records of both {source_class!r} and {target_class!r} to pair")
-    return pairs
+    return [Pair(**p) for p in source_of(spec).pairs(records, source_class, target_class, n)]
 
 
 def task_heldout(spec, n: int) -> list[dict]:
-    """At least ``n`` held-out records of a task (arithmetic: the guide's generator, held out from seed 42's 1000)."""
-    from ..core.arithmetic import generate_arithmetic, held_out
-    from ..tasks.data import task_data
-
-    if generated(spec):
-        return held_out(generate_arithmetic(), max(EVAL_SAMPLES, n))
-    return task_data(spec, 1, max(EVAL_SAMPLES, n)).heldout
+    """At least ``n`` held-out records of a task, with the guide's training size and seed (arithmetic: held out from
+    seed 42's 1000; an examples task's held-out records do not depend on either)."""
+    return task_data(spec, TRAIN_SAMPLES, max(EVAL_SAMPLES, n), DATA_SEED).heldout
 
 
 def task_pairs(task: str | Path | None, source_class: str, target_class: str, n: int) -> tuple[list[Pair], dict]:
     """``n`` pairs from a task's held-out records (``pairs_from_records``) and its class words."""
-    from ..tasks.spec import load_task
-
     spec = load_task(task)
     return pairs_from_records(spec, task_heldout(spec, 2 * n * len(spec.classes)), source_class, target_class, n), dict(
         spec.classes

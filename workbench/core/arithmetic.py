@@ -1,6 +1,7 @@
 """The guide's arithmetic, one home: the generator of its SFT records (and held-out ones from another seed), the rules
-those records follow, the operation a prompt's operator names, the guide's probe prompts, and the answer rule (the
-first integer of a completion against the exact result)."""
+those records follow, the operation a prompt's operator names, the guide's probe prompts, its RL prompts, and the
+answer rule (the first integer of a completion against the exact result). The arithmetic task's source
+(``tasks.sources.arithmetic``) serves these as a task's records and prompt sets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ _INTEGER_RE = re.compile(r"-?\d+")
 
 SYMBOLS = {"multiply": "*", "add": "+", "subtract": "-", "divide": "/"}
 HELD_OUT_SEED = 1234  # evaluation prompts come from another seed than the training data's 42
+RL_OPERATIONS = ("multiply", "add", "subtract")  # the guide's RL baseline: + - *
+RL_PROMPT = "Calculate: {prompt}"
 
 
 def make_example(op: str, a: int, b: int) -> dict:
@@ -92,6 +95,15 @@ def guide_classes() -> LabelledPrompts:
     return LabelledPrompts(
         [p for ps in guide.CLASSES.values() for p in ps], [c for c, ps in guide.CLASSES.items() for _ in ps]
     )
+
+
+def rl_prompts(records: list[dict]) -> list[dict]:
+    """The + - * records of the guide's generator as its RL prompts, "Calculate: a op b = ", with the answer."""
+    return [
+        {"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
+        for r in records
+        if r.get("operation") in RL_OPERATIONS
+    ]
 
 
 def infer_operation(prompt: str) -> str | None:

@@ -149,7 +149,9 @@ class LensResult:
 
 
 def expected_targets(prompts: list[str], targets: list[TargetToken], expected: list[str] | None) -> list[str | None]:
-    """Each prompt's expected target word: given explicitly, else the operation its operator names (if a target)."""
+    """Each prompt's expected target word: given explicitly, else the operation its operator names (if a target).
+    That default is the arithmetic source's reading of a prompt (``core.arithmetic.infer_operation``), kept here for
+    prompts given without a task; a task's source gives its own expected words (``tasks.source``)."""
     words = {t.word for t in targets}
     if expected is not None:
         if len(expected) != len(prompts):

@@ -29,10 +29,11 @@ from ..core.readouts import lens_readout
 from ..core.results import cached_result
 from ..core.stats import over_seeds, spread
 from ..tasks.data import TaskData, lens_prompts
+from ..tasks.source import source_of
 from ..tasks.spec import TaskSpec, load_task
 from ..training.config import build_config
 from ..training.evaluation import heldout_measurement
-from ..training.grpo import load_grpo_config, rl_prompts, train_grpo
+from ..training.grpo import load_grpo_config, train_grpo
 from ..training.loop import train
 from ..training.records import Measurement
 
@@ -87,11 +88,9 @@ def measure(
 
 
 def rl_data(records: list[dict], task: TaskSpec) -> list[dict]:
-    """GRPO's prompts: the guide's ("Calculate: a op b = ", + - * only) for arithmetic, else the task's own prompts
-    with their class words as answers."""
-    if task.answer == "computed":
-        return rl_prompts(records)
-    return [{"prompt": r["prompt"], "answer": r["response"]} for r in records]
+    """GRPO's prompts, as the task's source makes them: the guide's ("Calculate: a op b = ", + - * only) for
+    arithmetic, else the task's own prompts with their class words as answers."""
+    return source_of(task).grpo_prompts(records)
 
 
 def run_method(
@@ -141,15 +140,7 @@ def run_method(
                 "prompts_per_step": grpo_prompts_per_step,
                 "num_generations": grpo_generations,
                 **({"reward": grpo_reward} if grpo_reward else {}),
-                **(
-                    {}
-                    if task.answer == "computed"
-                    else {
-                        "lens_targets": task.classes,
-                        "answer": task.answer,
-                        "reward": grpo_reward or "workbench.training.rewards:class_word_reward",
-                    }
-                ),
+                **source_of(task).grpo_config(grpo_reward),  # arithmetic: the config's defaults; else the class word
             },
         )
         metrics = train_grpo(cfg, before=base)

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from statistics import median
 
 from ..core import guide, stats
-from ..core.arithmetic import infer_operation
 from ..core.errors import WorkbenchError
 from ..core.guide import OPERATIONS
 from ..core.layers import layer_spans
-from ..tasks.spec import Nouns, task_nouns
+from ..tasks.source import source_of
+from ..tasks.spec import Nouns, load_task, task_nouns
 from ..training.records import Measurement, TrainMetrics
 
 
@@ -36,18 +36,29 @@ def _layer_row(result: dict, layer: int) -> dict:
     raise WorkbenchError(f"layer {layer} was not probed (probed: {probed}): rerun the probe with that layer included")
 
 
+def _expected_class(task: str | None) -> Callable[[str], str | None]:
+    """The expected class of a prompt, as the source of the task a result names reads it (None: the guide's
+    arithmetic); a task file that is no longer there reads none."""
+    try:
+        return source_of(load_task(task)).expected_class
+    except WorkbenchError:
+        return lambda prompt: None
+
+
 def probe_test_rows(result: dict, layer: int | None = None) -> list[dict]:
     """The test prompts' predictions at one layer (default: the classifier layer), one row per prompt.
 
-    ``expected`` is the operation the prompt's operator names (None when it names none of the probe's classes).
+    ``expected`` is the class the prompt names as its task's source reads it (arithmetic: the operation its operator
+    names; an examples task: none), None when it names none of the probe's classes.
     """
     layer = _classifier_layer(result, layer)
     classes = result["classes"]
+    expected_class = _expected_class((result.get("settings") or {}).get("task"))
     rows = []
     for t in result["test_predictions"]:
         if t["layer"] != layer:
             continue
-        expected = infer_operation(t["prompt"])
+        expected = expected_class(t["prompt"])
         expected = expected if expected in classes else None
         rows.append(
             {

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..core.data import read_yaml
 from ..core.errors import WorkbenchError
+from .source import SOURCES, source_class
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_SOURCES = ("arithmetic", "vader", "udhr", "code", "wordnet")
@@ -84,7 +85,7 @@ class TaskSpec(BaseModel):
     classes: dict[str, str]  # label -> the class word the lens and the answer read (" positive": mind the space)
     template: str = "{text}"
     source: Source
-    answer: Literal["class_word", "computed"] = "class_word"
+    answer: Literal["class_word", "computed"] | None = None  # the source's answer rule (None: filled in from it)
     split: Split = Field(default_factory=Split)
     probe_per_class: int = Field(32, ge=2)  # probe prompts per class (from the training split)
     steps: Steps = Field(default_factory=Steps)
@@ -117,9 +118,12 @@ class TaskSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _computed_is_arithmetic(self):
-        if self.answer == "computed" and self.source.builtin != "arithmetic":
-            raise ValueError("answer 'computed' is the arithmetic generator's: use answer: class_word")
+    def _answer_is_the_sources(self):
+        rule = source_class(self.source).answer
+        if self.answer is not None and self.answer != rule:
+            owner = next(s.label for s in SOURCES if s.answer == self.answer)
+            raise ValueError(f"answer {self.answer!r} is the {owner}'s: use answer: {rule}")
+        self.answer = rule
         return self
 
     @property

@@ -19,14 +19,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.arithmetic import generate_arithmetic, held_out
+from ..core.arithmetic import RL_PROMPT, generate_arithmetic, held_out, rl_prompts
 from ..core.data import read_jsonl, read_yaml, write_jsonl
 from ..core.errors import WorkbenchError
 from ..core.results import check_writable, envelope, write_json
 from .config import _explain
-
-RL_OPERATIONS = ("multiply", "add", "subtract")  # the guide's RL baseline: + - *
-RL_PROMPT = "Calculate: {prompt}"
 
 
 class GrpoConfig(BaseModel):
@@ -86,15 +83,6 @@ def load_reward(spec: str) -> Callable:
     if not callable(fn):
         raise WorkbenchError(f"reward {spec!r} is not a function")
     return fn
-
-
-def rl_prompts(records: list[dict]) -> list[dict]:
-    """The + - * records of the guide's generator as its RL prompts, "Calculate: a op b = ", with the answer."""
-    return [
-        {"prompt": RL_PROMPT.format(prompt=r["prompt"]), "answer": r["response"], "operation": r["operation"]}
-        for r in records
-        if r.get("operation") in RL_OPERATIONS
-    ]
 
 
 def rl_records(samples: int, seed: int) -> list[dict]:

