@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -77,23 +78,49 @@ def without_lora(lm: LoadedModel, pairs: list[tuple[int, str]]):
             module.scaling.update(scaling)
 
 
-@torch.inference_mode()
-def _measure(lm: LoadedModel, prompts: list[str], targets: list[str], expected, layer: int, max_new_tokens: int):
-    lens = logit_lens(lm, prompts, targets, layer=layer, expected=expected)
-    answers = greedy_answers(lm, prompts, max_new_tokens) if max_new_tokens else None
-    return {"lens_expected_p": lens.mean_expected_prob, "lens_top1": lens.score["fraction"], "answers": answers}
+@dataclass(frozen=True)
+class Readout:
+    """What an ablation sweep re-measures: the lens at ``layer`` over ``prompts`` (mean p of each prompt's
+    ``expected`` class word among ``targets``, top-1 share) and, with ``max_new_tokens``, the greedy answers."""
 
+    lm: LoadedModel
+    prompts: list[str]
+    targets: list[str]
+    expected: list[str] | None
+    layer: int
+    max_new_tokens: int
 
-def _measure_under(context, base: dict, *args) -> dict:
-    """``_measure(*args)`` inside ``context``, with how it moved from ``base``: the change in mean expected-word p and
-    the share of greedy answers that changed."""
-    with context:
-        out = _measure(*args)
-    if base["lens_expected_p"] is not None and out["lens_expected_p"] is not None:
-        out["delta_expected_p"] = out["lens_expected_p"] - base["lens_expected_p"]
-    if base["answers"] is not None:
-        out["answers_changed"] = sum(a != b for a, b in zip(out["answers"], base["answers"])) / len(out["answers"])
-    return out
+    @classmethod
+    def at(
+        cls,
+        lm: LoadedModel,
+        prompts: list[str],
+        targets: list[str],
+        expected: list[str] | None,
+        readout_layer: int | None,
+        max_new_tokens: int,
+    ) -> Readout:
+        """The readout at ``readout_layer`` (default: the classifier layer), refused in one line when out of range."""
+        layer = lm.classifier_layer if readout_layer is None else readout_layer
+        check_layers([layer], lm.n_layers, "--readout-layer")
+        return cls(lm, prompts, targets, expected, layer, max_new_tokens)
+
+    @torch.inference_mode()
+    def measure(self) -> dict:
+        lens = logit_lens(self.lm, self.prompts, self.targets, layer=self.layer, expected=self.expected)
+        answers = greedy_answers(self.lm, self.prompts, self.max_new_tokens) if self.max_new_tokens else None
+        return {"lens_expected_p": lens.mean_expected_prob, "lens_top1": lens.score["fraction"], "answers": answers}
+
+    def under(self, context, base: dict) -> dict:
+        """``measure()`` inside ``context``, with how it moved from ``base``: the change in mean expected-word p and
+        the share of greedy answers that changed."""
+        with context:
+            out = self.measure()
+        if base["lens_expected_p"] is not None and out["lens_expected_p"] is not None:
+            out["delta_expected_p"] = out["lens_expected_p"] - base["lens_expected_p"]
+        if base["answers"] is not None:
+            out["answers_changed"] = sum(a != b for a, b in zip(out["answers"], base["answers"])) / len(out["answers"])
+        return out
 
 
 def ablation_sweep(
@@ -111,27 +138,25 @@ def ablation_sweep(
     (``per="module"``) LoRA removed; ``modules`` restricts which modules are removed."""
     if per not in ("layer", "module"):
         raise WorkbenchError(f"--per {per!r}: use layer or module")
-    layer = lm.classifier_layer if readout_layer is None else readout_layer
-    check_layers([layer], lm.n_layers, "--readout-layer")
+    readout = Readout.at(lm, prompts, targets, expected, readout_layer, max_new_tokens)
     pairs = select(lm, None, modules)
-    whole = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
+    whole = readout.measure()
     with without_lora(lm, select(lm)):
-        none = _measure(lm, prompts, targets, expected, layer, max_new_tokens)
+        none = readout.measure()
     groups: dict[str, list[tuple[int, str]]] = {}
     for key in pairs:
         groups.setdefault(f"L{key[0]}" if per == "layer" else key[1], []).append(key)
-    args = (lm, prompts, targets, expected, layer, max_new_tokens)
     rows = [
         {
             "removed": name,
             "modules": [f"L{lay}.{mod}" for lay, mod in removed],
-            **_measure_under(without_lora(lm, removed), whole, *args),
+            **readout.under(without_lora(lm, removed), whole),
         }
         for name, removed in groups.items()
     ]
     return {
         "adapter": lm.adapter,
-        "readout_layer": layer,
+        "readout_layer": readout.layer,
         "per": per,
         "modules": modules,
         "targets": targets,

@@ -19,7 +19,7 @@ from transformer_lens.utilities import get_act_name
 from ..core.errors import WorkbenchError
 from ..core.layers import check_layers
 from ..core.models import LoadedModel
-from .ablation import _measure, _measure_under
+from .ablation import Readout
 
 MODES = ("zero", "mean")
 
@@ -106,27 +106,27 @@ def head_ablation_sweep(
     prompts: list[str],
     targets: list[str],
     expected: list[str] | None = None,
-    readout_layer: int | None = None,
-    layers: list[int] | None = None,
+    *,
     mode: str = "zero",
-    max_new_tokens: int = 0,
+    layers: list[int] | None = None,
     mean_prompts: list[str] | None = None,
+    readout_layer: int | None = None,
+    max_new_tokens: int = 0,
 ) -> dict:
-    """The lens at ``readout_layer`` (default: the classifier layer; mean p of each prompt's expected class word,
-    top-1 share) unablated, with each layer's heads all ablated, and with each head alone ablated, for ``layers``
-    (default: every layer up to the readout layer, the ones the lens can see). ``mean`` mode averages over
-    ``mean_prompts`` (default: the prompts). ``max_new_tokens``: also the greedy answers, and how many changed."""
-    layer = lm.classifier_layer if readout_layer is None else readout_layer
-    check_layers([layer], lm.n_layers, "--readout-layer")
+    """Each head of ``layers`` ``mode``-ablated alone, and each layer's heads all at once (default: every layer up to
+    the readout layer, the ones the lens can see; ``mean`` mode averages over ``mean_prompts``, default: the prompts),
+    against the unablated model: the lens at ``readout_layer`` (default: the classifier layer; mean p of each prompt's
+    expected class word, top-1 share) and, with ``max_new_tokens``, the greedy answers and how many changed."""
+    readout = Readout.at(lm, prompts, targets, expected, readout_layer, max_new_tokens)
+    layer = readout.layer
     layers = list(range(layer + 1)) if layers is None else list(layers)
     count = n_heads(lm)
     check_heads(lm, [(lay, 0) for lay in layers] or [(layer, 0)], mode)
     mean_prompts = prompts if mean_prompts is None else mean_prompts
-    args = (lm, prompts, targets, expected, layer, max_new_tokens)
-    base = _measure(*args)
+    base = readout.measure()
 
     def measured(heads: list[tuple[int, int]]) -> dict:
-        return _measure_under(heads_ablated(lm, heads, mode, mean_prompts), base, *args)
+        return readout.under(heads_ablated(lm, heads, mode, mean_prompts), base)
 
     rows = []
     for lay in layers:

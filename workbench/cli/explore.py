@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -16,6 +15,7 @@ from ._app import (
     TaskOpt,
     app,
     flag,
+    option,
 )
 
 
@@ -23,7 +23,7 @@ from ._app import (
 def explore_cmd(
     model: ModelOpt = "default",
     run_dir: flag(Path, "--run", help="run folder whose phase-1/phase-2 adapters and probe are offered") = None,
-    port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8866,
+    port: option(int, "--port", help="port on 127.0.0.1") = 8866,
     dtype: DtypeOpt = "auto",
     device_map: DeviceMapOpt = None,
     task: TaskOpt = None,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
-import typer
+from typing import Optional
 
 from ..core.errors import WorkbenchError
 from ._app import (
@@ -13,31 +11,32 @@ from ._app import (
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
+    LayersOpt,
     ModelOpt,
     OutputOpt,
     SeedOpt,
     TaskOpt,
-    _figure_path,
     _save,
     _task_probe_prompts,
     flag,
     introspect,
+    option,
 )
+from .formatters import lens_table, probe_table
 
 
 @introspect.command("classifier")
 def classifier_cmd(
     output: OutputOpt,
-    classes: Annotated[
+    classes: option(
         Optional[list[str]],
-        typer.Option(
-            "--classes", help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list; default: --task\'s)'
-        ),
-    ] = None,
+        "--classes",
+        help='"label:prompt1|prompt2|..." (repeat per class; @file.txt for a list; default: --task\'s)',
+    ) = None,
     task: TaskOpt = None,
     model: ModelOpt = "default",
     test: flag(str, "--test", help='"p1|p2" or @file.txt: prompts to classify') = None,
-    layers: Annotated[str, typer.Option("--layers", help="all | 3,5 | 2-8")] = "all",
+    layers: LayersOpt = "all",
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
@@ -67,38 +66,21 @@ def classifier_cmd(
     lm = load_model(model, device, adapter, dtype, device_map, batch_size)
     chosen = parse_layers(layers, lm.n_layers)
     result = ops.classifier_probe(lm, data, tests, chosen, seed, batch_size)
-    _save(output, "introspect.classifier", result, lm, probe_accuracy_figure(result), model=model, layers=layers,
-          seed=seed, batch_size=batch_size, task=task)  # fmt: skip
-
-    print(f"{'layer':>5}  {'accuracy':>8}  {'std':>6}  {'control':>7}  {'selectivity':>11}")
-    for r in result["layer_results"]:
-        print(
-            f"{r['layer']:>5}  {r['accuracy']:>8.3f}  {r['std']:>6.3f}  {r['control_accuracy']:>7.3f}  {r['selectivity']:>11.3f}"
-        )
-    print(f"best layer {result['best_layer']}: accuracy {result['best_accuracy']:.3f} ({result['folds']}-fold CV)")
-    bag = result["bag_of_tokens"]
-    print(f"bag-of-tokens baseline (the prompt's token counts): accuracy {bag['accuracy']:.3f} ± {bag['std']:.3f}")
-    if tests:
-        at = result["best_layer"]
-        for t in result["test_predictions"]:
-            if t["layer"] == at:
-                print(f"  {t['prompt']!r} -> {t['predicted']} ({t['probabilities'][t['predicted']]:.3f}) at layer {at}")
-    print(f"wrote {output} and {_figure_path(output)}")
+    _save(output, "introspect.classifier", result, lm, probe_accuracy_figure(result), probe_table(result),
+          model=model, layers=layers, seed=seed, batch_size=batch_size, task=task)  # fmt: skip
 
 
 @introspect.command("logit-lens")
 def logit_lens_cmd(
     output: OutputOpt,
     prompts: flag(str, "--prompts", help='"p1|p2" or @file.txt (default: --task\'s held-out prompts)') = None,
-    targets: Annotated[
-        Optional[list[str]], typer.Option("--targets", help="target word (repeat per target; default: --task's)")
-    ] = None,
+    targets: option(Optional[list[str]], "--targets", help="target word (repeat per target; default: --task's)") = None,
     task: TaskOpt = None,
     model: ModelOpt = "default",
     layer: flag(int, "--layer", help="lens layer (default: int(0.55 * n_layers))") = None,
-    all_layers: Annotated[
-        bool, typer.Option("--all-layers", help="also record each target's probability and rank at every layer")
-    ] = False,
+    all_layers: option(
+        bool, "--all-layers", help="also record each target's probability and rank at every layer"
+    ) = False,
     expected: flag(str, "--expected", help='expected target per prompt, "w1|w2" (default: from the operator)') = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
@@ -136,19 +118,5 @@ def logit_lens_cmd(
         check_class_words(load_task(task), lm.tokenizer)
     result = ops.lens_readout(lm, prompt_list, targets, layer, all_layers, expected_list, batch_size)
     figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
-    _save(output, "introspect.logit_lens", result, lm, figure, model=model, layer=layer, all_layers=all_layers,
-          expected=expected_list, batch_size=batch_size, task=task)  # fmt: skip
-
-    words = list(result["target_token_ids"])
-    print(f"logit lens at layer {result['layer']} of {result['num_layers']} ({result['model']})")
-    print(f"{'prompt':<16} {'top token':<12} {'p':>6}  " + "  ".join(f"{w:>10}" for w in words))
-    for r in result["results"]:
-        probs = "  ".join(f"{r['target_probs'][w]:>10.2e}" for w in words)
-        print(f"{r['prompt']!r:<16} {r['top_token']!r:<12} {r['top_prob']:>6.3f}  {probs}")
-    s = result["score"]
-    if s["total"]:
-        print(
-            f"score: {s['correct']}/{s['total']} prompts have the expected target as top-1 token; "
-            f"mean expected-target probability {result['mean_expected_prob']:.2e}"
-        )
-    print(f"wrote {output} and {_figure_path(output)}")
+    _save(output, "introspect.logit_lens", result, lm, figure, lens_table(result), model=model, layer=layer,
+          all_layers=all_layers, expected=expected_list, batch_size=batch_size, task=task)  # fmt: skip

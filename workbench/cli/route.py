@@ -5,49 +5,37 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
 
-import typer
+from ._app import AdapterOpt, DeviceOpt, DtypeOpt, ModelOpt, app, flag, option
+from .formatters import route_eval_summary
 
-from ..core.errors import WorkbenchError
-from ._app import (
-    AdapterOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
-    app,
-    flag,
+# route's options with a longer help, named here so that the signature stays one line an option
+EvalOpt = option(bool, "--eval", help="score on the built-in routing set (symbols, words, mixed, negatives)")
+FitOpt = flag(Path, "--fit", help="fit the probe/direction router on the built-in training prompts, save it here")
+RouterLayerOpt = flag(int, "--layer", help="layer the router reads (default: the classifier layer, int(0.55 x layers))")
+RouteOutputOpt = flag(
+    Path, "--output", "-o", help="result JSON: every decision, answer and timing, and --eval's scores"
 )
 
 
 @app.command("route")
 def route_cmd(
-    router: Annotated[str, typer.Option("--router", help="probe | lens | direction | regex | neural")],
+    router: option(str, "--router", help="probe | lens | direction | regex | neural"),
     model: ModelOpt = "default",
     adapter: AdapterOpt = None,
     prompts: flag(str, "--prompts", help='"p1|p2" or @file.txt: prompts to route and answer') = None,
-    evaluate: Annotated[
-        bool, typer.Option("--eval", help="score on the built-in routing set (symbols, words, mixed, negatives)")
-    ] = False,
-    per_kind: Annotated[int, typer.Option("--per-kind", min=1, help="--eval: arithmetic prompts per phrasing")] = 40,
+    evaluate: EvalOpt = False,
+    per_kind: option(int, "--per-kind", min=1, help="--eval: arithmetic prompts per phrasing") = 40,
     negatives_task: flag(str, "--negatives-task", help="--eval: add 40 prompts of this task as negatives") = None,
     router_file: flag(Path, "--router-file", help="a fitted probe/direction router (JSON) to load") = None,
-    fit: flag(
-        Path, "--fit", help="fit the probe/direction router on the built-in training prompts, save it here"
-    ) = None,
-    layer: flag(
-        int, "--layer", help="layer the router reads (default: the classifier layer, int(0.55 x layers))"
-    ) = None,
-    threshold: Annotated[
-        float, typer.Option("--threshold", help="lens: below this class-word probability the model answers")
-    ] = 0.5,
+    fit: FitOpt = None,
+    layer: RouterLayerOpt = None,
+    threshold: option(float, "--threshold", help="lens: below this class-word probability the model answers") = 0.5,
     expert: flag(str, "--expert", help="module:function answering routed prompts (default: the calculator)") = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="seconds an expert may take")] = 5.0,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="tokens of a model answer")] = 8,
-    seed: Annotated[int, typer.Option("--seed", help="seed of the training prompts a fitted router learns from")] = 0,
-    output: flag(
-        Path, "--output", "-o", help="result JSON: every decision, answer and timing, and --eval's scores"
-    ) = None,
+    timeout: option(float, "--timeout", min=0.001, help="seconds an expert may take") = 5.0,
+    max_new_tokens: option(int, "--max-new-tokens", min=1, help="tokens of a model answer") = 8,
+    seed: option(int, "--seed", help="seed of the training prompts a fitted router learns from") = 0,
+    output: RouteOutputOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
 ):
@@ -55,23 +43,10 @@ def route_cmd(
     model answers. Prints one JSON line per prompt: decision, confidence, expert, answer, timings."""
     from ..core.results import check_writable
     from ..core.tasks import parse_prompt_list
-    from ..routing.routers import FITTED, ROUTERS
+    from ..routing.options import check_route_options
 
-    if router not in ROUTERS:
-        raise WorkbenchError(f"--router {router!r}: choose one of {', '.join(ROUTERS)}")
-    if (prompts is None) == (not evaluate):
-        raise WorkbenchError('give --prompts "p1|p2" (or @file.txt) or --eval, one of the two')
+    check_route_options(router, prompts, evaluate, fit, router_file, adapter, threshold)
     texts = parse_prompt_list(prompts, "--prompts") if prompts is not None else None
-    if fit is not None and router not in FITTED:
-        raise WorkbenchError(f"--fit is for fitted routers ({', '.join(FITTED)}), not {router}")
-    if fit is not None and router_file is not None:
-        raise WorkbenchError("--fit and --router-file exclude each other: fit a new router or load one")
-    if router == "lens" and adapter is None:
-        raise WorkbenchError(
-            "the lens router reads a trained dual-reward adapter: pass --adapter RUN/seed-42/phase1_adapter"
-        )
-    if not 0.0 <= threshold <= 1.0:
-        raise WorkbenchError(f"--threshold {threshold} is not a probability: pass a value in [0, 1]")
     for path in (fit, output):
         if path is not None:
             check_writable(path)
@@ -109,13 +84,7 @@ def route_cmd(
     for row in rows:
         print(json.dumps(row))
     if evaluate:
-        overall = result["metrics"]["overall"]
-        print(
-            f"{router}: routing accuracy {overall['routing_accuracy']:.3f}, answer accuracy "
-            f"{overall['answer_accuracy']:.3f}, decision {result['metrics']['timing']['decision_s']['median'] * 1e3:.1f} ms "
-            "median",
-            file=sys.stderr,
-        )
+        print(route_eval_summary(router, result["metrics"]), file=sys.stderr)
     if output is not None:
         settings = dict(
             router=router,

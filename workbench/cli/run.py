@@ -9,11 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import WorkbenchError
-from ._app import (
-    TaskOpt,
-    app,
-    flag,
-)
+from ._app import TaskOpt, app, flag, option
+from .formatters import claims_summary, run_summary
 
 
 @app.command("run")
@@ -21,28 +18,24 @@ def run_cmd(
     phase: Annotated[
         str, typer.Argument(help="all (generate, baseline, phase1, phase2, verify) | one of them | compare")
     ] = "all",
-    out: Annotated[
-        Path, typer.Option("--out", help="run folder: executed notebooks, results, figures, run.json")
-    ] = Path("runs/experiment"),
+    out: option(Path, "--out", help="run folder: executed notebooks, results, figures, run.json") = Path(
+        "runs/experiment"
+    ),
     model: flag(
         str, "--model", "-m", help="default | local HF dir | file.gguf | hub id (default: the folder's, else default)"
     ) = None,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="tiny data and training (64 records, 32 held out, 4 steps)")
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="rerun phases that are done already")] = False,
+    quick: option(bool, "--quick", help="tiny data and training (64 records, 32 held out, 4 steps)") = False,
+    force: option(bool, "--force", help="rerun phases that are done already") = False,
     seed: flag(int, "--seed", help="data seed and first training seed (default: 42; baseline: its own)") = None,
     seeds: flag(
         int,
         "--seeds",
         help="training seeds: phase1 and phase2 run once per seed, into seed-<s>/ (default: the folder's, else 1)",
     ) = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="exit 1 unless every claim of the guide holds (needs verify)")
-    ] = False,
-    threshold: Annotated[
-        Optional[list[str]], typer.Option("--threshold", help="NAME=VALUE: a verification threshold (repeatable)")
-    ] = None,
+    strict: option(bool, "--strict", help="exit 1 unless every claim of the guide holds (needs verify)") = False,
+    threshold: option(
+        Optional[list[str]], "--threshold", help="NAME=VALUE: a verification threshold (repeatable)"
+    ) = None,
     task: TaskOpt = None,
 ):
     """Run the experiment's phases as papermill-executed notebooks into one run folder; done phases are skipped."""
@@ -57,13 +50,12 @@ def run_cmd(
             f"--strict judges the claims, but phase {phase!r} does not verify: use `workbench run all` or `workbench run verify`"
         )
     doc = run(phase, out, model=model, quick=quick, force=force, seed=seed, seeds=seeds, thresholds=limits, task=task)
-    states = ", ".join(f"{name} {p['status']} ({p.get('seconds') or 0:.0f} s)" for name, p in doc["phases"].items())
     layout = RunLayout(out)
-    print(f"run folder {out}: {states}; details in {layout.run_json}")
+    print(run_summary(out, doc["phases"], layout.run_json))
     if "verify" in phase_names(phase):
         claims = layout.read_claims()["claims"]
         failed = failures(claims)
-        print(f"claims: {len(claims) - len(failed)} of {len(claims)} hold or are reported; report in {layout.report}")
+        print(claims_summary(claims, failed, layout.report))
         if strict and failed:
             print("error: --strict: " + "; ".join(f"{c['id']} {c['verdict']}" for c in failed), file=sys.stderr)
             raise typer.Exit(1)
@@ -75,13 +67,10 @@ def publish_cmd(
         list[Path],
         typer.Argument(help="verified run folders: first a full run of the guide's task, then any task or model runs"),
     ],
-    root: Annotated[Path, typer.Option("--root", help="the repository: README.md and docs/ are written there")] = Path(
-        "."
-    ),
-    note: Annotated[
-        Optional[list[str]],
-        typer.Option("--note", help="a sentence under the cross-task table (repeatable; default: the ones kept)"),
-    ] = None,
+    root: option(Path, "--root", help="the repository: README.md and docs/ are written there") = Path("."),
+    note: option(
+        Optional[list[str]], "--note", help="a sentence under the cross-task table (repeatable; default: the ones kept)"
+    ) = None,
 ):
     """Copy the runs' result records into docs/records/ (with figures and executed notebooks) and render every
     generated block of the README and docs from them."""

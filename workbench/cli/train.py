@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from ..core.errors import WorkbenchError
 from ._app import (
@@ -18,58 +15,56 @@ from ._app import (
     NoProgressOpt,
     SeedFlag,
     TaskOpt,
+    TrainDtypeOpt,
     TrainModelOpt,
     _int_option,
     _task_records,
     app,
     flag,
+    option,
     train_app,
 )
+from .formatters import grpo_summary, memory_summary, sft_summary
+
+
+# The training flags are config keys (TrainConfig, GrpoConfig): each flag's name is typer's default, the parameter's
+# with dashes (eval_samples: --eval-samples); a name is written out only for a short form or an alias (-o, --lr).
+def _given(flags: dict, config_model) -> dict:
+    """The flags given (not None) that are keys of ``config_model``: flags are YAML keys, and override the file's."""
+    return {k: v for k, v in flags.items() if k in config_model.model_fields and v is not None}
 
 
 @train_app.command("sft")
 def train_sft_cmd(
     config: ConfigOpt = None,
     model: TrainModelOpt = None,
-    data: flag(str, "--data", help="training JSONL") = None,
-    eval_data: flag(str, "--eval-data", help="held-out JSONL (default: generated with another seed)") = None,
+    data: flag(str, help="training JSONL") = None,
+    eval_data: flag(str, help="held-out JSONL (default: generated with another seed)") = None,
     output: flag(str, "--output", "-o", help="output folder (adapter, checkpoints, logs, metrics)") = None,
     use_lora: flag(bool, "--use-lora/--no-lora", help="LoRA via peft (default) or full fine-tuning") = None,
-    lora_targets: flag(str, "--lora-targets", help="module names, e.g. v_proj,o_proj") = None,
-    lora_rank: flag(int, "--lora-rank", min=1) = None,
-    lora_alpha: flag(float, "--lora-alpha", help="default 2 * rank") = None,
-    freeze_layers: flag(
-        str, "--freeze-layers", help="0-12, 0,1,2 or through-classifier: no gradient, no optimizer state"
-    ) = None,
-    adapter: flag(str, "--adapter", help="continue from a saved adapter folder") = None,
-    mask_prompt: flag(bool, "--mask-prompt/--no-mask-prompt", help="loss on response tokens only") = None,
+    lora_targets: flag(str, help="module names, e.g. v_proj,o_proj") = None,
+    lora_rank: flag(int, min=1) = None,
+    lora_alpha: flag(float, help="default 2 * rank") = None,
+    freeze_layers: flag(str, help="0-12, 0,1,2 or through-classifier: no gradient, no optimizer state") = None,
+    adapter: flag(str, help="continue from a saved adapter folder") = None,
+    mask_prompt: flag(bool, help="loss on response tokens only") = None,
     max_steps: MaxStepsFlag = None,
-    epochs: flag(int, "--epochs", min=1) = None,
-    batch_size: flag(int, "--batch-size", min=1) = None,
-    gradient_accumulation_steps: flag(int, "--gradient-accumulation-steps", min=1) = None,
+    epochs: flag(int, min=1) = None,
+    batch_size: flag(int, min=1) = None,
+    gradient_accumulation_steps: flag(int, min=1) = None,
     learning_rate: flag(float, "--learning-rate", "--lr") = None,
-    weight_decay: flag(float, "--weight-decay") = None,
-    warmup_steps: flag(int, "--warmup-steps", min=0) = None,
-    max_grad_norm: flag(
-        float, "--max-grad-norm", help="gradient clipping (default 1.0; 0 = none, as the guide)"
-    ) = None,
+    weight_decay: flag(float) = None,
+    warmup_steps: flag(int, min=0) = None,
+    max_grad_norm: flag(float, help="gradient clipping (default 1.0; 0 = none, as the guide)") = None,
     seed: SeedFlag = None,
-    save_every: flag(int, "--save-every", min=1, help="checkpoint every N steps") = None,
-    eval_samples: flag(
-        int, "--eval-samples", min=1, help="held-out prompts generated when --eval-data is not given"
-    ) = None,
-    resume: flag(bool, "--resume/--no-resume", help="continue from the last checkpoint in --output") = None,
-    intermediate_layer: flag(
-        str, "--intermediate-layer", help="enable the dual-reward loss at this layer (or auto)"
-    ) = None,
-    intermediate_weight: flag(
-        float, "--intermediate-weight", help="weight w of the classifier CE (0.4 in the guide)"
-    ) = None,
-    dtype: flag(str, "--dtype", help="auto | float32 | bfloat16 | float16 (LoRA weights stay fp32)") = None,
-    gradient_checkpointing: flag(
-        bool, "--gradient-checkpointing/--no-gradient-checkpointing", help="recompute activations in backward"
-    ) = None,
-    fsdp: flag(bool, "--fsdp/--no-fsdp", help="shard the model over the ranks (FSDP2; under torchrun)") = None,
+    save_every: flag(int, min=1, help="checkpoint every N steps") = None,
+    eval_samples: flag(int, min=1, help="held-out prompts generated when --eval-data is not given") = None,
+    resume: flag(bool, help="continue from the last checkpoint in --output") = None,
+    intermediate_layer: flag(str, help="enable the dual-reward loss at this layer (or auto)") = None,
+    intermediate_weight: flag(float, help="weight w of the classifier CE (0.4 in the guide)") = None,
+    dtype: TrainDtypeOpt = None,
+    gradient_checkpointing: flag(bool, help="recompute activations in backward") = None,
+    fsdp: flag(bool, help="shard the model over the ranks (FSDP2; under torchrun)") = None,
     device: DeviceOpt = None,
     no_progress: NoProgressOpt = False,
     task: TaskOpt = None,
@@ -79,7 +74,7 @@ def train_sft_cmd(
     OUTPUT/data/ and trained on."""
     from ..training.config import TrainConfig, build_config, load_config
 
-    given = {k: v for k, v in locals().items() if k in TrainConfig.model_fields and v is not None}  # flags = YAML keys
+    given = _given(locals(), TrainConfig)
     if task is not None:
         given.update(_task_training_inputs(task, config, given))
     if intermediate_layer is not None or intermediate_weight is not None:
@@ -102,17 +97,7 @@ def train_sft_cmd(
     m = TrainMetrics.from_dict(train(cfg, device=device, progress=not no_progress))
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank trains; rank 0 reports
         return
-    before, after = m.before, m.after
-    print(f"trained {m.steps} steps; adapter and metrics in {cfg.output}")
-    if before:
-        print(
-            f"correct-operation lens probability at layer {after.lens.layer}: {before.lens.mean_correct_target_prob:.3e} -> "
-            f"{after.lens.mean_correct_target_prob:.3f}; top-1 {after.lens.top1_score.correct}/{after.lens.top1_score.total}"
-        )
-        print(
-            f"held-out answer loss {before.answer_loss:.3f} -> {after.answer_loss:.3f}; "
-            f"exact match {before.answer_exact_match:.3f} -> {after.answer_exact_match:.3f}"
-        )
+    print(sft_summary(m, cfg.output))
 
 
 def _task_training_inputs(task: str, config: Path | None, given: dict) -> dict:
@@ -138,39 +123,22 @@ def _task_training_inputs(task: str, config: Path | None, given: dict) -> dict:
 def train_grpo_cmd(
     config: ConfigOpt = None,  # keys: workbench.training.grpo.GrpoConfig
     model: TrainModelOpt = None,
-    output: flag(str, "--output", help="adapter, grpo_log.jsonl, metrics.json") = None,
-    reward: flag(str, "--reward", help="module:function (default workbench.training.rewards:arithmetic_reward)") = None,
+    output: flag(str, help="adapter, grpo_log.jsonl, metrics.json") = None,
+    reward: flag(str, help="module:function (default workbench.training.rewards:arithmetic_reward)") = None,
     max_steps: MaxStepsFlag = None,
-    samples: flag(int, "--samples", help="generated RL prompts") = None,
+    samples: flag(int, help="generated RL prompts") = None,
     seed: SeedFlag = None,
-    dtype: flag(str, "--dtype", help="auto | float32 | bfloat16 | float16 (LoRA weights stay fp32)") = None,
+    dtype: TrainDtypeOpt = None,
     device: DeviceOpt = None,
     no_progress: NoProgressOpt = False,
 ):
     """RL with verifiable rewards (GRPO through TRL, LoRA through peft) on the guide's "Calculate: a op b = " prompts."""
-    from ..training.grpo import load_grpo_config, train_grpo
+    from ..training.grpo import GrpoConfig, load_grpo_config, train_grpo
     from ..training.records import TrainMetrics
 
-    cfg = load_grpo_config(
-        config,
-        dict(
-            model=model,
-            output=output,
-            reward=reward,
-            max_steps=max_steps,
-            samples=samples,
-            seed=seed,
-            dtype=dtype,
-            device=device,
-        ),
-    )
+    cfg = load_grpo_config(config, _given(locals(), GrpoConfig))
     m = TrainMetrics.from_dict(train_grpo(cfg, progress=not no_progress))
-    b, a = m.before, m.after
-    print(f"trained {m.steps} GRPO steps; adapter, grpo_log.jsonl and metrics.json in {cfg.output}")
-    print(
-        f"greedy answers correct {b.greedy_accuracy:.3f} -> {a.greedy_accuracy:.3f}; correct-operation lens "
-        f"probability at layer {a.lens.layer}: {b.lens.mean_correct_target_prob:.3e} -> {a.lens.mean_correct_target_prob:.3e}"
-    )
+    print(grpo_summary(m, cfg.output))
 
 
 @app.command("estimate")
@@ -178,14 +146,14 @@ def estimate_cmd(
     model: ModelOpt = "default",
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="sequences per step (per rank)")] = 1,
-    seq_len: Annotated[int, typer.Option("--seq-len", min=1, help="tokens per sequence")] = 512,
-    train: Annotated[bool, typer.Option("--train", help="a training step, not a forward")] = False,
-    use_lora: Annotated[bool, typer.Option("--use-lora/--no-lora", help="LoRA (default) or full fine-tuning")] = True,
-    lora_rank: Annotated[int, typer.Option("--lora-rank", min=1)] = 16,
-    lora_targets: Annotated[str, typer.Option("--lora-targets")] = "v_proj,o_proj",
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
-    shards: Annotated[int, typer.Option("--shards", min=1, help="FSDP ranks the weights are sharded over")] = 1,
+    batch_size: option(int, "--batch-size", min=1, help="sequences per step (per rank)") = 1,
+    seq_len: option(int, "--seq-len", min=1, help="tokens per sequence") = 512,
+    train: option(bool, "--train", help="a training step, not a forward") = False,
+    use_lora: option(bool, "--use-lora/--no-lora", help="LoRA (default) or full fine-tuning") = True,
+    lora_rank: option(int, "--lora-rank", min=1) = 16,
+    lora_targets: option(str, "--lora-targets") = "v_proj,o_proj",
+    gradient_checkpointing: option(bool, "--gradient-checkpointing") = False,
+    shards: option(int, "--shards", min=1, help="FSDP ranks the weights are sharded over") = 1,
 ):
     """Memory a forward or a training step needs, from the model's config alone (no weights are read), vs free memory."""
     from ..core import memory
@@ -212,12 +180,4 @@ def estimate_cmd(
         checkpointing=gradient_checkpointing,
         n_shards=shards,
     )
-    free = memory.free_bytes(where)
-    gib = memory.GIB
-    print(f"{model} in {dtype_name(torch_dtype)}: {est.what}{f', sharded over {shards}' if shards > 1 else ''}")
-    print(f"  weights {est.weights / gib:.2f} GiB, trainable {est.trainable / gib:.2f} GiB, ", end="")
-    print(
-        f"gradients + optimizer {est.gradients_and_optimizer / gib:.2f} GiB, activations {est.activations / gib:.2f} GiB"
-    )
-    verdict = "fits" if est.total <= free else "does NOT fit"
-    print(f"  total {est.total / gib:.2f} GiB; {where} has {free / gib:.1f} GiB free: {verdict}")
+    print(memory_summary(model, dtype_name(torch_dtype), est, shards, where, memory.free_bytes(where)))
