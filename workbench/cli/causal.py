@@ -180,12 +180,12 @@ def attribute_cmd(
         raise WorkbenchError(f"--method {method!r}: use dla or patching")
     if method == "dla" and not prompts:
         from ..tasks.data import lens_set
+        from ..tasks.source import source_of
+        from ..tasks.spec import load_task
 
-        task_prompts, _, expected = lens_set(task or "arithmetic")
-        from ..core.arithmetic import infer_operation
-
-        chosen = [p for p, e in zip(task_prompts, expected or [infer_operation(p) for p in task_prompts]) if e == word]
-        prompt_list = chosen or task_prompts
+        task_prompts, _, expected = lens_set(task)  # expected None: each prompt's class as the task's source reads it
+        expected = expected or [source_of(load_task(task)).expected_class(p) for p in task_prompts]
+        prompt_list = [p for p, e in zip(task_prompts, expected) if e == word] or task_prompts
     elif method == "dla":
         prompt_list = parse_prompt_list(prompts, "--prompts")
     else:
