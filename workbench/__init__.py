@@ -1,8 +1,10 @@
 """workbench: probes, the logit lens and dual-reward LoRA for vocabulary-aligned classifiers in language models.
 
-Five layers, each importing only from the ones before it (tests/test_layers.py): ``core`` (models, activations, lens,
-probes), ``training`` (config, losses, loop, GRPO), ``tasks`` (task files, their data and its fetching), ``experiment`` (run layout, phases, engine, claims, report) and ``ui``
-(plots, widgets, the explorer server); the CLI sits on top. The names below are the short API (``import workbench as
+Nine layers, each importing only from the ones below it (tests/test_layers.py, docs/concepts.md): ``core`` (models,
+activations, lens, probes), ``tasks`` (task files, their sources and data), ``training`` (config, losses, loop, GRPO),
+``causal`` and ``routing`` side by side, ``experiment`` (run layout, phases, engine, claims, report, publishing),
+``ui`` (plots, widgets, the explorer server) and ``study`` (many run folders as jobs on an executor) side by side; the
+CLI sits on top. The names below are the short API (``import workbench as
 wb; wb.load_model(...)``); they load lazily so that `workbench --help` does not pay for importing torch.
 """
 
