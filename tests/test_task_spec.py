@@ -288,3 +288,14 @@ def test_probe_test_rows_read_the_expected_class_from_the_results_task(tmp_path)
     for t in result["test_predictions"]:
         t.update(predicted="add", probabilities={"multiply": 0.4, "add": 0.6})
     assert [r["expected"] for r in probe_test_rows(result)] == [None, "multiply"]  # no task: the guide's arithmetic
+
+
+def test_a_source_describes_how_its_records_are_made(tmp_path):
+    from workbench.tasks.source import source_of
+
+    spec = load_task(write_task(tmp_path, kinds()))
+    text = source_of(spec).describe(spec)
+    assert '`" fruit"`' in text and '`" tool"`' in text and "`examples.jsonl`" in text
+    assert "by group: 25% of the groups are held out" in text and "balanced across classes" in text
+    guide_text = source_of(load_task("arithmetic")).describe(load_task("arithmetic"))
+    assert "[1, 50]" in guide_text and "[10, 100]" in guide_text and "[1, 12]" in guide_text

@@ -1,8 +1,8 @@
 """Where a task's records come from, as one interface: a ``TaskSource`` gives a task's records, the prompt sets the
-probe and the lens read, activation-patching pairs, the expected class of a prompt, its answer rule and its GRPO
-prompts. Two sources implement it: examples (``sources.examples``: vader, udhr, code, wordnet, a user's JSONL) and
-the guide's arithmetic generator (``sources.arithmetic``). ``source_of(spec)`` picks a task's; callers ask it instead
-of asking which task they hold."""
+probe and the lens read, activation-patching pairs, the expected class of a prompt, its answer rule, its GRPO
+prompts and how its records are made, in words (``describe``). Two sources implement it: examples
+(``sources.examples``: vader, udhr, code, wordnet, a user's JSONL) and the guide's arithmetic generator
+(``sources.arithmetic``). ``source_of(spec)`` picks a task's; callers ask it instead of asking which task they hold."""
 
 from __future__ import annotations
 
@@ -58,6 +58,11 @@ class TaskSource(Protocol):
 
     def grpo_config(self, reward: str | None) -> dict:
         """The GRPO config keys that make GRPO train and measure this task (``reward``: a ``module:function`` given)."""
+        ...
+
+    def describe(self, spec) -> str:
+        """A few sentences of markdown on how the task's (``spec``) records are made: where they come from, the
+        classes and their words, the template, the split (the notebooks' data Method shows it)."""
         ...
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...core import guide
 from ...core.arithmetic import (
+    HELD_OUT_SEED,
     SYMBOLS,
     generate_arithmetic,
     guide_classes,
@@ -94,3 +95,16 @@ class ArithmeticSource:
         """Nothing: the GRPO config's defaults are the guide's (first-integer reward, the four operation words,
         computed answers)."""
         return {}
+
+    def describe(self, spec) -> str:
+        """The guide's generator (``core.arithmetic.generate_arithmetic``) in words: its operand ranges and records."""
+        words = ", ".join(f"`{w}`" for w in spec.classes.values())
+        return (
+            "The guide's generator (`workbench.core.arithmetic.generate_arithmetic`): the operation is uniform over "
+            "`* + - /`; `*` and `+` take both operands in [1, 50]; `-` takes a in [10, 100] and b in [1, a], so no "
+            "result is negative; `/` is exact, with divisor and quotient in [1, 12]. Each record holds the prompt "
+            "(`a op b = `), the response (the computed result, which the answer is scored on), the operation and the "
+            f"classification target (the word the intermediate loss of phase 1 pulls the lens towards: {words}). "
+            "The notebook's `seed` draws the training records; the held-out set is drawn from another seed "
+            f"({HELD_OUT_SEED}), skipping every prompt the training data holds. No record is out of distribution."
+        )

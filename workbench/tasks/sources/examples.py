@@ -5,13 +5,14 @@ whose response is its class word. Its prompt sets are drawn from those records, 
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 from ...core.data import jsonl_lines
 from ...core.errors import WorkbenchError
 from ...core.tasks import LabelledPrompts
-from . import examples_path
+from . import SOURCES, examples_path
 
 MIN_TRAIN, MIN_HELDOUT = 2, 1  # per class, after the split
 CLASS_WORD_REWARD = "workbench.training.rewards:class_word_reward"
@@ -106,6 +107,48 @@ def split_examples(spec, examples: list[dict]) -> tuple[list[dict], list[dict], 
     return train, heldout, ood
 
 
+def _names(items) -> str:
+    return ", ".join(f"`{i}`" for i in items)
+
+
+def describe_origin(spec) -> str:
+    """Where a task's examples come from, in words: a built-in source (with its attribution) or the task's JSONL."""
+    if spec.source.builtin:
+        name = spec.source.builtin
+        return (
+            f"The examples of the built-in `{name}` source ({SOURCES[name].attribution}), fetched once by "
+            f"`workbench data fetch {spec.name}` into the task cache (`tasks/{name}/examples.jsonl`)."
+        )
+    beside = f" beside the task file `{Path(spec.path).name}`" if spec.path else ""
+    return (
+        f"The task's own examples file `{spec.source.jsonl}`{beside}: one JSON object per line, its `text` and "
+        "`label`, optionally its `group` and `subset`."
+    )
+
+
+def describe_split(spec) -> str:
+    """The task's split rule, in words: what is held out, what is trained on, what is out of distribution."""
+    sp = spec.split
+    if sp.heldout_subsets is not None:
+        held = f"by subset: the subsets {_names(sp.heldout_subsets)} are held out"
+    elif sp.by == "group":
+        held = (
+            f"by group: {sp.heldout:.0%} of the groups are held out whole, so no held-out example shares its "
+            "group with a training one (an example without a `group` is a group of its own)"
+        )
+    else:
+        held = f"by item: {sp.heldout:.0%} of the examples are held out at random"
+    if sp.train_subsets is not None:
+        held += f", and training reads the subsets {_names(sp.train_subsets)} only"
+    ood = (
+        f"The subsets {_names(sp.ood_subsets)} are out of distribution: never trained on, measured on as many "
+        "records as are held out."
+        if sp.ood_subsets
+        else "No subset is out of distribution."
+    )
+    return f"Split (seed {sp.seed}) {held}. {ood}"
+
+
 def balanced(items: list[dict], n: int, key: str = "label") -> list[dict]:
     """Up to ``n`` items, classes taking turns in their given (shuffled) order: as even as the classes allow."""
     queues: dict[str, list[dict]] = {}
@@ -197,3 +240,16 @@ class ExamplesSource:
         """The GRPO settings that score the class word: the lens over the class words, the class-word answer and
         reward (``reward``: another one, named ``module:function``)."""
         return {"lens_targets": self.spec.classes, "answer": self.answer, "reward": reward or CLASS_WORD_REWARD}
+
+    def describe(self, spec) -> str:
+        """Where the examples come from, the classes and their words, the template, the split and the balance."""
+        words = ", ".join(f"`{label}` → `{json.dumps(word)}`" for label, word in spec.classes.items())
+        about = f" The task: {spec.description}." if spec.description else ""
+        return (
+            f"{describe_origin(spec)}{about}\n\n"
+            f"{len(spec.classes)} classes, each with its class word: {words}. Each example's text fills the template "
+            f"`{json.dumps(spec.template)}` as the prompt; the response is its class word, which the answer is scored "
+            "on and the intermediate loss of phase 1 pulls the lens towards.\n\n"
+            f"{describe_split(spec)} Records are balanced across classes (the classes take turns, as evenly as their "
+            "examples allow); the notebook's `seed` picks and orders the training records."
+        )
