@@ -49,7 +49,7 @@ def study_status(study: StudyArg):
 
 @study_app.command("table")
 def study_table(study: StudyArg):
-    """The cross-task table over the study's verified run folders (also written to the study folder's table.md)."""
+    """The cross-task table over the study's finished run folders (also written to the study folder's table.md)."""
     from ..core.errors import WorkbenchError
     from ..study.driver import write_table
     from ..study.jobs import study_jobs
@@ -58,6 +58,6 @@ def study_table(study: StudyArg):
     spec = load_study(study)
     path = write_table(Path(spec.out).resolve(), study_jobs(spec))
     if path is None:
-        raise WorkbenchError(f"no run folder of {study} is verified yet: see `workbench study status {study}`")
+        raise WorkbenchError(f"no run folder of {study} has all its jobs done yet: see `workbench study status {study}`")
     print(path.read_text(encoding="utf-8"), end="")
     print(f"wrote {path}")

@@ -2,7 +2,7 @@
 
 The study folder holds ``study.json`` (the file it was made from and its digest), ``jobs.json`` (each submitted job's
 scheduler id and log), ``state/`` (each job's start, end and error), ``logs/`` (submitit's logs, per run folder), the
-run folders and, once every verify is done, ``table.md`` (the cross-task table over them). A job already done in its
+run folders and ``table.md`` (the cross-task table over the run folders whose jobs are all done). A job already done in its
 run folder is skipped, and so is every job that is queued or running; ``--resume`` submits what is missing. While one
 `study run` submits or waits, the study folder is locked (``.lock``): a second one is refused.
 """
@@ -111,44 +111,45 @@ def _hand_out(study: Study, study_dir: Path, executor, jobs, todo, echo, progres
     """Inline and local: submit each job once its dependencies are done, at most ``max_jobs`` at once."""
     pending, running = list(todo), {}
     limit = 1 if isinstance(executor, Inline) else study.executor.max_jobs
+
+    def tick() -> None:
+        if progress:
+            progress(1)
+
     while pending or running:
         for key, handle in list(running.items()):
             if handle.done():
                 running.pop(key)
-                if progress:
-                    progress(1)
+                tick()
         rows = {r["key"]: r for r in study_status(study_dir, jobs, None)}
+        started = False
         for job in list(pending):
             deps = dependencies(job, jobs)
             bad = next((d for d in deps if rows[d.key]["status"] in FINAL[1:]), None)
             if bad is not None:
                 pending.remove(job)
-                write_json(
-                    state_path(study_dir, job), {"status": "not run", "reason": f"{bad.key} {rows[bad.key]['status']}"}
-                )
-                if progress:
-                    progress(1)
+                reason = f"{bad.key} {rows[bad.key]['status']}"
+                write_json(state_path(study_dir, job), {"status": "not run", "reason": reason})
+                tick()
                 continue
             if len(running) >= limit or not all(rows[d.key]["status"] == "done" for d in deps):
                 continue
             pending.remove(job)
             job_id = executor.submit(job, [])
-            log = "" if isinstance(executor, Inline) else str(executor.log_dir(job))
-            _record(study_dir, job, job_id, executor.kind, log)
-            echo(
-                f"{'ran' if isinstance(executor, Inline) else 'started'} {job.key}" + (f": pid {job_id}" if log else "")
-            )
+            started = True
             if isinstance(executor, Inline):
-                if progress:
-                    progress(1)
+                _record(study_dir, job, job_id, "inline", "")
+                echo(f"ran {job.key}")
+                tick()
+                rows = {r["key"]: r for r in study_status(study_dir, jobs, None)}  # what it just did
             else:
+                _record(study_dir, job, job_id, executor.kind, str(executor.log_dir(job)))
+                echo(f"started {job.key}: pid {job_id}")
                 running[job.key] = executor.jobs[job_id]
         if running:
             time.sleep(study.executor.poll_seconds)
-        elif pending and not any(all(rows[d.key]["status"] == "done" for d in dependencies(j, jobs)) for j in pending):
-            rows = {r["key"]: r for r in study_status(study_dir, jobs, None)}
-            if not any(any(rows[d.key]["status"] in FINAL[1:] for d in dependencies(j, jobs)) for j in pending):
-                raise WorkbenchError(f"study {study_dir}: jobs wait for jobs that are not in this submission")
+        elif pending and not started:
+            raise WorkbenchError(f"study {study_dir}: jobs wait for jobs that are not in this submission")
 
 
 def _wait(study_dir: Path, jobs: list[StudyJob], progress, poll: float = 2.0) -> None:
@@ -165,10 +166,10 @@ def _wait(study_dir: Path, jobs: list[StudyJob], progress, poll: float = 2.0) ->
 
 
 def write_table(study_dir: Path, jobs: list[StudyJob]) -> Path | None:
-    """The cross-task table over the study's run folders whose verify is done, into ``table.md``."""
+    """The cross-task table over the study's run folders whose jobs are all done, into ``table.md``."""
     from ..experiment.crosstask import cross_task_table, task_row
 
-    runs = sorted({j.run for j in jobs if j.phase == "verify" and is_done(study_dir, j)})
+    runs = sorted({j.run for j in jobs} - {j.run for j in jobs if not is_done(study_dir, j)})
     if not runs:
         return None
     path = study_dir / "table.md"
@@ -176,10 +177,15 @@ def write_table(study_dir: Path, jobs: list[StudyJob]) -> Path | None:
     return path
 
 
-def status_text(path: str | Path) -> str:
+def study_status_rows(path: str | Path) -> list[dict]:
+    """Each job's status row (``status.study_status``) for a study file whose folder exists."""
     study = load_study(path)
     study_dir = Path(study.out).resolve()
     if not (study_dir / "study.json").is_file():
         raise WorkbenchError(f"no study in {study_dir} yet: run `workbench study run {path}` first")
     queue = slurm_queue() if study.executor.kind == "slurm" else None
-    return f"study {study_dir}\n\n" + status_table(study_status(study_dir, study_jobs(study), queue))
+    return study_status(study_dir, study_jobs(study), queue)
+
+
+def status_text(path: str | Path) -> str:
+    return f"study {Path(load_study(path).out).resolve()}\n\n" + status_table(study_status_rows(path))

@@ -88,11 +88,12 @@ def run_job(study_dir: str, job: StudyJob, study: Study, threads: int) -> str:
     before and after. Raises on failure, so the scheduler marks the job failed and its dependents never start."""
     from ..experiment.engine import run  # a kernel client: only the job's process needs it
 
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # the notebook kernels read it when torch starts
     path = state_path(Path(study_dir), job)
     start = time.time()
     state = {"job": asdict(job), "host": socket.gethostname(), "pid": os.getpid(), "started": start}
     write_json(path, {**state, "status": "running"})
+    threads_before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the notebook kernels read it when torch starts
     try:
         run(
             job.phase,
@@ -110,5 +111,10 @@ def run_job(study_dir: str, job: StudyJob, study: Study, threads: int) -> str:
         write_json(path, {**state, "status": "failed", "ended": time.time(), "error": error,
                           "traceback": traceback.format_exc(limit=5)})  # fmt: skip
         raise
+    finally:
+        if threads_before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads_before
     write_json(path, {**state, "status": "done", "ended": time.time(), "seconds": round(time.time() - start, 1)})
     return job.key
