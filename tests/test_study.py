@@ -190,3 +190,36 @@ def test_one_study_run_at_a_time(tmp_path):
         thread.join()
     with study_lock(tmp_path / "out"):
         pass
+
+
+def test_study_record_refuses_an_unfinished_study(study, tmp_path):
+    from workbench.study.report import study_record
+
+    with pytest.raises(WorkbenchError, match=r"not finished \(12 jobs not done, first default--arithmetic/generate\)"):
+        study_record(study.path)
+
+
+def test_study_page_from_a_hand_built_record():
+    from workbench.experiment.study_page import overhead_text, page_text
+
+    jobs = [
+        {"key": "m--t/generate", "phase": "generate", "seed": None, "seconds": 30.0, "git_commit": "abc"},
+        {"key": "m--t/phase1.seed-42", "phase": "phase1", "seed": 42, "seconds": 100.0, "git_commit": "abc"},
+        {"key": "m--t/phase1.seed-43", "phase": "phase1", "seed": 43, "seconds": 120.0, "git_commit": "abc"},
+    ]
+    record = {
+        "file": "configs/studies/x.yaml",
+        "study": {"models": ["default"], "tasks": ["t"], "seeds": 2, "phases": ["generate", "phase1"],
+                  "executor": {"kind": "local", "max_jobs": 2}},  # fmt: skip
+        "jobs": jobs, "wall_seconds": 150.0, "job_seconds": 250.0, "runs": [],
+    }  # fmt: skip
+    text = page_text(record)
+    assert "| ratio | 1.67 |" in text and "git commit `abc`" in text
+    assert "| phase1 | 2 | 110 | 120 |" in text and "| generate | 1 | 30 | 30 |" in text
+    overhead = {"file": "s.yaml", "where": "here", "git_commit": "abc", "jobs": [
+        {"key": "a", "dependency_s": 0.0, "schedule_s": 0.2, "startup_s": 1.8, "phase_s": 20.0, "ratio": 0.1},
+        {"key": "b", "dependency_s": 20.5, "schedule_s": 0.4, "startup_s": 2.2, "phase_s": 52.0, "ratio": 0.05},
+    ]}  # fmt: skip
+    text = overhead_text(overhead)
+    assert "| b | 20.5 | 0.4 | 2.2 | 52.0 | 0.050 |" in text
+    assert "eligible → started 0.30 s, started → first line 2.00 s, overhead / phase 0.075" in text

@@ -71,17 +71,22 @@ def publish_cmd(
     note: option(
         Optional[list[str]], "--note", help="a sentence under the cross-task table (repeatable; default: the ones kept)"
     ) = None,
+    study: option(
+        Optional[Path], "--study", help="a finished study file: its jobs' times and table into docs/studies.md"
+    ) = None,
 ):
     """Copy the runs' result records into docs/records/ (with figures and executed notebooks) and render every
     generated block of the README and docs from them."""
     from ..experiment.publish import publish
+    from ..study.report import study_record
 
     for run_dir in run_dirs:
         if not (run_dir / "run.json").is_file():
             raise WorkbenchError(
                 f"{str(run_dir)!r} is not a run folder (no run.json): pass folders `workbench run` wrote"
             )
-    written = publish(run_dirs, root, note)
+    extra = {"study.json": study_record(study)} if study else None
+    written = publish(run_dirs, root, note, extra)
     print(f"wrote {len(written)} files: " + ", ".join(map(str, written[:8])) + (" ..." if len(written) > 8 else ""))
 
 

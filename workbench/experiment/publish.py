@@ -13,6 +13,8 @@ tasks                 docs/results.md      tasks.json (one row per run folder pu
 routing               docs/results.md      route_compare.json (`workbench run route`, rows left out)
 causal                docs/causal.md       causal_summary.json (`workbench run causal`)
 gpu_check             docs/performance.md  gpu_check.json (`benchmarks/gpu_check.sh` on a GPU machine)
+study                 docs/studies.md      study.json (`workbench publish ... --study FILE`)
+slurm_overhead        docs/studies.md      slurm_overhead.json (`benchmarks/study_overhead.py --report`)
 ====================  ===================  =======================================================
 
 ``publish(run_dirs, root)`` copies the records out of the run folders (the first a full run of the guide's task, whose
@@ -36,7 +38,7 @@ from plotly.offline import get_plotlyjs
 from ..core.errors import WorkbenchError
 from ..core.results import atomic_write_text, marked_block, with_marked_block
 from ..routing import compare as routing_compare
-from . import causal, compare, crosstask, gpu_report
+from . import causal, compare, crosstask, gpu_report, study_page
 from .layout import RunLayout
 from .phases import PHASES
 from .report import claims_table, commits, figure_lines, report_text, run_command
@@ -96,6 +98,8 @@ BLOCKS = (
     Block("routing", "docs/results.md", "route_compare.json", routing_compare.page_text),
     Block("causal", "docs/causal.md", "causal_summary.json", causal.page_text),
     Block("gpu_check", "docs/performance.md", "gpu_check.json", gpu_report.page_text, from_runs=False),
+    Block("study", "docs/studies.md", "study.json", study_page.page_text, from_runs=False),
+    Block("slurm_overhead", "docs/studies.md", "slurm_overhead.json", study_page.overhead_text, from_runs=False),
 )
 
 
@@ -208,10 +212,12 @@ def _guide_records(run_dir: Path, root: Path) -> dict[str, dict]:
     return records
 
 
-def publish(run_dirs: list[str | Path], root: str | Path = ".", notes: list[str] | None = None) -> list[Path]:
+def publish(
+    run_dirs: list[str | Path], root: str | Path = ".", notes: list[str] | None = None, extra: dict | None = None
+) -> list[Path]:
     """Copy the records of ``run_dirs`` into ``root/docs/records/`` (see the module doc) and render every block; the
-    first run's executed notebooks go to ``docs/notebooks/``. Bad input is one line, checked before anything is
-    written."""
+    first run's executed notebooks go to ``docs/notebooks/``. ``extra``: more records by file name (a study's).
+    Bad input is one line, checked before anything is written."""
     root, run_dirs = Path(root), [Path(d) for d in run_dirs]
     if not run_dirs:
         raise WorkbenchError("name at least one run folder: `workbench publish runs/experiment [runs/TASK ...]`")
@@ -225,6 +231,7 @@ def publish(run_dirs: list[str | Path], root: str | Path = ".", notes: list[str]
     for row in rows:
         tasks["rows"] = [r for r in tasks["rows"] if (r["task"], r["model"]) != (row["task"], row["model"])] + [row]
     records["tasks.json"] = {"rows": tasks["rows"], "notes": notes if notes is not None else tasks["notes"]}
+    records.update(extra or {})
     (root / RECORDS).mkdir(parents=True, exist_ok=True)
     written = [
         atomic_write_text(root / RECORDS / name, json.dumps(doc, indent=1) + "\n") for name, doc in records.items()
