@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 from helpers import assert_one_line_error, cli
@@ -16,6 +17,7 @@ from workbench.study.jobs import dependencies, state_path, study_jobs
 from workbench.study.spec import load_study, slug
 from workbench.study.status import status_table, study_status
 
+ROOT = Path(__file__).resolve().parents[1]
 STUDY = """\
 models: [default]
 tasks: [arithmetic, sentiment]
@@ -223,3 +225,9 @@ def test_study_page_from_a_hand_built_record():
     text = overhead_text(overhead)
     assert "| b | 20.5 | 0.4 | 2.2 | 52.0 | 0.050 |" in text
     assert "eligible → started 0.30 s, started → first line 2.00 s, overhead / phase 0.075" in text
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_committed_study_files_are_valid(path):
+    study = load_study(path)
+    assert study_jobs(study) and study.out.startswith("runs/studies/")

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import CLASS_WORDS, FIXTURES, build_tiny_llama, build_tiny_tokenizer
-from helpers import cli
+from helpers import assert_one_line_error, cli
 from slurm import slurm_cluster  # noqa: F401
 
 from workbench.study.driver import run_study, status_text, study_status_rows
@@ -189,3 +189,13 @@ def test_slurm_study_scancel_and_resume_equals_inline(world, inline, slurm_clust
     assert records(out / "tiny-b--sentiment") != records(out / "tiny-a--sentiment")  # the models differ
     table = (out / "table.md").read_text()
     assert table.count("(quick) |") == 4
+
+
+@pytest.mark.slurm
+def test_a_resource_slurm_refuses_is_one_line(world, slurm_cluster, capsys):  # noqa: F811
+    """A GPU on a cluster without GRES: sbatch refuses the first job; one line naming it and SLURM's reason."""
+    path = study_file(world, "gpu", ["tiny-a"], ["sentiment"], "slurm")
+    path.write_text(path.read_text().replace("{cpus: 1, minutes: 20}", "{cpus: 1, gpus: 1, minutes: 20}"))
+    code, _, err = cli(capsys, "study", "run", path)
+    assert_one_line_error(code, err, "sbatch refused job tiny-a--sentiment/generate")
+    assert read_submissions(world / "gpu") == {}

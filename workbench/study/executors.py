@@ -9,6 +9,8 @@ done). At most ``max_jobs`` SLURM jobs of a study run at once: each job also wai
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -66,7 +68,8 @@ class Submitit:
                 additional_parameters={"kill_on_invalid_dep": "yes"},
             )
         try:
-            submitted = executor.submit(run_job, str(self.study_dir), job, self.study, res.cpus)
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's refusal; the error says it once
+                submitted = executor.submit(run_job, str(self.study_dir), job, self.study, res.cpus)
         except subprocess.CalledProcessError as exc:  # sbatch refused: a resource, a partition, the controller
             said = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
             raise WorkbenchError(
@@ -74,7 +77,10 @@ class Submitit:
             ) from None
         except Exception as exc:
             if type(exc).__name__ == "FailedJobError" or "sbatch" in str(exc):
-                raise WorkbenchError(f"sbatch refused job {job.key}: {' '.join(str(exc).split())[:300]}") from None
+                raise WorkbenchError(
+                    f"sbatch refused job {job.key}: {' '.join(str(exc).split())[:300]}: fix the study's resources, "
+                    "then `workbench study run FILE --resume`"
+                ) from None
             raise
         self.jobs[submitted.job_id] = submitted
         return str(submitted.job_id)
