@@ -1,5 +1,5 @@
-"""The package's layers, as a graph: core, then tasks, then training; causal and routing side by side above them
-(neither imports the other); experiment over both, ui and study (the sweeps over run folders) side by side over
+"""The package's layers, as a graph: core, then tasks, then training; causal, routing and lenses (the readouts beside
+the logit lens) side by side above them (none imports another); experiment over both, ui and study (the sweeps over run folders) side by side over
 experiment, the CLI over everything. A module imports from
 its own layer and the ones ``BELOW`` it names, never another (every import is read from the source, including those
 inside functions), and no two modules import each other, directly or through others."""
@@ -14,16 +14,17 @@ import pytest
 import workbench
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
-ORDER = ["core", "tasks", "training", "causal", "routing", "experiment", "ui", "study", "cli"]
+ORDER = ["core", "tasks", "training", "causal", "routing", "lenses", "experiment", "ui", "study", "cli"]
 BELOW = {  # layer -> the layers it may import from, besides its own
     "core": set(),
     "tasks": {"core"},
     "training": {"core", "tasks"},
     "causal": {"core", "tasks", "training"},
     "routing": {"core", "tasks", "training"},
-    "experiment": {"core", "tasks", "training", "causal", "routing"},
-    "ui": {"core", "tasks", "training", "causal", "routing", "experiment"},
-    "study": {"core", "tasks", "training", "causal", "routing", "experiment"},
+    "lenses": {"core", "tasks", "training"},
+    "experiment": {"core", "tasks", "training", "causal", "routing", "lenses"},
+    "ui": {"core", "tasks", "training", "causal", "routing", "lenses", "experiment"},
+    "study": {"core", "tasks", "training", "causal", "routing", "lenses", "experiment"},
     "cli": set(ORDER),
 }
 
