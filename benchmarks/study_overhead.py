@@ -6,6 +6,8 @@
 - started -> the phase's first line: the job's Python starting, unpickling and importing before the engine runs;
 - overhead / phase: (latency + start-up) / the phase's time.
 
+sacct's times have a resolution of one second: a latency of 0 means under a second.
+
     python benchmarks/study_overhead.py STUDY.yaml [--report --root .]
 
 The study must have run with executor slurm on a cluster whose sacct answers (scripts/slurm-cluster's does).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -55,7 +58,8 @@ def measure(path: str) -> dict:
             "key": job.key, "dependency_s": times["eligible"] - times["submit"], "schedule_s": schedule,
             "startup_s": startup, "phase_s": marker["seconds"], "ratio": (schedule + startup) / marker["seconds"],
         })  # fmt: skip
-    return {"file": path, "where": f"{platform.node()}, one-node SLURM (scripts/slurm-cluster)", "jobs": jobs,
+    where = f"{platform.node()} ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} when measured), one-node SLURM"
+    return {"file": path, "where": where + " (scripts/slurm-cluster)", "jobs": jobs,
             "git_commit": git_commit()}  # fmt: skip
 
 

@@ -4,7 +4,8 @@ processes on this machine) and ``slurm`` (submitit's SLURM executor: ``sbatch`` 
 ``submit(job, after)`` returns the scheduler's id for the job; ``after`` are the ids of the jobs it waits for that are
 not done yet (only SLURM is given them: the driver submits an inline or local job only once its dependencies are
 done). At most ``max_jobs`` SLURM jobs of a study run at once: each job also waits for the job before it in its slot
-(``--dependency=singleton`` over ``max_jobs`` job names).
+(``--dependency=singleton`` over ``max_jobs`` job names). A job goes into the slot whose last job it waits for anyway
+(a chain stays in one slot), else into the slot with the fewest jobs, so independent chains run side by side.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Submitit:
 
         self.study, self.study_dir, self.kind = study, study_dir, kind
         self._executor = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}[kind]
-        self._slots = 0
+        self._slots: list[tuple[str | None, int]] = [(None, 0)] * study.executor.max_jobs  # (last job id, jobs)
         self.jobs: dict[str, object] = {}  # id -> submitit job, for the driver's polling
 
     def log_dir(self, job: StudyJob) -> Path:
@@ -54,8 +55,7 @@ class Submitit:
         if self.kind == "local":
             executor.update_parameters(timeout_min=res.minutes)
         else:
-            slot = self._slots % self.study.executor.max_jobs
-            self._slots += 1
+            slot = self._slot(after)
             dependency = ",".join([*([f"afterok:{':'.join(after)}"] if after else []), "singleton"])
             executor.update_parameters(
                 job_name=f"wb-{self.study.digest()[:8]}-{slot}",
@@ -83,7 +83,13 @@ class Submitit:
                 ) from None
             raise
         self.jobs[submitted.job_id] = submitted
+        if self.kind == "slurm":
+            self._slots[slot] = (str(submitted.job_id), self._slots[slot][1] + 1)
         return str(submitted.job_id)
+
+    def _slot(self, after: list[str]) -> int:
+        chained = [i for i, (last, _) in enumerate(self._slots) if last is not None and last in after]
+        return chained[0] if chained else min(range(len(self._slots)), key=lambda i: self._slots[i][1])
 
 
 def slurm_queue() -> dict[str, tuple[str, str]]:

@@ -26,10 +26,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..core.errors import WorkbenchError
-from ..core.model_sources import resolve
 from ..core.specs import load_spec
 from ..experiment.phases import PHASES, phase_names
-from ..tasks.spec import load_task
 
 STUDY_PHASES = tuple(PHASES)  # generate, baseline, phase1, phase2, verify, compare, causal, route
 
@@ -113,6 +111,9 @@ def slug(text: str) -> str:
 
 def load_study(path: str | Path) -> Study:
     """A study file, checked before anything is written: every key, phase, model and task."""
+    from ..core.model_sources import resolve  # transformers: seconds that a job's process need not pay
+    from ..tasks.spec import load_task
+
     path = Path(path)
     if not path.is_file():
         raise WorkbenchError(f"study file {str(path)!r} does not exist: check the path")
