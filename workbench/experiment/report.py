@@ -37,7 +37,8 @@ def run_command(run: dict) -> str:
     parts = ["workbench run all", f"--model {run.get('model', 'default')}"]
     if settings.get("task"):
         file = settings.get("task_file")
-        parts.append(f"--task {file if file and Path(file).parent != BUILTIN_DIR else settings['task']}")
+        builtin = file and Path(file).parts[-3:-1] == BUILTIN_DIR.parts[-2:]  # a built-in task, in any checkout
+        parts.append(f"--task {settings['task'] if builtin or not file else file}")
     if len(seeds) > 1:
         parts.append(f"--seeds {len(seeds)}")
     if seeds and seeds[0] != DEFAULT_SEED:
