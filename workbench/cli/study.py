@@ -58,6 +58,8 @@ def study_table(study: StudyArg):
     spec = load_study(study)
     path = write_table(Path(spec.out).resolve(), study_jobs(spec))
     if path is None:
-        raise WorkbenchError(f"no run folder of {study} has all its jobs done yet: see `workbench study status {study}`")
+        raise WorkbenchError(
+            f"no run folder of {study} has all its jobs done yet: see `workbench study status {study}`"
+        )
     print(path.read_text(encoding="utf-8"), end="")
     print(f"wrote {path}")
