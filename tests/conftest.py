@@ -25,6 +25,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PIPELINE_FILES = {
     "quick_run": ("test_notebooks.py", "test_notebooks_training.py", "test_run_quick.py"),
     "tiny_run": ("test_depth.py", "test_run_causal_route.py", "test_run_seeds.py", "test_task_run.py"),
+    "study_world": ("test_study_run.py",),  # studies on tiny models: inline, local, SLURM
 }
 
 WORDS = ["multiply", "add", "subtract", "divide", "sub", "tract"]

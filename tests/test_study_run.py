@@ -32,7 +32,7 @@ VOLATILE = {"created", "updated", "finished", "started", "git_commit", "environm
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def study_world(tmp_path_factory):
     """Two tiny models (4 layers, different weights) whose tokenizer has the operation and sentiment words, and the
     committed VADER fixture as the task cache; WORKBENCH_CACHE points there for this module."""
     root = tmp_path_factory.mktemp("study")
@@ -85,10 +85,10 @@ def records(run_dir: Path) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def inline(world):
+def inline(study_world):
     """The reference: model A on sentiment and arithmetic, 2 seeds, generate and phase 1, one job after another in
     this process."""
-    path = study_file(world, "inline", ["tiny-a"], ["sentiment", "arithmetic"], "inline")
+    path = study_file(study_world, "inline", ["tiny-a"], ["sentiment", "arithmetic"], "inline")
     rows = run_study(path, echo=lambda line: None)
     return load_study(path), rows
 
@@ -126,10 +126,10 @@ def _until(predicate, timeout_s: float, what: str):
     return found
 
 
-def test_local_study_killed_and_resumed_equals_inline(world, inline, capsys):
+def test_local_study_killed_and_resumed_equals_inline(study_world, inline, capsys):
     """Submitit's local executor: two jobs at a time. phase1.seed-43 of sentiment is SIGKILLed mid-way (the job's whole
     process tree); the study then ends with that job failed and the rest done, and --resume reruns only it."""
-    path = study_file(world, "local", ["tiny-a"], ["sentiment", "arithmetic"], "local")
+    path = study_file(study_world, "local", ["tiny-a"], ["sentiment", "arithmetic"], "local")
     study = load_study(path)
     victim = next(j for j in study_jobs(study) if j.key == "tiny-a--sentiment/phase1.seed-43")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -153,11 +153,11 @@ def test_local_study_killed_and_resumed_equals_inline(world, inline, capsys):
 
 
 @pytest.mark.slurm
-def test_slurm_study_scancel_and_resume_equals_inline(world, inline, slurm_cluster, capsys):  # noqa: F811
+def test_slurm_study_scancel_and_resume_equals_inline(study_world, inline, slurm_cluster, capsys):  # noqa: F811
     """2 models x 2 tasks x 2 seeds through sbatch: dependencies as afterok, at most two jobs at once. scancel of model
     A's sentiment generate while it runs cancels it, and SLURM removes its phase-1 jobs (their dependency can never be
     met); the status says which and why; --resume --wait finishes, and model A's records equal the inline study's."""
-    path = study_file(world, "slurm", ["tiny-a", "tiny-b"], ["sentiment", "arithmetic"], "slurm")
+    path = study_file(study_world, "slurm", ["tiny-a", "tiny-b"], ["sentiment", "arithmetic"], "slurm")
     study = load_study(path)
     out = Path(study.out)
     victim = next(j for j in study_jobs(study) if j.key == "tiny-a--sentiment/generate")
@@ -192,10 +192,10 @@ def test_slurm_study_scancel_and_resume_equals_inline(world, inline, slurm_clust
 
 
 @pytest.mark.slurm
-def test_a_resource_slurm_refuses_is_one_line(world, slurm_cluster, capsys):  # noqa: F811
+def test_a_resource_slurm_refuses_is_one_line(study_world, slurm_cluster, capsys):  # noqa: F811
     """A GPU on a cluster without GRES: sbatch refuses the first job; one line naming it and SLURM's reason."""
-    path = study_file(world, "gpu", ["tiny-a"], ["sentiment"], "slurm")
+    path = study_file(study_world, "gpu", ["tiny-a"], ["sentiment"], "slurm")
     path.write_text(path.read_text().replace("{cpus: 1, minutes: 20}", "{cpus: 1, gpus: 1, minutes: 20}"))
     code, _, err = cli(capsys, "study", "run", path)
     assert_one_line_error(code, err, "sbatch refused job tiny-a--sentiment/generate")
-    assert read_submissions(world / "gpu") == {}
+    assert read_submissions(study_world / "gpu") == {}
