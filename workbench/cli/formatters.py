@@ -211,3 +211,23 @@ def run_summary(out, phases: dict, run_json) -> str:
 def claims_summary(claims: list[dict], failed: list[dict], report) -> str:
     """`run` with verify: how many of the guide's claims hold or are reported, and where the report is."""
     return f"claims: {len(claims) - len(failed)} of {len(claims)} hold or are reported; report in {report}"
+
+
+def ladder_table(result: dict) -> str:
+    """The readout ladder: per layer, each readout's top-1 among the class words and mean p(class word); then the
+    first layer each readout reads the class at (top-1 on at least 90% of the prompts)."""
+    readouts = list(dict.fromkeys(r["readout"] for r in result["rows"]))
+    cell = {(r["readout"], r["layer"]): r for r in result["rows"]}
+    lines = [
+        f"readouts on {result['n_eval']} held-out {result['task']} prompts: top-1 among the class words / mean p(class word)",
+        "layer  " + "  ".join(f"{name:>20}" for name in readouts),
+    ]
+    for layer in result["layers"]:
+        parts = [
+            f"{cell[(n, layer)]['top1']:>6.2f} / {_number(cell[(n, layer)]['p_expected'], '.1e'):>9}" for n in readouts
+        ]
+        lines.append(f"L{layer:<5} " + "  ".join(f"{p:>20}" for p in parts))
+    first = ", ".join(
+        f"{n} {'L' + str(v) if v is not None else 'none'}" for n, v in result["first_reading_layer"].items()
+    )
+    return "\n".join(lines) + f"\nfirst layer that reads the class: {first}"

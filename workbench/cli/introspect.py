@@ -1,7 +1,9 @@
-"""`workbench introspect classifier` and `workbench introspect logit-lens`: the guide's two commands."""
+"""`workbench introspect classifier` and `workbench introspect logit-lens` (the guide's two commands), and
+`workbench introspect readouts` (the readout ladder beside the logit lens)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from ..core.errors import WorkbenchError
@@ -22,7 +24,7 @@ from ._app import (
     introspect,
     option,
 )
-from .formatters import lens_table, probe_table
+from .formatters import ladder_table, lens_table, probe_table
 
 
 @introspect.command("classifier")
@@ -120,3 +122,55 @@ def logit_lens_cmd(
     figure = lens_heatmap_figure(result) if all_layers else lens_layer_figure(result)
     _save(output, "introspect.logit_lens", result, lm, figure, lens_table(result), model=model, layer=layer,
           all_layers=all_layers, expected=expected_list, batch_size=batch_size, task=task)  # fmt: skip
+
+
+@introspect.command("readouts")
+def readouts_cmd(
+    output: OutputOpt,
+    task: TaskOpt = None,
+    model: ModelOpt = "default",
+    layers: LayersOpt = "all",
+    readouts: option(
+        str, "--readouts", help="comma-separated: logit,shortcut,tuned,jacobian,patchscope,unembed_probe"
+    ) = ("logit,shortcut,tuned,patchscope,unembed_probe"),
+    n_eval: option(int, "--n-eval", min=1, help="held-out prompts scored") = 64,
+    n_fit: option(int, "--n-fit", min=2, help="training prompts the probe through the unembedding is fitted on") = 64,
+    corpus_tokens: option(
+        int, "--corpus-tokens", min=1, help="offline-prose positions the shortcut and tuned lens fit on"
+    ) = 8192,
+    tuned_steps: option(int, "--tuned-steps", min=0, help="Adam steps of the tuned lens") = 200,
+    tuned: flag(Path, "--tuned", help="a saved tuned-lens folder (instead of training one here)") = None,
+    jacobian_prompts: option(int, "--jacobian-prompts", min=1, help="training prompts the Jacobian lens averages") = 8,
+    seed: SeedOpt = 42,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    adapter: AdapterOpt = None,
+):
+    """The readout ladder: the class word read at every layer through the logit lens, the linear shortcut, the tuned
+    lens, the Jacobian lens, Patchscope and a probe through the unembedding."""
+    from ..core.layers import parse_layers
+    from ..core.results import check_writable
+    from ..lenses.ladder import READOUTS, ladder
+    from ..lenses.tuned import PROVENANCE_FILE
+    from ..tasks.spec import load_task
+
+    chosen = tuple(r.strip() for r in readouts.split(",") if r.strip())
+    unknown = [r for r in chosen if r not in READOUTS]
+    if unknown or not chosen:
+        raise WorkbenchError(f"--readouts {readouts!r}: choose from {', '.join(READOUTS)}")
+    if tuned is not None and not (tuned / PROVENANCE_FILE).is_file():
+        raise WorkbenchError(
+            f"--tuned {str(tuned)!r} is not a saved tuned lens folder: train one, or leave --tuned out"
+        )
+    spec = load_task(task)
+    check_writable(output)
+    from ..core.models import load_model
+
+    lm = load_model(model, device, adapter, dtype)
+    chosen_layers = parse_layers(layers, lm.n_layers)
+    result = ladder(
+        lm, spec, chosen_layers, chosen, n_fit, n_eval, corpus_tokens, tuned_steps, tuned, jacobian_prompts, seed
+    )
+    _save(output, "introspect.readouts", result, lm, None, ladder_table(result), model=model, task=spec.name,
+          layers=chosen_layers, readouts=list(chosen), n_eval=n_eval, n_fit=n_fit, corpus_tokens=corpus_tokens,
+          tuned_steps=tuned_steps, tuned=str(tuned) if tuned else None, jacobian_prompts=jacobian_prompts, seed=seed)  # fmt: skip

@@ -90,6 +90,7 @@ class TaskSpec(BaseModel):
     probe_per_class: int = Field(32, ge=2)  # probe prompts per class (from the training split)
     steps: Steps = Field(default_factory=Steps)
     nouns: Nouns = Field(default_factory=Nouns)
+    patchscope_target: str | None = None  # the Patchscope readout's target prompt (None: the token-identity prompt)
     path: str | None = None  # the file it was read from (set by load_task)
 
     @field_validator("template")
