@@ -62,3 +62,28 @@ def test_readouts_bad_input_is_one_line(tmp_path, capsys, args, needle):
     code, _, err = cli(capsys, "introspect", "readouts", "-o", tmp_path / "r.json", *args)
     assert_one_line_error(code, err, needle)
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_readouts_page_from_a_hand_built_record(tmp_path):
+    import json
+
+    from workbench.core.errors import WorkbenchError
+    from workbench.experiment.readouts_page import page_text, readouts_record
+
+    rows = [{"readout": n, "layer": L, "top1": t, "p_expected": p} for n, L, t, p in
+            (("logit", 0, 0.25, 1e-9), ("logit", 1, 0.5, 2e-3), ("shortcut", 0, 0.5, 0.01), ("shortcut", 1, 1.0, 0.75))]  # fmt: skip
+    result = {"kind": "introspect.readouts", "task": "arithmetic", "classes": {}, "layers": [0, 1], "n_eval": 4,
+              "rows": rows, "first_reading_layer": {"logit": None, "shortcut": 1}, "seconds": {}, "created": "2026-12-07T13:00",
+              "provenance": {"tuned": {}},
+              "settings": {"model": "default", "task": "arithmetic", "readouts": ["logit", "shortcut"], "n_eval": 4,
+                           "n_fit": 8, "corpus_tokens": 512, "tuned_steps": 0, "jacobian_prompts": 2, "adapter": None}}  # fmt: skip
+    good = tmp_path / "r.json"
+    good.write_text(json.dumps(result))
+    text = page_text(readouts_record([good], "abc"))
+    assert "### arithmetic on default (base)" in text
+    assert "| 1 | 0.50 / 2.0e-03 | 1.00 / 7.5e-01 |" in text
+    assert "First layer that reads the class (top-1 on at least 90% of the prompts): logit none, shortcut L1." in text
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"kind": "introspect.classifier"}))
+    with pytest.raises(WorkbenchError, match="is a 'introspect.classifier' result"):
+        readouts_record([other], None)

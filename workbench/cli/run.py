@@ -74,6 +74,11 @@ def publish_cmd(
     study: option(
         Optional[Path], "--study", help="a finished study file: its jobs' times and table into docs/studies.md"
     ) = None,
+    readouts: option(
+        Optional[list[Path]],
+        "--readouts",
+        help="a `workbench introspect readouts` result (repeatable): docs/readouts.md",
+    ) = None,
 ):
     """Copy the runs' result records into docs/records/ (with figures and executed notebooks) and render every
     generated block of the README and docs from them."""
@@ -85,7 +90,12 @@ def publish_cmd(
             raise WorkbenchError(
                 f"{str(run_dir)!r} is not a run folder (no run.json): pass folders `workbench run` wrote"
             )
-    extra = {"study.json": study_record(study)} if study else None
+    from ..experiment.engine import git_commit
+    from ..experiment.readouts_page import readouts_record
+
+    extra = {"study.json": study_record(study)} if study else {}
+    if readouts:
+        extra["readouts.json"] = readouts_record(readouts, git_commit())
     written = publish(run_dirs, root, note, extra)
     print(f"wrote {len(written)} files: " + ", ".join(map(str, written[:8])) + (" ..." if len(written) > 8 else ""))
 

@@ -15,6 +15,7 @@ causal                docs/causal.md       causal_summary.json (`workbench run c
 gpu_check             docs/performance.md  gpu_check.json (`benchmarks/gpu_check.sh` on a GPU machine)
 study                 docs/studies.md      study.json (`workbench publish ... --study FILE`)
 slurm_overhead        docs/studies.md      slurm_overhead.json (`benchmarks/study_overhead.py --report`)
+readouts              docs/readouts.md     readouts.json (`workbench publish ... --readouts RESULT.json`)
 ====================  ===================  =======================================================
 
 ``publish(run_dirs, root)`` copies the records out of the run folders (the first a full run of the guide's task, whose
@@ -38,7 +39,7 @@ from plotly.offline import get_plotlyjs
 from ..core.errors import WorkbenchError
 from ..core.results import atomic_write_text, marked_block, with_marked_block
 from ..routing import compare as routing_compare
-from . import causal, compare, crosstask, gpu_report, study_page
+from . import causal, compare, crosstask, gpu_report, readouts_page, study_page
 from .layout import RunLayout
 from .phases import PHASES
 from .report import claims_table, commits, figure_lines, report_text, run_command
@@ -100,6 +101,7 @@ BLOCKS = (
     Block("gpu_check", "docs/performance.md", "gpu_check.json", gpu_report.page_text, from_runs=False),
     Block("study", "docs/studies.md", "study.json", study_page.page_text, from_runs=False),
     Block("slurm_overhead", "docs/studies.md", "slurm_overhead.json", study_page.overhead_text, from_runs=False),
+    Block("readouts", "docs/readouts.md", "readouts.json", readouts_page.page_text, from_runs=False),
 )
 
 
