@@ -1,5 +1,6 @@
-"""submitit against the real one-node SLURM cluster (tests/slurm.py): results come back, ``afterok`` orders jobs, and
-sacct reports what SLURM did (cancelled, failed, a dependency that can never be met). About 15 s on 2 cores.
+"""submitit against the real one-node SLURM cluster (tests/slurm.py): a result comes back, and sacct reports what SLURM
+did with a failed job and with jobs that wait for it (the study executor relies on ``--kill-on-invalid-dep=yes``).
+``afterok`` order and ``scancel`` are tested through studies (tests/test_study_run.py).
 
 The submitted functions are defined inside the tests: cloudpickle sends those by value, while a function of this
 module would go by reference (``import test_slurm_cluster``), which the job's Python cannot do."""
@@ -44,19 +45,6 @@ def test_result_equals_local(executor):
     _until(lambda: _sacct_state(job) == "COMPLETED")
 
 
-def test_afterok_dependent_starts_after_first_ends(executor):
-    def timed(seconds):
-        start = time.time()
-        time.sleep(seconds)
-        return start, time.time()
-
-    first = executor.submit(timed, 2.0)
-    executor.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{first.job_id}"})
-    second = executor.submit(timed, 0.0)
-    (_, first_end), (second_start, _) = first.result(), second.result()
-    assert second_start >= first_end
-
-
 def _squeue(job) -> list[str]:
     """State and reason as slurmctld has them now (sacct, fed by slurmdbd, lags a few seconds behind)."""
     cmd = ["squeue", "-h", "-j", job.job_id, "-o", "%T %r"]
@@ -87,14 +75,3 @@ def test_failed_job_and_its_dependent(executor):
         assert not stuck.done()
     finally:
         stuck.cancel(check=False)
-
-
-def test_scancel_reports_cancelled(executor):
-    job = executor.submit(time.sleep, 60)
-    _until(lambda: _squeue(job)[:1] == ["RUNNING"])
-    job.cancel()  # scancel
-    _until(lambda: job.done(force_check=True))
-    assert job.state.startswith("CANCELLED")  # sacct says "CANCELLED by <uid>"
-    job._results_timeout_s = 0  # result() would wait 15 s for a result file that never comes
-    with pytest.raises(submitit.core.utils.UncompletedJobError, match="CANCELLED"):
-        job.result()
