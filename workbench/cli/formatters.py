@@ -230,4 +230,18 @@ def ladder_table(result: dict) -> str:
     first = ", ".join(
         f"{n} {'L' + str(v) if v is not None else 'none'}" for n, v in result["first_reading_layer"].items()
     )
-    return "\n".join(lines) + f"\nfirst layer that reads the class: {first}"
+    return "\n".join(lines) + f"\nfirst layer that reads the class: {first}" + steering_summary(result.get("steering"))
+
+
+def steering_summary(steering: dict | None) -> str:
+    """Steerable × decodable: how many cells steer, and per readout its 2 × 2 counts and Spearman's rho."""
+    if not steering:
+        return ""
+    cells = steering["cells"]
+    lines = [f"\nsteering at strength {steering['strength']:g}: {sum(c['steerable'] for c in cells)} of {len(cells)} "
+             f"cells (layer x class pair) steerable beyond {steering['n_controls']} random directions"]  # fmt: skip
+    for name, r in steering["by_readout"].items():
+        rho = "—" if r["spearman_rho"] is None else f"{r['spearman_rho']:+.2f}"
+        counts = ", ".join(f"{k} {v}" for k, v in r["table"].items())
+        lines.append(f"  {name}: {counts}; rho(accessibility, steering) {rho}")
+    return "\n".join(lines)

@@ -141,6 +141,13 @@ def readouts_cmd(
     tuned_steps: option(int, "--tuned-steps", min=0, help="Adam steps of the tuned lens") = 200,
     tuned: flag(Path, "--tuned", help="a saved tuned-lens folder (instead of training one here)") = None,
     jacobian_prompts: option(int, "--jacobian-prompts", min=1, help="training prompts the Jacobian lens averages") = 8,
+    steer: option(
+        float,
+        "--steer",
+        min=0.0,
+        help="also steer each class pair at each layer at this strength (x median norm; 0: no)",
+    ) = 0.0,
+    n_controls: option(int, "--n-controls", min=1, help="norm-matched random directions per steering cell") = 4,
     seed: SeedOpt = 42,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
@@ -171,6 +178,13 @@ def readouts_cmd(
     result = ladder(
         lm, spec, chosen_layers, chosen, n_fit, n_eval, corpus_tokens, tuned_steps, tuned, jacobian_prompts, seed
     )
+    if steer > 0:
+        from ..experiment.steerable import against_readouts, steering_cells
+
+        cells = steering_cells(lm, spec, chosen_layers, steer, n_controls, n_fit, min(n_eval, 16), seed)
+        result["steering"] = {"strength": steer, "n_controls": n_controls, "cells": cells,
+                              "by_readout": against_readouts(cells, result["rows"])}  # fmt: skip
     _save(output, "introspect.readouts", result, lm, None, ladder_table(result), model=model, task=spec.name,
           layers=chosen_layers, readouts=list(chosen), n_eval=n_eval, n_fit=n_fit, corpus_tokens=corpus_tokens,
-          tuned_steps=tuned_steps, tuned=str(tuned) if tuned else None, jacobian_prompts=jacobian_prompts, seed=seed)  # fmt: skip
+          tuned_steps=tuned_steps, tuned=str(tuned) if tuned else None, jacobian_prompts=jacobian_prompts, steer=steer,
+          n_controls=n_controls, seed=seed)  # fmt: skip

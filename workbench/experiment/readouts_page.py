@@ -25,8 +25,9 @@ def readouts_record(paths: list[Path], commit: str | None) -> dict:
             raise WorkbenchError(
                 f"--readouts {str(path)!r} is a {doc.get('kind')!r} result: pass what `workbench introspect readouts` wrote"
             )
-        results.append({k: doc[k] for k in ("task", "classes", "layers", "n_eval", "rows", "first_reading_layer",
-                                             "provenance", "seconds", "settings", "created")})  # fmt: skip
+        keep = ("task", "classes", "layers", "n_eval", "rows", "first_reading_layer", "provenance", "seconds",
+                "settings", "created", "steering")  # fmt: skip
+        results.append({k: doc[k] for k in keep if k in doc})
     return {"results": results, "published_at": commit}
 
 
@@ -48,6 +49,23 @@ def _command(result: dict) -> str:
     return " ".join(parts)
 
 
+def _steering(steering: dict | None) -> list[str]:
+    if not steering:
+        return []
+    cells = steering["cells"]
+    lines = [f"Steerable × decodable: the class-mean difference added at strength {steering['strength']:g} (× the "
+             f"layer's median norm) against {steering['n_controls']} random directions of the same norm; "
+             f"{sum(c['steerable'] for c in cells)} of {len(cells)} cells (layer × class pair) steerable.", "",
+             "| readout | steerable, decodable | steerable, not decodable | not steerable, decodable | neither | "
+             "Spearman rho (accessibility, steering) |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in steering["by_readout"].items():
+        t = r["table"]
+        rho = "—" if r["spearman_rho"] is None else f"{r['spearman_rho']:+.2f} (p {r['p_value']:.2g})"
+        lines.append(f"| {name} | {t['steerable, decodable']} | {t['steerable, not decodable']} | "
+                     f"{t['not steerable, decodable']} | {t['neither']} | {rho} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def page_text(record: dict) -> str:
     lines = []
     for result in record["results"]:
@@ -64,6 +82,7 @@ def page_text(record: dict) -> str:
         lines += ["", "First layer that reads the class (top-1 on at least 90% of the prompts): "
                   + ", ".join(f"{n} {'L' + str(first[n]) if first.get(n) is not None else 'none'}" for n in readouts)
                   + ".", ""]  # fmt: skip
+        lines += _steering(result.get("steering"))
         tuned = result["provenance"].get("tuned") or {}
         if tuned:
             lines += [f"The tuned lens: {tuned.get('init', '?')} init, {tuned.get('tokens_trained', '?')} tokens "
