@@ -75,7 +75,7 @@ def test_the_readouts_page_from_a_hand_built_record(tmp_path):
     result = {"kind": "introspect.readouts", "task": "arithmetic", "classes": {}, "layers": [0, 1], "n_eval": 4,
               "rows": rows, "first_reading_layer": {"logit": None, "shortcut": 1}, "seconds": {}, "created": "2026-12-07T13:00",
               "provenance": {"tuned": {}},
-              "settings": {"model": "default", "task": "arithmetic", "readouts": ["logit", "shortcut"], "n_eval": 4,
+              "settings": {"model": "default", "task": "arithmetic", "readouts": ["logit", "shortcut"], "n_eval": 4, "layers": [0, 1],
                            "n_fit": 8, "corpus_tokens": 512, "tuned_steps": 0, "jacobian_prompts": 2, "adapter": None}}  # fmt: skip
     good = tmp_path / "r.json"
     good.write_text(json.dumps(result))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
+from ..core.layers import format_layers
 
 ORDER = ("logit", "shortcut", "tuned", "jacobian", "patchscope", "unembed_probe")
 
@@ -44,6 +45,9 @@ def _command(result: dict) -> str:
     parts = [f"workbench introspect readouts -m {s['model']} --task {s['task']}", f"--readouts {','.join(s['readouts'])}",
              f"--n-eval {s['n_eval']} --n-fit {s['n_fit']} --corpus-tokens {s['corpus_tokens']}",
              f"--tuned-steps {s['tuned_steps']} --jacobian-prompts {s['jacobian_prompts']}"]  # fmt: skip
+    parts.append(f"--layers {format_layers(s['layers'])}")
+    if s.get("steer"):
+        parts.append(f"--steer {s['steer']:g} --n-controls {s['n_controls']}")
     if s.get("adapter"):
         parts.append(f"--adapter {s['adapter']}")
     return " ".join(parts)
