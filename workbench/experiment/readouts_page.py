@@ -4,6 +4,7 @@ results of `workbench introspect readouts`, kept by `workbench publish --readout
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
@@ -89,7 +90,8 @@ def page_text(record: dict) -> str:
         lines += _steering(result.get("steering"))
         tuned = result["provenance"].get("tuned") or {}
         if tuned:
+            corpus = re.sub(r"/\S*/site-packages", "site-packages", str(tuned.get("corpus", "?")))  # no machine's path
             lines += [f"The tuned lens: {tuned.get('init', '?')} init, {tuned.get('tokens_trained', '?')} tokens "
-                      f"trained ({tuned.get('optimizer', '?')}) on {tuned.get('corpus', '?')}.", ""]  # fmt: skip
+                      f"trained ({tuned.get('optimizer', '?')}) on {corpus}.", ""]  # fmt: skip
     lines.append(f"Published at git commit `{record.get('published_at')}`.")
     return "\n".join(lines) + "\n"

@@ -91,7 +91,7 @@ def offline_texts(
     out.description = (
         f"offline prose: {len(out)} chunks, {total:,} characters, the {split} split ({counts[split]} of "
         f"{counts['train'] + counts['heldout']} files with prose; {heldout_share:.0%} of files held out by a hash of "
-        f"seed {seed} and the path) of the *.md, *.rst, *.txt and METADATA files below {root}; paragraphs of "
+        f"seed {seed} and the path) of the *.md, *.rst, *.txt and METADATA files below {'site-packages' if root == default_root() else root.name}; paragraphs of "
         f"{MIN_CHARS}-{MAX_CHARS} characters"
         + (", code, tables and non-prose paragraphs left out" if exclude_code else ", code kept")
         + ", duplicates dropped"
