@@ -86,27 +86,25 @@ def records(run_dir: Path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def inline(study_world):
-    """The reference: model A on sentiment and arithmetic, 2 seeds, generate and phase 1, one job after another in
-    this process."""
-    path = study_file(study_world, "inline", ["tiny-a"], ["sentiment", "arithmetic"], "inline")
+    """The reference: model A on sentiment, 2 seeds, generate and phase 1, one job after another in this process."""
+    path = study_file(study_world, "inline", ["tiny-a"], ["sentiment"], "inline")
     rows = run_study(path, echo=lambda line: None)
     return load_study(path), rows
 
 
 def test_inline_study_runs_every_job_in_order(inline):
     study, rows = inline
-    assert [r["status"] for r in rows] == ["done"] * 6
+    assert [r["status"] for r in rows] == ["done"] * 3
     out = Path(study.out)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["state", "tiny-a--arithmetic", "tiny-a--sentiment"]
-    for run in ("tiny-a--sentiment", "tiny-a--arithmetic"):
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["state", "tiny-a--sentiment"]
+    for run in ("tiny-a--sentiment",):
         doc = json.loads((out / run / "run.json").read_text())
         assert {k: p["status"] for k, p in doc["phases"].items()} == {
             "generate": "done", "phase1.seed-42": "done", "phase1.seed-43": "done",
         }  # fmt: skip
         assert doc["settings"]["seeds"] == [42, 43]
         assert (out / run / "seed-43" / "phase1_adapter" / "adapter_model.safetensors").is_file()
-    table = (out / "table.md").read_text()
-    assert "| sentiment (quick) | " in table and "| arithmetic (quick) | " in table
+    assert "| sentiment (quick) | " in (out / "table.md").read_text()
 
 
 def _descendants_killed(pid: int) -> None:
@@ -155,7 +153,8 @@ def test_local_study_killed_and_resumed_equals_inline(study_world, inline, capsy
 def test_slurm_study_scancel_and_resume_equals_inline(study_world, inline, slurm_cluster, capsys):  # noqa: F811
     """2 models x 2 tasks x 2 seeds through sbatch: dependencies as afterok, at most two jobs at once. scancel of model
     A's sentiment generate while it runs cancels it, and SLURM removes its phase-1 jobs (their dependency can never be
-    met); the status says which and why; --resume --wait finishes, and model A's records equal the inline study's."""
+    met); the status says which and why; --resume --wait finishes, and model A's sentiment records equal the inline
+    study's."""
     path = study_file(study_world, "slurm", ["tiny-a", "tiny-b"], ["sentiment", "arithmetic"], "slurm")
     study = load_study(path)
     out = Path(study.out)
@@ -183,8 +182,7 @@ def test_slurm_study_scancel_and_resume_equals_inline(study_world, inline, slurm
     assert status.count("| done |") == 9
     code, stdout, _ = cli(capsys, "study", "run", path, "--resume", "--wait")
     assert code == 0 and "3 to submit" in stdout and stdout.count("| done |") == 12
-    for run in ("tiny-a--sentiment", "tiny-a--arithmetic"):
-        assert records(out / run) == records(Path(inline[0].out) / run)
+    assert records(out / "tiny-a--sentiment") == records(Path(inline[0].out) / "tiny-a--sentiment")
     assert records(out / "tiny-b--sentiment") != records(out / "tiny-a--sentiment")  # the models differ
     table = (out / "table.md").read_text()
     assert table.count("(quick) |") == 4
