@@ -308,16 +308,6 @@ def layer_for(args) -> int:
     return classifier_layer(n_layers_of(args.model)) if args.layer == "auto" else int(args.layer)
 
 
-def git_commit() -> str:
-    try:
-        res = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        )
-        return res.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def format_table(result: dict) -> str:
     """The results as a Markdown table (also what docs/performance.md and gpu_check.sh show)."""
     lines = [
@@ -386,6 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from workbench.core.devices import dtype_name, resolve_device, resolve_dtype
+    from workbench.core.results import git_commit
 
     args.device = resolve_device(args.device)
     args.lengths = args.lengths or (QUICK_LENGTHS if args.quick else DEFAULT_LENGTHS)
@@ -477,7 +468,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch=torch.__version__,
         load_average=_bench.load_average(),
         machine=_bench.machine_line(args.device),
-        commit=git_commit(),
+        commit=(git_commit() or "unknown")[:7],
         results=results,
         ratios=ratios,
         losses_before=losses,

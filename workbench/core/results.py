@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +19,17 @@ SCHEMA_VERSION = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _LIBRARIES = ("workbench", "torch", "transformer-lens", "transformers", "peft", "scikit-learn", "numpy", "plotly")
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The commit of the checkout at ``cwd`` (default: the workbench's own), None outside a git checkout."""
+    cwd = Path(__file__).resolve().parents[2] if cwd is None else Path(cwd)
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = proc.stdout.strip()
+    return commit if proc.returncode == 0 and commit else None
 
 
 def environment() -> dict:

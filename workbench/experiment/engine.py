@@ -16,13 +16,12 @@ import json
 import logging
 import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
-from ..core.results import SCHEMA_VERSION, write_json
+from ..core.results import SCHEMA_VERSION, git_commit, write_json
 from ..tasks.data import examples_file
 from ..tasks.spec import DEFAULT_TASK, load_task
 from .layout import RunLayout
@@ -42,15 +41,6 @@ from .plan import (
 from .record import RunRecord, _now, _read_json
 
 __all__ = ["Job", "RunRecord", "git_commit", "rerun_command", "run", "run_job", "step_parameters"]
-
-
-def git_commit(cwd: Path = ROOT) -> str | None:
-    try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = proc.stdout.strip()
-    return commit if proc.returncode == 0 and commit else None
 
 
 def rerun_command(notebook: str, params: Mapping) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import Tensor, nn
 from ..core.errors import WorkbenchError
 from ..core.lens import lens_logits
 from ..core.models import LoadedModel
+from ..core.results import git_commit
 from .base import LogitLens, Readout
 from .shortcut import ResidualCache, Shortcut, cache_residuals, fit_shortcut
 
@@ -190,17 +190,6 @@ def kl_bits(
                 log_q = torch.log_softmax(readout.logits(layer, cache.resid[slot, rows]).float(), dim=-1)
                 sums[name][i] += float((p * (target - log_q.to(p.device))).sum())
     return {name: [round(float(s) / cache.n / LN2, 6) for s in total] for name, total in sums.items()}
-
-
-def git_commit() -> str | None:
-    """The workbench checkout's commit (None outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def train_tuned_lens(
