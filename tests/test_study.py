@@ -231,3 +231,15 @@ def test_study_page_from_a_hand_built_record():
 def test_the_committed_study_files_are_valid(path):
     study = load_study(path)
     assert study_jobs(study) and study.out.startswith("runs/studies/")
+
+
+def test_resume_on_a_new_folder_starts_it_and_refuses_a_foreign_one(study, tmp_path):
+    study_dir = tmp_path / "out"
+    with study_lock(study_dir):  # the lock file alone does not make a folder foreign
+        _check_folder(study, study_dir, resume=True)
+    assert (study_dir / "study.json").is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(WorkbenchError, match="is not a study folder"):
+        _check_folder(study, other, resume=True)

@@ -49,7 +49,7 @@ def _check_folder(study: Study, study_dir: Path, resume: bool) -> None:
             )
         if not resume:
             raise WorkbenchError(f"study folder {study_dir} exists: pass --resume to submit what is missing")
-    elif resume and study_dir.exists() and any(study_dir.iterdir()):
+    elif resume and any(p.name != ".lock" for p in study_dir.iterdir()):
         raise WorkbenchError(f"--resume: {study_dir} is not a study folder (no study.json): set another out")
     write_json(made, {"file": study.path, "digest": study.digest(), "study": study.model_dump()})
 
