@@ -21,6 +21,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm-cluster"
@@ -55,16 +56,6 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _up(folder: Path) -> Path:
@@ -104,5 +95,5 @@ def slurm_cluster(tmp_path_factory):
             os.environ["SLURM_CONF"] = given
         with _locked(folder / ".users.lock"):
             me.unlink(missing_ok=True)
-            if not any(_alive(int(user.name)) for user in users.iterdir() if user.name.isdigit()):
+            if not any(psutil.pid_exists(int(user.name)) for user in users.iterdir() if user.name.isdigit()):
                 _cluster("down", folder)

@@ -66,8 +66,10 @@ def direction_from(
     layer: int,
     prompts: list[str] | None = None,
     labels: list[str] | None = None,
+    features: Float[Tensor, "prompt d_model"] | None = None,
 ) -> Direction:
-    """A unit direction from its spec (see the module doc). ``mean-diff`` needs labelled ``prompts``."""
+    """A unit direction from its spec (see the module doc). ``mean-diff`` needs labelled ``prompts`` (``features``:
+    their states at ``layer`` when the caller captured them already)."""
     kind, _, arg = spec.partition(":")
     if kind not in KINDS or not arg:
         raise WorkbenchError(
@@ -99,7 +101,7 @@ def direction_from(
     missing = [c for c in classes if c not in labels]
     if missing:
         raise WorkbenchError(f"direction {spec!r}: class {missing[0]!r} has no prompts; classes: {sorted(set(labels))}")
-    features = capture_last_token(lm, prompts, [layer])[:, 0]
+    features = capture_last_token(lm, prompts, [layer])[:, 0] if features is None else features
     mask = {c: torch.tensor([label == c for label in labels]) for c in classes}
     return Direction(spec, _unit(features[mask[classes[0]]].mean(0) - features[mask[classes[1]]].mean(0), spec))
 

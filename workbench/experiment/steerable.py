@@ -17,6 +17,7 @@ import torch
 from scipy import stats
 
 from ..causal.steering import direction_from, median_resid_norm, random_direction, steered, target_probs
+from ..core.activations import capture_last_token
 from ..core.models import LoadedModel
 from ..lenses.ladder import READS, class_token_ids
 from ..tasks.data import task_data
@@ -45,15 +46,16 @@ def steering_cells(
     train_prompts = [r["prompt"] for r in data.train[:n_fit]]
     train_labels = [r["classification_target"] for r in data.train[:n_fit]]
     ids = class_token_ids(lm, spec)
+    states = capture_last_token(lm, train_prompts, layers)  # [prompt, layer, d_model]: every direction's input, once
     cells = []
     for b_index, b in enumerate(labels):
         a = labels[(b_index + 1) % len(labels)]
         prompts = [r["prompt"] for r in data.heldout if r["classification_target"] == b][:n_prompts]
         pair_ids = torch.stack([ids[labels.index(a)], ids[b_index]]).to(lm.device)
         base = _log_ratio(lm, prompts, pair_ids)
-        for layer in layers:
+        for i, layer in enumerate(layers):
             norm = strength * median_resid_norm(lm, prompts, layer)
-            unit = direction_from(f"mean-diff:{a},{b}", lm, layer, train_prompts, train_labels).unit
+            unit = direction_from(f"mean-diff:{a},{b}", lm, layer, train_prompts, train_labels, states[:, i]).unit
             with steered(lm, layer, norm * unit):
                 moved = _log_ratio(lm, prompts, pair_ids) - base
             controls = []

@@ -39,7 +39,7 @@ class Submitit:
     """submitit's local or SLURM executor; each job's log in ``<study>/logs/<run folder>/``."""
 
     def __init__(self, study: Study, study_dir: Path, kind: str):
-        import submitit
+        import submitit  # only the local and SLURM executors need it
 
         self.study, self.study_dir, self.kind = study, study_dir, kind
         self._executor = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}[kind]
@@ -67,21 +67,16 @@ class Submitit:
                 dependency=dependency,
                 additional_parameters={"kill_on_invalid_dep": "yes"},
             )
+        from submitit.core.utils import FailedJobError
+
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's refusal; the error says it once
                 submitted = executor.submit(run_job, str(self.study_dir), job, self.study, res.cpus)
-        except subprocess.CalledProcessError as exc:  # sbatch refused: a resource, a partition, the controller
-            said = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
+        except FailedJobError as exc:  # sbatch refused: a resource, a partition, the controller (its stderr)
             raise WorkbenchError(
-                f"sbatch refused job {job.key}: {said[-1] if said else exc}: check the study's resources and partition"
+                f"sbatch refused job {job.key}: {' '.join(str(exc).split())[:300]}: fix the study's resources, "
+                "then `workbench study run FILE --resume`"
             ) from None
-        except Exception as exc:
-            if type(exc).__name__ == "FailedJobError" or "sbatch" in str(exc):
-                raise WorkbenchError(
-                    f"sbatch refused job {job.key}: {' '.join(str(exc).split())[:300]}: fix the study's resources, "
-                    "then `workbench study run FILE --resume`"
-                ) from None
-            raise
         self.jobs[submitted.job_id] = submitted
         if self.kind == "slurm":
             self._slots[slot] = (str(submitted.job_id), self._slots[slot][1] + 1)

@@ -17,6 +17,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..core.errors import WorkbenchError
 from ..core.results import write_json
 from ..experiment.layout import RunLayout
 from ..experiment.phases import PHASES
@@ -107,7 +108,7 @@ def run_job(study_dir: str, job: StudyJob, study: Study, threads: int) -> str:
         )
     except BaseException as exc:
         line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        error = line if type(exc).__name__ == "WorkbenchError" else f"{type(exc).__name__}: {line}"
+        error = line if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {line}"
         write_json(path, {**state, "status": "failed", "ended": time.time(), "error": error,
                           "traceback": traceback.format_exc(limit=5)})  # fmt: skip
         raise

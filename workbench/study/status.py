@@ -4,9 +4,10 @@ or not run (with the failed or cancelled job it waited for); with its scheduler 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
+
+import psutil
 
 from ..experiment.layout import RunLayout
 from .jobs import StudyJob, dependencies, is_done, read_state
@@ -17,16 +18,6 @@ FINAL = ("done", "failed", "not run", "cancelled")
 def read_submissions(study_dir: Path) -> dict[str, dict]:
     path = Path(study_dir) / "jobs.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _seconds(study_dir: Path, job: StudyJob, state: dict) -> float | None:
@@ -56,10 +47,10 @@ def job_status(study_dir: Path, job: StudyJob, sub: dict | None, queue: dict | N
             return "running", ""
         if slurm_state in ("CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"):
             return "cancelled" if slurm_state == "CANCELLED" else "failed", f"SLURM {slurm_state.lower()}"
-    if kind == "local" and state.get("status") != "running" and _alive(int(job_id)):
+    if kind == "local" and state.get("status") != "running" and psutil.pid_exists(int(job_id)):
         return "queued", ""
     if state.get("status") == "running":
-        if kind == "local" and _alive(int(job_id)):
+        if kind == "local" and psutil.pid_exists(int(job_id)):
             return "running", ""
         if kind == "slurm" and queue is None:
             return "running", ""
