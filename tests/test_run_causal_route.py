@@ -84,3 +84,33 @@ def test_run_route_routes_with_the_runs_adapters_and_its_task_as_negatives(copy,
     lens = [r for r in doc["results"] if r["router"]["router"] == "lens"]
     assert [r["seed"] for r in lens] == [42]
     assert _read(layout.run_json)["phases"]["route"]["status"] == "done"
+
+
+def test_run_readouts_measures_the_base_model_and_each_seeds_adapter_and_verification_judges_them(copy, capsys):
+    code, _, err = cli(capsys, "run", "readouts", "--quick", "--seeds", "1", "--out", copy)
+    assert code == 0, err
+    layout = RunLayout(copy)
+    base, trained = (_read(layout.readouts_dir / f"{name}.json") for name in ("base", "seed-42"))
+    assert base["kind"] == trained["kind"] == "introspect.readouts"
+    assert base["settings"]["adapter"] is None
+    assert trained["settings"]["adapter"] == str(layout.seed(42).phase1_adapter)
+    assert base["classifier_layer"] == 12 and 12 in base["layers"] and {0, 21} <= set(base["layers"])
+    assert {r["readout"] for r in base["rows"]} == {"logit", "shortcut", "tuned", "jacobian", "patchscope",
+                                                    "unembed_probe"}  # fmt: skip
+    # the adapter changes what the logit lens reads at the layers it trained (LoRA from the classifier layer down)
+    logit = {(doc["settings"]["adapter"], r["layer"]): r["p_expected"] for doc in (base, trained) for r in doc["rows"]
+             if r["readout"] == "logit"}  # fmt: skip
+    assert logit[(trained["settings"]["adapter"], 12)] != logit[(None, 12)]
+    assert len(base["steering"]["cells"]) == 2 * len(base["layers"])  # two classes, each steered to the other
+    summary = _read(layout.readouts_summary)
+    assert set(summary["models"]) == {"base", "seed-42"} and summary["classifier_layer"] == 12
+    code, _, err = cli(capsys, "run", "verify", "--seeds", "1", "--out", copy)
+    assert code == 0, err
+    claims = {c["id"]: c for c in _read(layout.claims)["claims"]}
+    at = summary["models"]["base"]["at_classifier_layer"]
+    for name in ("logit", "shortcut", "tuned", "jacobian", "patchscope", "unembed_probe"):
+        row = claims[f"base_readout_{name}"]
+        assert row["verdict"] == ("holds" if at[name]["p_expected"] < 0.005 else "fails")
+        assert row["source"] == "readouts_summary.json"
+    assert claims["readouts_first_layer"]["verdict"] == "reported"
+    assert claims["steerable_not_decodable"]["measured"].startswith("base: ")

@@ -157,7 +157,8 @@ def readouts_cmd(
     lens, the Jacobian lens, Patchscope and a probe through the unembedding."""
     from ..core.layers import parse_layers
     from ..core.results import check_writable
-    from ..lenses.ladder import READOUTS, ladder
+    from ..experiment.readouts import LadderSettings, measure
+    from ..lenses.ladder import READOUTS
     from ..lenses.tuned import PROVENANCE_FILE
     from ..tasks.spec import load_task
 
@@ -173,18 +174,10 @@ def readouts_cmd(
     check_writable(output)
     from ..core.models import load_model
 
+    settings = LadderSettings(chosen, n_eval, n_fit, corpus_tokens, tuned_steps, str(tuned) if tuned else None,
+                              jacobian_prompts, steer, n_controls, seed)  # fmt: skip
     lm = load_model(model, device, adapter, dtype)
     chosen_layers = parse_layers(layers, lm.n_layers)
-    result = ladder(
-        lm, spec, chosen_layers, chosen, n_fit, n_eval, corpus_tokens, tuned_steps, tuned, jacobian_prompts, seed
-    )
-    if steer > 0:
-        from ..experiment.steerable import against_readouts, steering_cells
-
-        cells = steering_cells(lm, spec, chosen_layers, steer, n_controls, n_fit, min(n_eval, 16), seed)
-        result["steering"] = {"strength": steer, "n_controls": n_controls, "cells": cells,
-                              "by_readout": against_readouts(cells, result["rows"])}  # fmt: skip
+    result = measure(lm, spec, chosen_layers, settings)
     _save(output, "introspect.readouts", result, lm, None, ladder_table(result), model=model, task=spec.name,
-          layers=chosen_layers, readouts=list(chosen), n_eval=n_eval, n_fit=n_fit, corpus_tokens=corpus_tokens,
-          tuned_steps=tuned_steps, tuned=str(tuned) if tuned else None, jacobian_prompts=jacobian_prompts, steer=steer,
-          n_controls=n_controls, seed=seed)  # fmt: skip
+          layers=chosen_layers, **settings.record())  # fmt: skip

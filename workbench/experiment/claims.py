@@ -252,7 +252,23 @@ def judge(data: dict, limits: dict | None = None) -> list[dict]:
     """One row per claim of the guide (see the module doc for the verdicts), then notebook 08's causal claims."""
     t = thresholds(limits)
     n = nouns_for(data.get("task_file") or data.get("task"))
-    return [row for claim in CLAIMS for row in claim(data, t, n)] + _causal_rows(data.get("causal"), t)
+    rows = [row for claim in CLAIMS for row in claim(data, t, n)]
+    return rows + _readout_rows(data.get("readouts"), t, n) + _causal_rows(data.get("causal"), t)
+
+
+def _readout_rows(document: dict | None, limits: dict, n: Nouns) -> list[dict]:
+    """The guide's claim 2 per readout and the readouts' reported rows (``experiment.readouts.verdicts``); none until
+    notebook 10 (`workbench run readouts`) has written ``readouts_summary.json`` into the run folder."""
+    from .readouts import verdicts
+
+    if document is None:
+        return []
+    source = RunLayout.readouts_summary.rel
+    return [
+        _row(r["id"], r["claim"], FIGURES["base_lens"] if r["verdict"] != "reported" else "—", r["measured"],
+             r["verdict"], r["threshold"], source, r["values"])
+        for r in verdicts(document, limits["base_lens_max_prob"], n.one)
+    ]  # fmt: skip
 
 
 CAUSAL_FIGURES = {

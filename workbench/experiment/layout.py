@@ -129,6 +129,8 @@ class RunLayout(_Files):
     causal_summary = At("causal_summary.json")  # notebook 08 (`workbench run causal`): is the classifier used?
     causal_dir = At("causal")  # its per-adapter measurements and figures
     route_dir, route_compare = At("route"), At("route/route_compare.json")  # notebook 09 (`workbench run route`)
+    readouts_dir = At("readouts")  # notebook 10 (`workbench run readouts`): one ladder per model
+    readouts_summary = At("readouts_summary.json")  # what the verification judges of them
     verification_lens_figure, verification_probe_figure, verification_answers_figure = html(
         "verification_lens", "verification_probe", "verification_answers"
     )

@@ -41,6 +41,7 @@ def collect(run_dir: str | Path, seeds: list[int] | None = None) -> dict:
         "base_eight": None if base_eight is None else lens_summary(base_eight),
         "seeds": {},
         "causal": _load(run.causal_summary),
+        "readouts": _load(run.readouts_summary),
     }
     for seed, files in run.seeds(seeds).items():
         m1, m2 = _load(files.phase1_metrics, TrainMetrics), _load(files.phase2_metrics, TrainMetrics)

@@ -5,7 +5,8 @@ training) and ``phase2`` (routing training), both once per training seed into ``
 claims: ``claims.json`` and ``report.md``). Three run only when named: ``compare`` (the guide's comparison tables),
 ``causal`` (is the classifier used? the control arms trained per seed, then the patching and ablation measurements,
 into ``causal/`` and ``causal_summary.json``) and ``route`` (virtual experts: routers deciding at the classifier layer,
-into ``route/``). The engine (``engine.run``) knows nothing of these phases beyond this table.
+into ``route/``) and ``readouts`` (the readout ladder and steerable × decodable for the base model and each seed's
+phase-1 adapter, into ``readouts/`` and ``readouts_summary.json``). The engine (``engine.run``) knows nothing of these phases beyond this table.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ QUICK_TRAINING = {"max_steps": 4, **QUICK_DATA}
 QUICK_COMPARE = {"steps": 2, "train_samples": 32, "eval_samples": 8}
 QUICK_CAUSAL = {"n_pairs": 8, "n_prompts": 16}
 QUICK_ROUTE = {"per_kind": 4, "max_new_tokens": 2}
+QUICK_READOUTS = {
+    "n_eval": 8,
+    "n_fit": 8,
+    "corpus_tokens": 64,
+    "tuned_steps": 2,
+    "jacobian_prompts": 1,
+    "n_controls": 1,
+}
 DEFAULT_SEED = 42  # the training notebooks' (and the guide's generator's) default
 DATA = {"train_data": RunLayout.train_data.rel, "heldout_data": RunLayout.heldout_data.rel}
 NEEDS_DATA = ((DATA["train_data"], "generate"), (DATA["heldout_data"], "generate"))
@@ -105,6 +114,7 @@ PHASES: dict[str, Phase] = {
     ),
     "causal": _reading_the_run("08_is_the_classifier_used.ipynb", QUICK_CAUSAL, RunLayout.causal_dir.rel, TRAINED),
     "route": _reading_the_run("09_virtual_experts.ipynb", QUICK_ROUTE, RunLayout.route_dir.rel, TRAINED[:1]),
+    "readouts": _reading_the_run("10_readout_ladder.ipynb", QUICK_READOUTS, RunLayout.readouts_dir.rel, TRAINED[:1]),
 }
 
 

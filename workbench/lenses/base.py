@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 from jaxtyping import Float, Int
+from scipy import stats
 from torch import Tensor
 
 from ..core.lens import lens_logits, ranks_of
@@ -55,6 +56,7 @@ class Score:
     readout: str
     layer: int
     top1: float  # share of prompts whose expected class word has the highest logit among the class words
+    top1_ci: tuple[float, float]  # its 95% Wilson interval over the prompts
     p_expected: float  # mean p(expected class word) over the whole vocabulary
     p_std: float  # its standard deviation over the prompts
     rank: float  # mean rank of the expected class word in the whole vocabulary (1 = top)
@@ -78,10 +80,13 @@ def score(
     rows = torch.arange(len(expected))
     p = log_probs[rows, class_ids[expected]].exp()
     ranks = ranks_of(log_probs, class_ids)[rows, expected].float()
+    hits = int((among == expected).sum())
+    ci = stats.binomtest(hits, len(expected)).proportion_ci(method="wilson")
     return Score(
         readout.name,
         layer,
-        float((among == expected).float().mean()),
+        hits / len(expected),
+        (float(ci.low), float(ci.high)),
         float(p.mean()),
         float(p.std()) if len(p) > 1 else 0.0,
         float(ranks.mean()),

@@ -11,6 +11,7 @@ held-out, and a chunk that also occurs in a train file (the same licence in two 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -63,23 +64,8 @@ def offline_texts(
     if split not in ("train", "heldout"):
         raise ValueError(f"split {split!r}: use 'train' or 'heldout'")
     root = default_root() if root is None else Path(root)
-    files = _text_files(root)
-    train_seen: set[str] = set()
-    chunks: dict[str, list[str]] = {"train": [], "heldout": []}
-    counts = {"train": 0, "heldout": 0}
-    # train files first, so the held-out split can drop what a train file also holds
-    for part in ("train", "heldout"):
-        seen: set[str] = set()
-        for path in files:
-            if _split_of(path.relative_to(root).as_posix(), seed, heldout_share) != part:
-                continue
-            found = [c for c in _chunks(_read(path), exclude_code) if c not in seen and c not in train_seen]
-            seen.update(found)
-            chunks[part] += found
-            counts[part] += bool(found)
-        if part == "train":
-            train_seen = seen
-    picked = chunks[split]
+    chunks, counts = _scan(root, seed, exclude_code, heldout_share)
+    picked = list(chunks[split])
     random.Random(seed).shuffle(picked)
     out = OfflineTexts()
     total = 0
@@ -97,6 +83,29 @@ def offline_texts(
         + ", duplicates dropped"
     )
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _scan(root: Path, seed: int, exclude_code: bool, heldout_share: float) -> tuple[dict, dict]:
+    """Each split's chunks (a tuple) and how many files gave any: read once per process (a ladder fits the shortcut
+    and the tuned lens on them once per model)."""
+    files = _text_files(root)
+    train_seen: set[str] = set()
+    chunks: dict[str, list[str]] = {"train": [], "heldout": []}
+    counts = {"train": 0, "heldout": 0}
+    # train files first, so the held-out split can drop what a train file also holds
+    for part in ("train", "heldout"):
+        seen: set[str] = set()
+        for path in files:
+            if _split_of(path.relative_to(root).as_posix(), seed, heldout_share) != part:
+                continue
+            found = [c for c in _chunks(_read(path), exclude_code) if c not in seen and c not in train_seen]
+            seen.update(found)
+            chunks[part] += found
+            counts[part] += bool(found)
+        if part == "train":
+            train_seen = seen
+    return {k: tuple(v) for k, v in chunks.items()}, counts
 
 
 def _text_files(root: Path) -> list[Path]:

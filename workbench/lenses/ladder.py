@@ -105,6 +105,7 @@ def ladder(
         "task": spec.name,
         "classes": dict(spec.classes),
         "layers": layers,
+        "classifier_layer": lm.classifier_layer,
         "n_eval": len(prompts),
         "rows": rows,
         "first_reading_layer": first_reading_layers(rows),
