@@ -87,3 +87,56 @@ def test_the_readouts_page_from_a_hand_built_record(tmp_path):
     other.write_text(json.dumps({"kind": "introspect.classifier"}))
     with pytest.raises(WorkbenchError, match="is a 'introspect.classifier' result"):
         readouts_record([other], None)
+
+
+def _result(task="arithmetic", adapter=None, reads_at=None, steering=True):
+    """A hand-built ladder result: two layers (0 and the classifier layer 1), the logit lens and the probe through
+    the unembedding; the logit lens reads at ``reads_at`` (None: nowhere), the probe everywhere."""
+    rows = []
+    for layer in (0, 1):
+        top1 = 1.0 if layer == reads_at else 0.25
+        rows.append({"readout": "logit", "layer": layer, "top1": top1, "top1_ci": [top1 - 0.1, min(1.0, top1 + 0.1)],
+                     "p_expected": 0.5 if layer == reads_at else 1e-9, "rank": 1.0})  # fmt: skip
+        rows.append({"readout": "unembed_probe", "layer": layer, "top1": 1.0, "top1_ci": [0.9, 1.0],
+                     "p_expected": 0.02, "rank": 3.0})  # fmt: skip
+    result = {"task": task, "classifier_layer": 1, "n_eval": 8, "rows": rows, "layers": [0, 1],
+              "first_reading_layer": first_reading_layers(rows), "settings": {"model": "m", "adapter": adapter}}  # fmt: skip
+    if steering:
+        cells = [{"layer": layer, "steerable": steerable} for layer, steerable in ((0, True), (1, True), (1, False))]
+        result["steering"] = {"strength": 0.5, "cells": cells,
+                              "by_readout": {"logit": {"spearman_rho": 0.5}, "unembed_probe": {"spearman_rho": None}}}  # fmt: skip
+    return result
+
+
+def test_the_run_summary_and_its_claims_from_hand_built_ladders():
+    from workbench.experiment.readouts import default_layers, findings, summarise, verdicts
+
+    summary = summarise({"base": _result(), "seed-42": _result(adapter="s/seed-42/phase1_adapter", reads_at=1)})
+    base, trained = summary["models"]["base"], summary["models"]["seed-42"]
+    assert summary["classifier_layer"] == 1 and base["first_reading_layer"] == {"logit": None, "unembed_probe": 0}
+    assert trained["first_reading_layer"]["logit"] == 1
+    # two steerable cells (L0, L1); after training the logit lens decodes at L1, so one of them is read by no lens
+    assert base["steering"]["steerable"] == 2 and base["steering"]["steerable_not_decodable"] == 2
+    assert trained["steering"]["steerable_not_decodable"] == 1
+    rows = {r["id"]: r for r in verdicts(summary, max_prob=0.005)}
+    assert rows["base_readout_logit"]["verdict"] == "holds"  # 1e-9 < 0.005
+    assert rows["base_readout_unembed_probe"]["verdict"] == "reported"  # fitted on labels: not the guide's claim
+    assert "top-1 among the class words 0.25 (95% CI 0.15-0.35)" in rows["base_readout_logit"]["measured"]
+    assert rows["readouts_first_layer"]["measured"] == (
+        "base model: logit lens no layer; probe through the unembedding L0. After phase 1 (seed-42): logit lens L1; "
+        "probe through the unembedding L0"
+    )
+    assert rows["steerable_not_decodable"]["verdict"] == "reported"
+    text = findings(summary)
+    assert "No vocabulary readout (logit lens) reads the class there" in text and "logit lens L1" in text
+    assert default_layers(30, 16) == [0, 3, 6, 9, 12, 15, 16, 18, 21, 24, 27, 29]
+    assert default_layers(4, 2) == [0, 1, 2, 3]
+
+
+def test_the_readouts_headline_from_hand_built_results():
+    from workbench.experiment.readouts_page import headline
+
+    lines = headline([_result(), _result(adapter="s/seed-42/phase1_adapter", reads_at=1, steering=False)])
+    assert lines[0].startswith("| task | model | weights | logit | unembed_probe | vocabulary readout at the")
+    assert lines[2] == "| arithmetic | m | base | — | L0 | L1: no (best logit 0.25 [0.15, 0.35]) | 2/3 (2) |"
+    assert lines[3] == "| arithmetic | m | `seed-42/phase1_adapter` | L1 | L0 | L1: yes (logit) | — |"

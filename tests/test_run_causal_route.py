@@ -110,7 +110,8 @@ def test_run_readouts_measures_the_base_model_and_each_seeds_adapter_and_verific
     at = summary["models"]["base"]["at_classifier_layer"]
     for name in ("logit", "shortcut", "tuned", "jacobian", "patchscope", "unembed_probe"):
         row = claims[f"base_readout_{name}"]
-        assert row["verdict"] == ("holds" if at[name]["p_expected"] < 0.005 else "fails")
+        judged = "holds" if at[name]["p_expected"] < 0.005 else "fails"
+        assert row["verdict"] == ("reported" if name == "unembed_probe" else judged)
         assert row["source"] == "readouts_summary.json"
     assert claims["readouts_first_layer"]["verdict"] == "reported"
     assert claims["steerable_not_decodable"]["measured"].startswith("base: ")

@@ -184,6 +184,42 @@ def test_views_drawn_on_demand_only_when_their_tab_is_shown(tiny_lm):
     ]
 
 
+def test_readout_switch_reads_every_view_through_the_readout_picked(tiny_lm):
+    """Patchscope, picked in the switch, gives what Patchscope gives on the captured state; at the last layer it is
+    the logit lens (the patch goes in after the last block); switching back reads the cached logit lens again."""
+    import torch
+
+    from workbench.core.activations import capture_last_token
+    from workbench.lenses.patchscope import Patchscope
+
+    ex = LayerExplorer(tiny_lm, prompts=PROMPTS, targets=TARGETS, layer=1)
+    assert (
+        ex.readout_pick.options == ("logit", "shortcut", "patchscope")
+        and ex.readout_pick in ex.widget.children[0].children
+    )
+    logit = {w: t["prob"] for w, t in ex.current[BASE]["targets"].items()}
+    logit_line = list(ex.trajectory_fig.data[0].y)
+    ex.readout_pick.value = "patchscope"
+    state = capture_last_token(tiny_lm, [PROMPTS[0]], [1])[:, 0]
+    direct = torch.softmax(Patchscope(tiny_lm).logits(1, state).float(), -1)[0]
+    view = ex.view(BASE)
+    for target in view.targets:
+        assert ex.current[BASE]["targets"][target.word]["prob"] == pytest.approx(
+            float(direct[target.token_id]), rel=1e-4
+        )
+    assert list(ex.trajectory_fig.data[0].y) != logit_line  # the probability view follows the switch
+    last = tiny_lm.n_layers - 1
+    ex.layer_slider.value = last
+    patchscope_last = {w: t["prob"] for w, t in ex.current[BASE]["targets"].items()}
+    ex.readout_pick.value = "logit"
+    assert {w: t["prob"] for w, t in ex.current[BASE]["targets"].items()} == pytest.approx(patchscope_last, rel=1e-4)
+    ex.layer_slider.value = 1
+    assert {w: t["prob"] for w, t in ex.current[BASE]["targets"].items()} == pytest.approx(logit, rel=1e-6)
+    assert view.forward_passes == 1  # one captured pass for the prompt, whatever the readout
+    with pytest.raises(WorkbenchError, match="readout 'tuned': choose logit, shortcut, patchscope, or tuned with"):
+        view.use("tuned")
+
+
 def test_prompt_lines_keep_trailing_spaces():
     assert _prompt_lines("7 * 8 = \r\n\n 1 + 2 = \n") == ["7 * 8 = ", " 1 + 2 = "]
 

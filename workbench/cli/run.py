@@ -16,7 +16,10 @@ from .formatters import claims_summary, run_summary
 @app.command("run")
 def run_cmd(
     phase: Annotated[
-        str, typer.Argument(help="all (generate, baseline, phase1, phase2, verify) | one of them | compare")
+        str,
+        typer.Argument(
+            help="all (generate, baseline, phase1, phase2, verify) | one of them | compare | causal | route | readouts"
+        ),
     ] = "all",
     out: option(Path, "--out", help="run folder: executed notebooks, results, figures, run.json") = Path(
         "runs/experiment"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..core.errors import WorkbenchError
 from ..core.layers import format_layers
+from ..lenses.ladder import READS
+from .readouts import LENSES, steering_summary
 
 ORDER = ("logit", "shortcut", "tuned", "jacobian", "patchscope", "unembed_probe")
 
@@ -33,12 +35,50 @@ def readouts_record(paths: list[Path], commit: str | None) -> dict:
     return {"results": results, "published_at": commit}
 
 
+def _weights(result: dict) -> str:
+    adapter = result["settings"].get("adapter")
+    return f"`{Path(adapter).parent.name}/{Path(adapter).name}`" if adapter else "base"
+
+
 def _title(result: dict) -> str:
-    s = result["settings"]
-    adapter = (
-        f", adapter `{Path(s['adapter']).parent.name}/{Path(s['adapter']).name}`" if s.get("adapter") else " (base)"
+    weights = _weights(result)
+    return f"### {result['task']} on {result['settings']['model']}" + (
+        " (base)" if weights == "base" else f", adapter {weights}"
     )
-    return f"### {result['task']} on {s['model']}{adapter}"
+
+
+def _at_classifier_layer(result: dict) -> str:
+    """Which vocabulary readouts read the class at the classifier layer, or the best one's top-1 with its interval."""
+    layer = result.get("classifier_layer")
+    rows = [r for r in result["rows"] if r["layer"] == layer and r["readout"] in LENSES]
+    if not rows:
+        return "—"
+    reading = [r["readout"] for r in rows if r["top1"] >= READS]
+    if reading:
+        return f"L{layer}: yes ({', '.join(reading)})"
+    best = max(rows, key=lambda r: r["top1"])
+    ci = f" [{best['top1_ci'][0]:.2f}, {best['top1_ci'][1]:.2f}]" if best.get("top1_ci") else ""
+    return f"L{layer}: no (best {best['readout']} {best['top1']:.2f}{ci})"
+
+
+def headline(results: list[dict]) -> list[str]:
+    """One row per result: the first layer each readout reads the class, whether a vocabulary readout reads it at
+    the classifier layer, and the steering count."""
+    readouts = [r for r in ORDER if any(row["readout"] == r for res in results for row in res["rows"])]
+    lines = ["| task | model | weights | " + " | ".join(readouts) + " | vocabulary readout at the classifier layer | "
+             "steerable cells (read by no lens) |", "|---|---|---|" + "---|" * len(readouts) + "---|---|"]  # fmt: skip
+    for result in results:
+        first = result["first_reading_layer"]
+        cells = [f"L{first[n]}" if first.get(n) is not None else "—" if n in first else "" for n in readouts]
+        steering = steering_summary(result)
+        steered = (
+            "—"
+            if steering is None
+            else (f"{steering['steerable']}/{steering['cells']} ({steering['steerable_not_decodable']})")
+        )
+        lines.append(f"| {result['task']} | {result['settings']['model']} | {_weights(result)} | " + " | ".join(cells)
+                     + f" | {_at_classifier_layer(result)} | {steered} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def _command(result: dict) -> str:
@@ -71,8 +111,41 @@ def _steering(steering: dict | None) -> list[str]:
     return [*lines, ""]
 
 
+def conclusion(results: list[dict]) -> list[str]:
+    """What the ladders say of the guide's claim 2, from the results: per (task, model) on the base weights, which
+    vocabulary readouts read the class at any layer measured; then the same after training."""
+
+    def reading(result: dict) -> list[str]:
+        first = result["first_reading_layer"]
+        return [f"{n} from L{first[n]}" for n in LENSES if first.get(n) is not None]
+
+    def name(result: dict) -> str:
+        return f"{result['task']} on {result['settings']['model']}"
+
+    base = [r for r in results if not r["settings"].get("adapter")]
+    trained = [r for r in results if r["settings"].get("adapter")]
+    silent = [name(r) for r in base if not reading(r)]
+    lines = [f"**Base weights.** In {len(silent)} of {len(base)} ladders no vocabulary readout reads the class at "
+             f"any layer measured" + (f" ({', '.join(silent)})" if silent else "") + "."]  # fmt: skip
+    lines += [f"In {name(r)}: {', '.join(reading(r))}." for r in base if reading(r)]
+    if trained:
+        lines.append(
+            "**After phase 1.** "
+            + " ".join(
+                f"{name(r)} ({_weights(r)}): {', '.join(reading(r)) or 'no vocabulary readout reads the class'}."
+                for r in trained
+            )
+        )
+    return [" ".join(lines), ""]
+
+
 def page_text(record: dict) -> str:
-    lines = []
+    lines = ["First layer each readout reads the class (top-1 among the class words on at least 90% of the held-out "
+             "prompts; — none of the layers measured); at the classifier layer, the vocabulary readouts (all but the "
+             "probe through the unembedding, which is fitted on labels) that read it, or the best one's top-1 with "
+             "its 95% Wilson interval; and the steerable cells (layer × class pair) with how many of them no "
+             "vocabulary readout decodes at their layer.", "", *headline(record["results"]),
+             *conclusion(record["results"])]  # fmt: skip
     for result in record["results"]:
         readouts = [r for r in ORDER if any(row["readout"] == r for row in result["rows"])]
         cell = {(r["readout"], r["layer"]): r for r in result["rows"]}

@@ -1,24 +1,53 @@
-"""LensView: the logit lens of one model on one prompt at any layer and token position, read from one cached
-forward pass (``lens_views`` holds the plain functions it calls)."""
+"""LensView: the logit lens (or another readout of ``workbench.lenses``) of one model on one prompt at any layer and
+token position, read from one cached forward pass (``lens_views`` holds the plain functions it calls).
+
+The explorer's readouts (``READOUTS``): the logit lens; the linear shortcut, fitted in seconds on the first use (on
+``SHORTCUT_TOKENS`` positions of offline prose); Patchscope (no fit; one forward pass of its target prompt per read);
+and a saved tuned lens (``tuned``: its folder). The KL and steering views stay on the logit lens."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 
 from ..core.activations import capture_positions
 from ..core.errors import WorkbenchError
-from ..core.lens import lens_log_probs, ranks_of, resolve_targets
+from ..core.lens import ranks_of, resolve_targets
 from ..core.models import LoadedModel
+from ..lenses.base import LogitLens, Readout
+from ..lenses.corpus import offline_texts
+from ..lenses.patchscope import Patchscope
+from ..lenses.shortcut import fit_shortcut
+from ..lenses.tuned import TunedLens
 from . import lens_views as lv
+
+READOUTS = ("logit", "shortcut", "patchscope")
+SHORTCUT_TOKENS = 2048
+
+
+def make_readout(lm: LoadedModel, name: str, tuned: str | Path | None = None) -> Readout:
+    """One of the explorer's readouts for ``lm``, fitted where it needs a fit (``tuned``: the saved lens's folder)."""
+    if name == "logit":
+        return LogitLens(lm)
+    if name == "patchscope":
+        return Patchscope(lm)
+    if name == "shortcut":
+        texts = offline_texts()
+        return fit_shortcut(lm, texts, max_tokens=SHORTCUT_TOKENS, corpus=texts.description)
+    if name == "tuned" and tuned is not None:
+        return TunedLens.load(tuned, lm)
+    raise WorkbenchError(f"readout {name!r}: choose {', '.join(READOUTS)}, or tuned with a saved tuned-lens folder")
 
 
 class LensView:
-    """The logit lens of one model on prompts, from cached residuals. ``forward_passes`` counts model runs."""
+    """A readout of one model on prompts, from cached residuals. ``forward_passes`` counts model runs."""
 
     def __init__(self, lm: LoadedModel, targets: list[str], cache_size: int = 32):
         self.lm = lm
+        self.readouts: dict[str, Readout] = {"logit": LogitLens(lm)}  # made once each, on first use
+        self.readout = "logit"
         self.targets = resolve_targets(lm, targets)
         self.target_ids = torch.tensor([t.token_id for t in self.targets], device=lm.device)
         self.vocab_size = int(lm.hf_model.get_output_embeddings().weight.shape[0])
@@ -26,6 +55,22 @@ class LensView:
         self.cache_size = cache_size
         self._resid: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt -> [n_layers, n_tokens, d_model]
         self._derived: dict[tuple, object] = {}  # (prompt, kind, ...) -> what was read from that prompt's pass
+
+    def use(self, name: str, tuned: str | Path | None = None) -> None:
+        """Read through readout ``name`` from now on (``make_readout``: made on its first use, then kept)."""
+        if name not in self.readouts:
+            self.readouts[name] = make_readout(self.lm, name, tuned)
+        self.readout = name
+
+    def read(self, layer: int, states: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities over the vocabulary of ``states`` (after block ``layer``) through the readout in use."""
+        logits = self.readouts[self.readout].logits(layer, states)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    @property
+    def _reader(self) -> lv.Read | None:
+        """What ``lens_views`` reads through: None for the logit lens (every layer in one batch)."""
+        return None if self.readout == "logit" else self.read
 
     def residuals(self, prompt: str) -> torch.Tensor:
         if prompt not in self._resid:
@@ -60,7 +105,7 @@ class LensView:
         if not 0 <= layer < resid.shape[0]:
             raise WorkbenchError(f"layer {layer} is out of range: the model has layers 0..{resid.shape[0] - 1}")
         position = self._position(prompt, position)
-        log_probs = lens_log_probs(self.lm, resid[layer, position][None])  # [1, vocab]
+        log_probs = self.read(layer, resid[layer, position][None])  # [1, vocab]
         top = torch.topk(log_probs[0], k)
         ranks = ranks_of(log_probs, self.target_ids)[0]
         return {
@@ -80,8 +125,8 @@ class LensView:
         """``lens_views.target_lens`` at one position: {"probs", "ranks"}: [n_layers, n_targets] tensors (cached)."""
         position = self._position(prompt, position)
         return self._cached(
-            (prompt, "lens", position),
-            lambda: lv.target_lens(self.lm, self.residuals(prompt)[:, position], self.target_ids),
+            (prompt, "lens", position, self.readout),
+            lambda: lv.target_lens(self.lm, self.residuals(prompt)[:, position], self.target_ids, self._reader),
         )
 
     def trajectory(self, prompt: str, position: int | None = None) -> dict:
@@ -95,14 +140,14 @@ class LensView:
                 for kind in ("probs", "ranks")
             }
 
-        return self._cached((prompt, "trajectory", position), make)
+        return self._cached((prompt, "trajectory", position, self.readout), make)
 
     def grid(self, prompt: str) -> dict:
         """The top-1 lens token at every layer and position (``lens_views.top_token_grid``), with the tokens decoded:
         {"token_ids", "probs": [layer][pos] lists, "tokens": [layer][pos] strings}."""
 
         def make():
-            grid = lv.top_token_grid(self.lm, self.residuals(prompt))
+            grid = lv.top_token_grid(self.lm, self.residuals(prompt), self._reader)
             decoded = {i: self.lm.tokenizer.decode([i]) for i in grid["token_ids"].unique().tolist()}
             ids = grid["token_ids"].tolist()
             return {
@@ -111,7 +156,7 @@ class LensView:
                 "tokens": [[decoded[i] for i in row] for row in ids],
             }
 
-        return self._cached((prompt, "grid"), make)
+        return self._cached((prompt, "grid", self.readout), make)
 
     def base_residuals(self, prompt: str) -> torch.Tensor:
         """The prompt's residuals from this (adapter) model with its LoRA off: the base model's (one more pass)."""

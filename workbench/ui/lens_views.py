@@ -14,6 +14,7 @@ one forward pass it needs; none generates except ``steered_answers``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 
 import torch
@@ -27,26 +28,39 @@ from ..core.generation import greedy_answers
 from ..core.lens import lens_log_probs, ranks_of
 from ..core.models import LoadedModel
 
+Read = Callable[[int, Tensor], Tensor]  # (layer, states [n, d_model]) -> log-probabilities [n, vocab]: a readout
+
+
+def _read_rows(lm: LoadedModel, resid: Float[Tensor, "layer d_model"], read: Read | None) -> Tensor:
+    """Row i of ``resid`` (the state after block i) through ``read``; None: the logit lens, all rows at once."""
+    if read is None:
+        return lens_log_probs(lm, resid)
+    return torch.cat([read(layer, resid[layer : layer + 1]) for layer in range(resid.shape[0])])
+
 
 @torch.inference_mode()
 def target_lens(
-    lm: LoadedModel, resid: Float[Tensor, "layer d_model"], token_ids: Int[Tensor, " k"]
+    lm: LoadedModel, resid: Float[Tensor, "layer d_model"], token_ids: Int[Tensor, " k"], read: Read | None = None
 ) -> dict[str, Tensor]:
     """Lens probability and 1-based rank (in the whole vocabulary) of each target token at each row of ``resid``
-    (one position's residual at every layer): {"probs": [layer, k], "ranks": [layer, k]}, on the CPU."""
-    log_probs = lens_log_probs(lm, resid)
+    (one position's residual at every layer): {"probs": [layer, k], "ranks": [layer, k]}, on the CPU. ``read``: the
+    readout (default: the logit lens)."""
+    log_probs = _read_rows(lm, resid, read)
     ids = token_ids.to(log_probs.device)
     return {"probs": log_probs[:, ids].exp().cpu(), "ranks": ranks_of(log_probs, ids).cpu()}
 
 
 @torch.inference_mode()
-def top_token_grid(lm: LoadedModel, resid: Float[Tensor, "layer pos d_model"]) -> dict[str, Tensor]:
+def top_token_grid(
+    lm: LoadedModel, resid: Float[Tensor, "layer pos d_model"], read: Read | None = None
+) -> dict[str, Tensor]:
     """The lens's top-1 token at every layer and position: {"token_ids": [layer, pos], "probs": [layer, pos]} (its
-    probability). One layer at a time, so a long prompt never holds more than [pos, vocab] log-probabilities."""
+    probability). One layer at a time, so a long prompt never holds more than [pos, vocab] log-probabilities.
+    ``read``: the readout (default: the logit lens)."""
     ids = torch.empty(resid.shape[:2], dtype=torch.long)
     probs = torch.empty(resid.shape[:2])
     for layer in range(resid.shape[0]):
-        best = lens_log_probs(lm, resid[layer]).max(dim=-1)
+        best = (lens_log_probs(lm, resid[layer]) if read is None else read(layer, resid[layer])).max(dim=-1)
         ids[layer], probs[layer] = best.indices.cpu(), best.values.exp().cpu()
     return {"token_ids": ids, "probs": probs}
 

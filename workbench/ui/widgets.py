@@ -1,4 +1,5 @@
-"""LayerExplorer: the logit lens of a prompt at any layer and token position, for the base model and its adapters.
+"""LayerExplorer: the logit lens (or another readout: the shortcut, Patchscope, a saved tuned lens) of a prompt at any
+layer and token position, for the base model and its adapters.
 
 ipywidgets around one ``LensView`` (``lens_view``: one cached forward pass per prompt) per model variant (the base
 model and each adapter): the controls on the left, the views in tabs on the right (probability and rank by layer, the
@@ -28,7 +29,7 @@ from ..core.errors import WorkbenchError
 from ..core.guide import LENS_PROMPTS, TARGETS
 from ..core.models import LoadedModel, is_adapter_dir, load_model
 from . import lens_figures, lens_text
-from .lens_view import LensView
+from .lens_view import READOUTS, LensView
 from .steering_panel import TAB_STEER, SteeringPanel
 
 BASE = "base model"
@@ -54,14 +55,15 @@ def _checked_adapters(adapters: dict[str, str | Path] | None) -> dict[str, Path]
 
 
 class LayerExplorer(SteeringPanel):
-    """Logit lens explorer: prompt box, layer slider, token position and model switch with the top-k table on the
-    left; tabs of views on the right: target probability and rank by layer, the top-token grid, KL(adapter || base),
-    steering, and the probe curve when there is one.
+    """Logit lens explorer: prompt box, model and readout switches, layer slider and token position with the top-k
+    table on the left; tabs of views on the right: target probability and rank by layer, the top-token grid (these
+    three through the readout picked), KL(adapter || base), steering, and the probe curve when there is one.
 
     ``model``: a LoadedModel or a spec (``default``, a folder, a .gguf, a hub id). ``adapters``: {name: adapter folder}
     shown as variants beside the base model (and all of them side by side). ``probe``: a classifier-probe result dict
     (``baseline_classifier.json``) to draw its accuracy curve. ``labelled``: {class: prompts} (the probe's), which
-    offers ``mean-diff:A,B`` steering directions. ``max_new_tokens``: the greedy answers' length.
+    offers ``mean-diff:A,B`` steering directions. ``max_new_tokens``: the greedy answers' length. ``readouts``: the
+    readout switch's choices (``lens_view.make_readout``); ``tuned``: a saved tuned lens's folder, added to them.
     """
 
     def __init__(
@@ -78,6 +80,8 @@ class LayerExplorer(SteeringPanel):
         device_map: str | None = None,
         labelled: dict[str, list[str]] | None = None,
         max_new_tokens: int = 8,
+        readouts: tuple[str, ...] = READOUTS,
+        tuned: str | Path | None = None,
     ):
         base = (
             model if isinstance(model, LoadedModel) else load_model(model, device, dtype=dtype, device_map=device_map)
@@ -102,6 +106,7 @@ class LayerExplorer(SteeringPanel):
         self.probe = probe
         self.labelled = {c: list(ps) for c, ps in (labelled or {}).items() if ps}
         self.max_new_tokens = max_new_tokens
+        self.readouts, self.tuned = [*readouts, *(["tuned"] if tuned else [])], tuned
         self._init_state()
         self._build_controls(prompts, layer)
         self._build_views(layer)
@@ -150,6 +155,9 @@ class LayerExplorer(SteeringPanel):
             style=NARROW,
             layout=w.Layout(width="98%"),
         )
+        self.readout_pick = w.Dropdown(
+            options=self.readouts, value="logit", description="readout", style=NARROW, layout=w.Layout(width="98%")
+        )
         self.top_token = w.HTML(layout=w.Layout(width="98%"))
         self.tables = w.HBox(layout=w.Layout(flex_flow="row wrap", width="98%"))
 
@@ -187,6 +195,7 @@ class LayerExplorer(SteeringPanel):
         for widget, css in (
             (self.prompt_box, "wb-prompt"), (self.run_button, "wb-run"), (self.prompt_pick, "wb-prompt-pick"),
             (self.layer_slider, "wb-layer"), (self.position_pick, "wb-position"), (self.variant_pick, "wb-variant"),
+            (self.readout_pick, "wb-readout"),
             (self.top_token, "wb-top-token"), (self.tables, "wb-tables"), (self.trajectory_fig, "wb-prob-fig"),
             (self.outputs[TAB_RANKS], "wb-rank-fig"), (self.grid_box, "wb-grid"), (self.outputs[TAB_KL], "wb-kl-fig"),
             (self.outputs[TAB_PROBE], "wb-probe-fig"), (self.kl_note, "wb-kl-note"), (self.tabs, "wb-views"),
@@ -204,6 +213,7 @@ class LayerExplorer(SteeringPanel):
         self.layer_slider.observe(lambda _: self._guarded(self._refresh_layer), names="value")
         self.position_pick.observe(lambda _: self._guarded(self._refresh), names="value")
         self.variant_pick.observe(lambda _: self._guarded(self._refresh), names="value")
+        self.readout_pick.observe(lambda _: self._guarded(self._refresh), names="value")
         self.tabs.observe(lambda _: self._guarded(self._on_tab), names="selected_index")
         for widget in (self.steer_direction, self.steer_layer, self.steer_strength):
             widget.observe(lambda _: self._guarded(self._draw_steering), names="value")
@@ -218,11 +228,12 @@ class LayerExplorer(SteeringPanel):
                 self.run_button,
                 self.prompt_pick,
                 self.variant_pick,
+                self.readout_pick,
                 self.layer_slider,
                 self.position_pick,
                 self.top_token,
                 self.tables,
-            ],
+            ],  # fmt: skip
             layout=w.Layout(width="30%", min_width="300px", padding="0 8px 0 0"),
         )
         controls.add_class("wb-controls")
@@ -254,9 +265,12 @@ class LayerExplorer(SteeringPanel):
         self.tabs.selected_index = self.tab_names.index(tab)
 
     def view(self, variant: str) -> LensView:
+        """A variant's LensView (its model loaded on first use), reading through the readout picked."""
         if variant not in self.views:
             lm = load_model(self.spec, adapter=self.adapters[variant], **self.load_options)
             self.views[variant] = LensView(lm, self.targets)
+        if self.views[variant].readout != self.readout_pick.value:
+            self.views[variant].use(self.readout_pick.value, self.tuned)  # fitted on its first use
         return self.views[variant]
 
     def _guarded(self, update) -> None:
