@@ -17,6 +17,12 @@ its time grows with the number of layers: the table gives tokens/s for the layer
 x layers / s) to scale from. The held-out KL is over ``--heldout-tokens`` positions of held-out files.
 
     .venv/bin/python benchmarks/tuned_lens.py [--tokens 4096] [--layers 4,10,16,22] [--cache-tokens 2048] [--init zero]
+        [--report]
+
+Reading costs one [positions, d] x [d, vocab] product per layer (and, for the shortcut and the tuned lens, one
+[d, d] map first): the table's "read" column is held-out positions read per second at every layer trained, beside the
+cache's tokens per second (one hooked forward). ``--report`` keeps the numbers as docs/records/tuned_lens.json and
+renders its block in docs/readouts.md.
 
 The defaults take about 3 minutes on 2 CPU cores (both inits).
 """
@@ -24,9 +30,14 @@ The defaults take about 3 minutes on 2 CPU cores (both inits).
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
 import _bench
+
+from workbench.core.results import git_commit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--init", choices=["zero", "shortcut", "both"], default="both")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", action="store_true", help="keep the numbers as docs/records/tuned_lens.json")
+    p.add_argument("--root", default=".", help="with --report: the repository whose docs get the record")
     return p
+
+
+def read_speed(lm, readout, cache) -> float:
+    """Held-out positions read per second through ``readout`` at every layer of the cache (log-softmax included)."""
+    import torch
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i, layer in enumerate(cache.layers):
+            torch.log_softmax(readout.logits(layer, cache.resid[i]).float(), dim=-1)
+    return cache.n / (time.perf_counter() - start)
 
 
 def checkpoints(tokens: int, batch_size: int) -> list[int]:
@@ -128,8 +152,19 @@ def main(argv: list[str] | None = None) -> dict:
             f"layer-tokens/s (held-out measures, {eval_s:.1f} s, not counted)"
         )
 
+    reads = {
+        "logit": read_speed(lm, LogitLens(lm), held),
+        "shortcut": read_speed(lm, shortcut, held),
+        "tuned": read_speed(lm, lens, held),
+    }
+    print("read: " + ", ".join(f"{k} {v:.0f} positions/s over {len(layers)} layers" for k, v in reads.items()))
     result = {
+        "command": "python benchmarks/tuned_lens.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "where": _bench.machine_line(lm.device) + "; " + _bench.load_average(),
+        "git_commit": git_commit(),
         "model": lm.model_id,
+        "batch_size": args.batch_size,
+        "read_positions_per_s": reads,
         "layers": layers,
         "cache_tokens_per_s": cache.n / cache_s,
         "train_tokens_per_s": speed,
@@ -153,6 +188,13 @@ def main(argv: list[str] | None = None) -> dict:
         + ", ".join(f"{k} init {v:.1f} tokens/s" for k, v in speed.items())
         + f" over {len(layers)} layers; worst tuned/logit KL ratio {worst:.3f}"
     )
+    if args.report:
+        from workbench.experiment import publish
+
+        root = Path(args.root)
+        (root / publish.RECORDS / "tuned_lens.json").write_text(json.dumps(result, indent=1) + "\n")
+        publish.write_pages(root)
+        print(f"SUMMARY tuned_lens --report: wrote {root / publish.RECORDS / 'tuned_lens.json'} and its block")
     return result
 
 

@@ -239,3 +239,26 @@ def test_explorer_steering_on_a_tiny_model(tiny_dir, tmp_path):
     assert doc["generations"] == 1 + 5  # the unsteered answer once, then one steered answer per round
     assert doc["slider_median_ms"] > 0 and doc["generate_median_ms"] > 0 and doc["direction"] == "unembed:multiply"
     assert isinstance(doc["ok"], bool) and doc["ok"] == result["ok"]
+
+
+@pytest.mark.slow
+def test_tuned_lens_benchmark_on_a_tiny_model_reports_its_block(tiny_dir, tmp_path):
+    """benchmarks/tuned_lens.py in-process on the tiny Llama with --report into a copy of the docs: the record's
+    block renders in readouts.md, every KL is finite and the zero-init tuned lens starts from the logit lens's KL."""
+    import shutil
+
+    import tuned_lens
+
+    root = tmp_path / "repo"
+    (root / "docs" / "records").mkdir(parents=True)
+    shutil.copy(ROOT / "docs" / "readouts.md", root / "docs" / "readouts.md")
+    args = ["--model", str(tiny_dir), "--layers", "0,2", "--tokens", "64", "--cache-tokens", "80",
+            "--heldout-tokens", "32", "--batch-size", "16", "--init", "zero", "--report", "--root", str(root)]  # fmt: skip
+    result = tuned_lens.main(args)
+    record = json.loads((root / "docs" / "records" / "tuned_lens.json").read_text())
+    assert record["layers"] == [0, 2] and set(record["read_positions_per_s"]) == {"logit", "shortcut", "tuned"}
+    assert record["command"] == "python benchmarks/tuned_lens.py " + " ".join(args)
+    assert set(record["tuned"]) == {"zero@16", "zero@64"} and len(result["logit"]) == 2
+    page = (root / "docs" / "readouts.md").read_text()
+    block = page.split("<!-- tuned_lens:start -->\n")[1].split("<!-- tuned_lens:end -->")[0]
+    assert "| tuned zero@64 |" in block and f"git commit `{record['git_commit']}`" in block

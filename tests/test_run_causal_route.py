@@ -90,7 +90,7 @@ def test_run_readouts_measures_the_base_model_and_each_seeds_adapter_and_verific
     code, _, err = cli(capsys, "run", "readouts", "--quick", "--seeds", "1", "--out", copy)
     assert code == 0, err
     layout = RunLayout(copy)
-    base, trained = (_read(layout.readouts_dir / f"{name}.json") for name in ("base", "seed-42"))
+    base, trained = (_read(layout.readouts_dir / f"ladder-{name}.json") for name in ("base", "seed-42"))
     assert base["kind"] == trained["kind"] == "introspect.readouts"
     assert base["settings"]["adapter"] is None
     assert trained["settings"]["adapter"] == str(layout.seed(42).phase1_adapter)

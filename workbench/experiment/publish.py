@@ -102,6 +102,7 @@ BLOCKS = (
     Block("study", "docs/studies.md", "study.json", study_page.page_text, from_runs=False),
     Block("slurm_overhead", "docs/studies.md", "slurm_overhead.json", study_page.overhead_text, from_runs=False),
     Block("readouts", "docs/readouts.md", "readouts.json", readouts_page.page_text, from_runs=False),
+    Block("tuned_lens", "docs/readouts.md", "tuned_lens.json", readouts_page.tuned_text, from_runs=False),
 )
 
 

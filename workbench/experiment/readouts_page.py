@@ -160,6 +160,9 @@ def page_text(record: dict) -> str:
         lines += ["", "First layer that reads the class (top-1 on at least 90% of the prompts): "
                   + ", ".join(f"{n} {'L' + str(first[n]) if first.get(n) is not None else 'none'}" for n in readouts)
                   + ".", ""]  # fmt: skip
+        made = ", ".join(f"{n} {result['seconds'][n]:.0f} s" for n in readouts if result["seconds"].get(n))
+        if made:
+            lines += [f"Seconds to make each readout (its fit, where it has one): {made}.", ""]
         lines += _steering(result.get("steering"))
         tuned = result["provenance"].get("tuned") or {}
         if tuned:
@@ -167,4 +170,29 @@ def page_text(record: dict) -> str:
             lines += [f"The tuned lens: {tuned.get('init', '?')} init, {tuned.get('tokens_trained', '?')} tokens "
                       f"trained ({tuned.get('optimizer', '?')}) on {corpus}.", ""]  # fmt: skip
     lines.append(f"Published at git commit `{record.get('published_at')}`.")
+    return "\n".join(lines) + "\n"
+
+
+def tuned_text(record: dict) -> str:
+    """The tuned lens's cost and fit on this machine, from ``benchmarks/tuned_lens.py --report``: tokens per second of
+    the residual cache (one hooked forward), of training and of reading, and the held-out KL to the final distribution
+    per layer against the logit lens's."""
+    layers, logit = record["layers"], record["logit"]
+    lines = [f"Measured by `{record['command']}` at git commit `{record['git_commit']}` ({record['where']}), on "
+             f"{record['model']}: {record['cache_tokens']} cached positions, KL on {record['heldout_tokens']} held-out "
+             "positions.", "",
+             f"- residual cache (one hooked forward): {record['cache_tokens_per_s']:.0f} tokens/s",
+             *(f"- tuned lens training ({init} init, {len(layers)} layers, batches of {record['batch_size']}): "
+               f"{speed:.0f} tokens/s ({record['cache_tokens_per_s'] / speed:.1f} forwards' time per token trained)"
+               for init, speed in record["train_tokens_per_s"].items()),
+             *(f"- reading through the {name} at {len(layers)} layers: {speed:.0f} positions/s"
+               for name, speed in record["read_positions_per_s"].items()),
+             "", "Held-out KL(final ‖ readout) in bits per layer (in brackets: its ratio to the logit lens's); tuned: "
+             "init@tokens trained.", "",
+             "| readout | " + " | ".join(f"L{layer}" for layer in layers) + " |",
+             "|---" * (len(layers) + 1) + "|"]  # fmt: skip
+    runs = {"logit": logit, "shortcut": record["shortcut"], **{f"tuned {k}": v for k, v in record["tuned"].items()}}
+    for name, kls in runs.items():
+        cells = [f"{k:.2f}" if name == "logit" else f"{k:.2f} ({k / lo:.2f})" for k, lo in zip(kls, logit)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
