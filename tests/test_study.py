@@ -67,6 +67,18 @@ def test_jobs_and_what_each_waits_for(study):
     }
 
 
+def test_verify_waits_for_the_side_phases_it_judges_not_for_the_others(tmp_path):
+    text = STUDY.replace("[generate, phase1, phase2, verify]", "[all, compare, route, readouts]")
+    jobs = study_jobs(load_study(write(tmp_path, text + f"out: {tmp_path / 'out'}\n")))
+    verify = next(j for j in jobs if j.key == "default--arithmetic/verify")
+    waits = {d.phase for d in dependencies(verify, jobs)}
+    assert waits == {"generate", "baseline", "phase1", "phase2", "readouts"}  # not compare, not route
+    readouts = next(j for j in jobs if j.key == "default--arithmetic/readouts")
+    assert sorted(d.key for d in dependencies(readouts, jobs)) == [
+        "default--arithmetic/generate", "default--arithmetic/phase1.seed-42", "default--arithmetic/phase1.seed-43"
+    ]  # fmt: skip
+
+
 def test_resources_fall_back_to_default(study):
     assert study.resources_for("phase1").model_dump() == {
         "cpus": 2, "gpus": 0, "mem_gb": 4.0, "minutes": 30, "partition": None,

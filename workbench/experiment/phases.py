@@ -6,7 +6,8 @@ claims: ``claims.json`` and ``report.md``). Three run only when named: ``compare
 ``causal`` (is the classifier used? the control arms trained per seed, then the patching and ablation measurements,
 into ``causal/`` and ``causal_summary.json``) and ``route`` (virtual experts: routers deciding at the classifier layer,
 into ``route/``) and ``readouts`` (the readout ladder and steerable × decodable for the base model and each seed's
-phase-1 adapter, into ``readouts/`` and ``readouts_summary.json``). The engine (``engine.run``) knows nothing of these phases beyond this table.
+phase-1 adapter, into ``readouts/`` and ``readouts_summary.json``). The engine (``engine.run``) knows nothing of these
+phases beyond this table.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Phase:
     seeded: bool = False
     always: bool = False
     in_all: bool = True  # part of `workbench run all`
+    claims: bool = False  # a side phase whose summary verification judges (a study's verify waits for it)
 
 
 def _training(notebook: str, config: str, key: str, needs: tuple[tuple[str, str], ...] = ()) -> Phase:
@@ -84,11 +86,13 @@ def _training(notebook: str, config: str, key: str, needs: tuple[tuple[str, str]
     return Phase((step,), needs=(*NEEDS_DATA, *needs), seeded=True)
 
 
-def _reading_the_run(notebook: str, quick: Mapping, folder: str, needs: tuple[tuple[str, str], ...]) -> Phase:
+def _reading_the_run(
+    notebook: str, quick: Mapping, folder: str, needs: tuple[tuple[str, str], ...], claims: bool = False
+) -> Phase:
     """A side phase over the whole run (not part of `all`): one notebook given the run folder and its seeds, writing
     into ``folder`` inside it."""
     step = Step(NOTEBOOKS / notebook, seeds_param=True, quick=quick, paths={"output_dir": folder, "run_dir": ""})
-    return Phase((step,), needs=(*NEEDS_DATA, *needs), in_all=False)
+    return Phase((step,), needs=(*NEEDS_DATA, *needs), in_all=False, claims=claims)
 
 
 PHASES: dict[str, Phase] = {
@@ -112,9 +116,13 @@ PHASES: dict[str, Phase] = {
         needs=NEEDS_DATA,
         in_all=False,
     ),
-    "causal": _reading_the_run("08_is_the_classifier_used.ipynb", QUICK_CAUSAL, RunLayout.causal_dir.rel, TRAINED),
+    "causal": _reading_the_run(
+        "08_is_the_classifier_used.ipynb", QUICK_CAUSAL, RunLayout.causal_dir.rel, TRAINED, claims=True
+    ),
     "route": _reading_the_run("09_virtual_experts.ipynb", QUICK_ROUTE, RunLayout.route_dir.rel, TRAINED[:1]),
-    "readouts": _reading_the_run("10_readout_ladder.ipynb", QUICK_READOUTS, RunLayout.readouts_dir.rel, TRAINED[:1]),
+    "readouts": _reading_the_run(
+        "10_readout_ladder.ipynb", QUICK_READOUTS, RunLayout.readouts_dir.rel, TRAINED[:1], claims=True
+    ),
 }
 
 

@@ -3,7 +3,8 @@
 A job starts when what it reads exists: baseline and phase 1 after generate (they read its data; the guide's
 arithmetic baseline reads the guide's own prompts, but waits all the same), phase 2 after its
 seed's phase 1, causal after every seed's phases 1 and 2, route after every seed's phase 1 (``phases.PHASES``' needs),
-and verify after every other phase of the run folder in the study. Each job runs ``workbench run PHASE`` for its seed
+and verify after every other phase of the run folder in the study whose results it judges (all of `run all`'s, causal
+and readouts; not compare or route). Each job runs ``workbench run PHASE`` for its seed
 into its run folder (``run_job``): everything that reads a run folder reads a study's folders unchanged.
 """
 
@@ -61,7 +62,7 @@ def dependencies(job: StudyJob, jobs: list[StudyJob]) -> list[StudyJob]:
     """The jobs of the same run folder that ``job`` waits for."""
     mine = [j for j in jobs if j.run == job.run and j is not job]
     if job.phase == "verify":
-        return [j for j in mine if j.phase != "verify" and PHASES[j.phase].in_all]
+        return [j for j in mine if j.phase != "verify" and (PHASES[j.phase].in_all or PHASES[j.phase].claims)]
     writers = {writer for _, writer in PHASES[job.phase].needs}
     if job.phase != "generate" and any(step.task_paths for step in PHASES[job.phase].steps):
         writers.add("generate")  # with a task, baseline reads the run's data

@@ -29,7 +29,7 @@ from ..core.errors import WorkbenchError
 from ..core.specs import load_spec
 from ..experiment.phases import PHASES, phase_names
 
-STUDY_PHASES = tuple(PHASES)  # generate, baseline, phase1, phase2, verify, compare, causal, route
+STUDY_PHASES = tuple(PHASES)  # generate, baseline, phase1, phase2, verify, compare, causal, route, readouts
 
 
 class Resources(BaseModel):
