@@ -89,6 +89,41 @@ def test_training_lowers_every_layers_heldout_kl_below_the_logit_lens(tiny_lm, c
     assert both["tuned"] == table["tuned"] and all(s < lo for s, lo in zip(both["shortcut"], table["logit"][:-1]))
 
 
+@pytest.mark.slow
+def test_on_a_model_whose_blocks_are_the_identity_training_recovers_the_identity(tiny_dir):
+    """Every block's attention and MLP outputs zeroed: each layer's state is the last one's, so the logit lens is exact
+    (KL 0) and the right translator is the identity (up to what the final norm and unembedding cannot see). Started
+    away from it, training brings the readout back to the logit lens's."""
+    from workbench.core.models import load_model
+
+    lm = load_model(str(tiny_dir), device="cpu")
+    with torch.no_grad():
+        for block in lm.hf_model.model.layers:
+            block.self_attn.o_proj.weight.zero_()
+            block.mlp.down_proj.weight.zero_()
+        lm.hf_model.lm_head.weight.mul_(30)  # sharper distributions than a random head's: the KL sees the translator
+    train, heldout = cache_residuals(lm, texts(16, 0), max_tokens=400), cache_residuals(lm, texts(8, 1), max_tokens=250)
+    assert torch.equal(train.resid[0], train.final)  # the blocks add nothing
+    lens = TunedLens(lm, [0, 1, 2])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for translator in lens.translators:
+            translator.weight.normal_(0, 1.0)
+            translator.bias.normal_(0, 1.0)
+
+    def agreement() -> float:  # the share of held-out positions whose top-1 token is the logit lens's (exact here)
+        x = heldout.resid[0]
+        return float((lens.logits(0, x).argmax(-1) == LogitLens(lm).logits(0, x).argmax(-1)).float().mean())
+
+    start = kl_bits(lm, {"tuned": lens, "logit": LogitLens(lm)}, heldout, [0, 1, 2])
+    assert agreement() < 0.5
+    assert start["logit"] == pytest.approx([0, 0, 0], abs=1e-6) and min(start["tuned"]) > 0.5
+    lens.train(train, steps=200, batch_size=32, lr=1e-2)
+    end = kl_bits(lm, {"tuned": lens}, heldout, [0, 1, 2])["tuned"]
+    assert all(e < 0.05 * s for e, s in zip(end, start["tuned"])), (start["tuned"], end)
+    assert agreement() > 0.95
+
+
 def test_save_and_load_round_trip_logits_and_provenance(tiny_lm, caches, tmp_path):
     train, _ = caches
     lens = train_tuned_lens(tiny_lm, cache=train, layers=[1, 2], steps=3, batch_size=16, init="shortcut")
