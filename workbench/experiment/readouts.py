@@ -16,7 +16,7 @@ from ..tasks.spec import TaskSpec
 from .steerable import against_readouts, steering_cells
 
 LENSES = ("logit", "shortcut", "tuned", "jacobian", "patchscope")  # fitted without labels: vocabulary readouts
-LABELS = {
+LABELS = {  # a readout's name in prose (the first clause where it is listed with others)
     "logit": "logit lens",
     "shortcut": "linear shortcut",
     "tuned": "tuned lens",
@@ -102,6 +102,10 @@ def summarise(results: dict[str, dict]) -> dict:
     return {"classifier_layer": layer, "reads": READS, "task": next(iter(results.values()))["task"], "models": models}
 
 
+def _short(name: str) -> str:
+    return LABELS[name].split(",")[0]
+
+
 def _first(summary: dict, name: str) -> str:
     layer = summary["first_reading_layer"].get(name)
     return "no layer" if layer is None else f"L{layer}"
@@ -124,11 +128,11 @@ def findings(summary: dict) -> str:
             f"No vocabulary readout ({', '.join(LABELS[n] for n in lenses)}) reads the class there "
             f"(top-1 among the class words below {summary['reads']:.0%})."
             if not reading
-            else f"{', '.join(LABELS[n] for n in reading)} read the class there; the guide's '0%' is a property of "
-            "the logit lens, not of the model."
+            else f"{', '.join(LABELS[n] for n in reading)} read the class there: "
+            + ("there is no '0%' here." if "logit" in reading else "the guide's '0%' belongs to the logit lens.")
         )
         + " First layer each readout reads it: "
-        + ", ".join(f"{LABELS[n]} {_first(base, n)}" for n in base["first_reading_layer"])
+        + "; ".join(f"{_short(n)} {_first(base, n)}" for n in base["first_reading_layer"])
         + ".",
     ]
     if trained:
@@ -173,10 +177,9 @@ def verdicts(summary: dict, max_prob: float, one: str = "class") -> list[dict]:
             "threshold": f"mean correct-{one} probability < {max_prob:g} at the classifier layer",
             "values": [r["p_expected"]],
         })  # fmt: skip
-    firsts = "; ".join(f"{LABELS[n].split(',')[0]} {_first(base, n)}" for n in base["first_reading_layer"])
+    firsts = "; ".join(f"{_short(n)} {_first(base, n)}" for n in base["first_reading_layer"])
     after = "; ".join(
-        f"{LABELS[n].split(',')[0]} {', '.join(_first(m, n) for m in trained.values())}"
-        for n in base["first_reading_layer"]
+        f"{_short(n)} {', '.join(_first(m, n) for m in trained.values())}" for n in base["first_reading_layer"]
     )
     rows.append({
         "id": "readouts_first_layer",
