@@ -129,6 +129,7 @@ def test_the_run_summary_and_its_claims_from_hand_built_ladders():
     assert rows["steerable_not_decodable"]["verdict"] == "reported"
     text = findings(summary)
     assert "No vocabulary readout (logit lens) reads the class there" in text and "logit lens L1" in text
+    assert "there is no '0%' here" in findings(summarise({"base": _result(reads_at=1)}))
     assert default_layers(30, 16) == [0, 3, 6, 9, 12, 15, 16, 18, 21, 24, 27, 29]
     assert default_layers(4, 2) == [0, 1, 2, 3]
 
