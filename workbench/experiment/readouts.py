@@ -174,7 +174,8 @@ def verdicts(summary: dict, max_prob: float, one: str = "class") -> list[dict]:
             "measured": f"correct-{one} probability {r['p_expected']:.2g} on average at L{layer}; top-1 among the "
             f"class words {r['top1']:.2f} (95% CI {low:.2f}-{high:.2f}) on {base['n_eval']} held-out prompts",
             "verdict": "reported" if name not in LENSES else "holds" if r["p_expected"] < max_prob else "fails",
-            "threshold": f"mean correct-{one} probability < {max_prob:g} at the classifier layer",
+            "threshold": f"mean correct-{one} probability < {max_prob:g} at the classifier layer" if name in LENSES
+            else "none (fitted on labels: a probe, not a readout of the model's own vocabulary)",
             "values": [r["p_expected"]],
         })  # fmt: skip
     firsts = "; ".join(f"{_short(n)} {_first(base, n)}" for n in base["first_reading_layer"])
