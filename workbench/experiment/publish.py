@@ -52,10 +52,22 @@ EXTERNAL_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script
 
 
 def _readme_claims(record: dict) -> str:
+    """The claims table, the readouts' rows folded into one line (they are in results.md and readouts.md)."""
     run = record["run"]
+    readouts = [c for c in record["claims"] if c["source"] == RunLayout.readouts_summary.rel]
+    rest = [c for c in record["claims"] if c not in readouts]
+    judged = [c for c in readouts if c["verdict"] != "reported"]
+    folded = (
+        f"\nThe guide's claim 2 through each vocabulary readout of the ladder: it holds for "
+        f"{sum(c['verdict'] == 'holds' for c in judged)} of {len(judged)} "
+        f"({', '.join(c['claim'].rsplit('(', 1)[-1].rstrip(')') for c in judged)}); where each first reads the class "
+        "and steerable × decodable: [results.md](docs/results.md), [readouts.md](docs/readouts.md).\n"
+        if judged
+        else ""
+    )
     return (
         f"Measured by `{run_command(run)}` (git commit: {commits(run)}), {(run.get('updated') or '?')[:10]}; the full "
-        f"report, with figures, is [results.md](docs/results.md).\n\n{claims_table(record['claims'])}\n"
+        f"report, with figures, is [results.md](docs/results.md).\n\n{claims_table(rest)}\n{folded}"
     )
 
 

@@ -31,7 +31,11 @@ def readouts_record(paths: list[Path], commit: str | None) -> dict:
             )
         keep = ("task", "classes", "layers", "n_eval", "rows", "first_reading_layer", "provenance", "seconds",
                 "settings", "created", "steering")  # fmt: skip
-        results.append({k: doc[k] for k in keep if k in doc})
+        kept = {k: doc[k] for k in keep if k in doc}
+        adapter = (kept.get("settings") or {}).get("adapter")
+        if adapter and Path(adapter).is_absolute() and Path(adapter).is_relative_to(Path.cwd()):
+            kept["settings"] = {**kept["settings"], "adapter": str(Path(adapter).relative_to(Path.cwd()))}
+        results.append(kept)
     return {"results": results, "published_at": commit}
 
 
