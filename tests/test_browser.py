@@ -172,6 +172,15 @@ def test_prompt_and_slider_show_what_the_api_computes(page, lens):
             timeout=30_000,
         )
     _eventually(lambda: _figure(page), lambda f: f["x0"] == start_layer + 5)
+    # the readout switch: Patchscope's top token at this layer, then the logit lens's again
+    patchscope = LensView(lens.lm, TARGETS)
+    patchscope.use("patchscope")
+    page.select_option(".wb-readout select", label="patchscope")
+    _wait_for(page, f"top token {patchscope.at(PROMPT, start_layer + 5)['top'][0]['token']!r}")
+    want = patchscope.trajectory(PROMPT)["probs"][TARGETS[0]]
+    _eventually(lambda: _figure(page), lambda f: f["y"] == pytest.approx(want, rel=1e-4))
+    page.select_option(".wb-readout select", label="logit")
+    _wait_for(page, f"top token {lens.at(PROMPT, start_layer + 5)['top'][0]['token']!r}")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "layer_explorer.png"), full_page=True)
     (ARTIFACTS / "layer_explorer_latency.json").write_text(
