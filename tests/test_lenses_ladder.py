@@ -141,3 +141,17 @@ def test_the_readouts_headline_from_hand_built_results():
     assert lines[0].startswith("| task | model | weights | logit | unembed_probe | vocabulary readout at the")
     assert lines[2] == "| arithmetic | m | base | — | L0 | L1: no (best logit 0.25 [0.15, 0.35]) | 2/3 (2) |"
     assert lines[3] == "| arithmetic | m | `seed-42/phase1_adapter` | L1 | L0 | L1: yes (logit) | — |"
+
+
+def test_class_words_are_read_without_the_bos_a_tokenizer_puts_first(tiny_lm, monkeypatch):
+    """Gemma's tokenizer starts every text with <bos>: the class word's first sub-token is the one after it."""
+    from tokenizers.processors import TemplateProcessing
+
+    from workbench.lenses.ladder import class_token_ids
+
+    spec = load_task("arithmetic")
+    backend = tiny_lm.tokenizer._tokenizer
+    monkeypatch.setattr(backend, "post_processor", TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)]))
+    assert tiny_lm.token_ids(" add")[0] == 2  # the trap: the model's tokenization starts with <s>
+    words = [tiny_lm.tokenizer(w, add_special_tokens=False).input_ids[0] for w in spec.classes.values()]
+    assert class_token_ids(tiny_lm, spec).tolist() == words and 2 not in words

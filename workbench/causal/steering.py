@@ -147,10 +147,11 @@ def steered(lm: LoadedModel, layer: int, vector: Tensor | None):
 
 @torch.inference_mode()
 def target_probs(
-    lm: LoadedModel, prompts: list[str], token_ids: Tensor, readout_layer: int | None
+    lm: LoadedModel, prompts: list[str], token_ids: Tensor, readout_layer: int | None, log: bool = False
 ) -> dict[str, Float[Tensor, "prompt target"]]:
     """p(each target token) at the last prompt token: from the model's own output, and through the lens at
-    ``readout_layer`` (both in one forward, with whatever hooks are active)."""
+    ``readout_layer`` (both in one forward, with whatever hooks are active). ``log``: log-probabilities instead (no
+    underflow to 0 for a word the model all but rules out)."""
     batch = lm.tokenize(prompts)
     rows = torch.arange(len(prompts), device=batch.input_ids.device)
     kept: dict[str, Tensor] = {}
@@ -164,10 +165,11 @@ def target_probs(
         hooks.append((resid_hook_name(readout_layer), keep))
     with lm.bridge.hooks(fwd_hooks=hooks):
         logits = lm.bridge(batch.input_ids)
-    final = torch.log_softmax(logits[rows, batch.last_index].float(), -1)[:, token_ids].exp().cpu()
-    out = {"output": final}
+    final = torch.log_softmax(logits[rows, batch.last_index].float(), -1)[:, token_ids].cpu()
+    out = {"output": final if log else final.exp()}
     if readout_layer is not None:
-        out["lens"] = lens_log_probs(lm, kept["resid"])[:, token_ids.to(kept["resid"].device)].exp().float().cpu()
+        lens = lens_log_probs(lm, kept["resid"])[:, token_ids.to(kept["resid"].device)].float().cpu()
+        out["lens"] = lens if log else lens.exp()
     return out
 
 

@@ -26,8 +26,8 @@ from ..tasks.spec import TaskSpec
 
 def _log_ratio(lm: LoadedModel, prompts: list[str], ids: torch.Tensor) -> np.ndarray:
     """log p(A) - log p(B) at the output, per prompt (``ids`` = [A's token, B's token])."""
-    p = target_probs(lm, prompts, ids, None)["output"].double()
-    return (p[:, 0].log() - p[:, 1].log()).numpy()
+    log_p = target_probs(lm, prompts, ids, None, log=True)["output"].double()
+    return (log_p[:, 0] - log_p[:, 1]).numpy()
 
 
 def steering_cells(

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..core.activations import capture_last_token
+from ..core.lens import resolve_targets
 from ..core.models import LoadedModel
 from ..tasks.data import task_data
 from ..tasks.spec import TaskSpec
@@ -33,8 +34,9 @@ READS = 0.9  # top-1 among the class words on at least this share of held-out pr
 
 
 def class_token_ids(lm: LoadedModel, spec: TaskSpec) -> torch.Tensor:
-    """Each class word's first sub-token (the one the lens reads), in the task's class order."""
-    return torch.tensor([lm.token_ids(word)[0] for word in spec.classes.values()])
+    """Each class word's first sub-token (the one the lens reads: ``core.lens.resolve_targets``, without the BOS a
+    tokenizer such as Gemma's puts first), in the task's class order."""
+    return torch.tensor([t.token_id for t in resolve_targets(lm, list(spec.classes.values()))])
 
 
 def ladder(
