@@ -155,3 +155,12 @@ def test_class_words_are_read_without_the_bos_a_tokenizer_puts_first(tiny_lm, mo
     assert tiny_lm.token_ids(" add")[0] == 2  # the trap: the model's tokenization starts with <s>
     words = [tiny_lm.tokenizer(w, add_special_tokens=False).input_ids[0] for w in spec.classes.values()]
     assert class_token_ids(tiny_lm, spec).tolist() == words and 2 not in words
+
+
+def test_class_words_sharing_a_first_token_are_one_line(tiny_lm):
+    from workbench.core.errors import WorkbenchError
+    from workbench.lenses.ladder import class_token_ids
+
+    spec = load_task("arithmetic").model_copy(update={"classes": {"a": " 7", "b": " 78"}})
+    with pytest.raises(WorkbenchError, match="two class words begin with the same token"):
+        class_token_ids(tiny_lm, spec)

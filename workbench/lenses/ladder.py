@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..core.activations import capture_last_token
+from ..core.errors import WorkbenchError
 from ..core.lens import resolve_targets
 from ..core.models import LoadedModel
 from ..tasks.data import task_data
@@ -36,7 +37,13 @@ READS = 0.9  # top-1 among the class words on at least this share of held-out pr
 def class_token_ids(lm: LoadedModel, spec: TaskSpec) -> torch.Tensor:
     """Each class word's first sub-token (the one the lens reads: ``core.lens.resolve_targets``, without the BOS a
     tokenizer such as Gemma's puts first), in the task's class order."""
-    return torch.tensor([t.token_id for t in resolve_targets(lm, list(spec.classes.values()))])
+    targets = resolve_targets(lm, list(spec.classes.values()))
+    if len({t.token_id for t in targets}) < len(targets):
+        raise WorkbenchError(
+            f"task {spec.name!r}: two class words begin with the same token for this model "
+            f"({', '.join(repr(t.token) for t in targets)}): choose class words whose first tokens differ"
+        )
+    return torch.tensor([t.token_id for t in targets])
 
 
 def ladder(
