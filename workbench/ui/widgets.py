@@ -148,16 +148,10 @@ class LayerExplorer(SteeringPanel):
             layout=w.Layout(width="98%"),
         )
         self.position_pick = w.Dropdown(description="position", style=NARROW, layout=w.Layout(width="98%"))
-        self.variant_pick = w.Dropdown(
-            options=self.variants + ([BOTH] if self.adapters else []),
-            value=BASE,
-            description="model",
-            style=NARROW,
-            layout=w.Layout(width="98%"),
-        )
-        self.readout_pick = w.Dropdown(
-            options=self.readouts, value="logit", description="readout", style=NARROW, layout=w.Layout(width="98%")
-        )
+        wide = dict(style=NARROW, layout=w.Layout(width="98%"))
+        variants = self.variants + ([BOTH] if self.adapters else [])
+        self.variant_pick = w.Dropdown(options=variants, value=BASE, description="model", **wide)
+        self.readout_pick = w.Dropdown(options=self.readouts, value="logit", description="readout", **wide)
         self.top_token = w.HTML(layout=w.Layout(width="98%"))
         self.tables = w.HBox(layout=w.Layout(flex_flow="row wrap", width="98%"))
 
