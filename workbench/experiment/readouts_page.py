@@ -29,8 +29,8 @@ def readouts_record(paths: list[Path], commit: str | None) -> dict:
             raise WorkbenchError(
                 f"--readouts {str(path)!r} is a {doc.get('kind')!r} result: pass what `workbench introspect readouts` wrote"
             )
-        keep = ("task", "classes", "layers", "n_eval", "rows", "first_reading_layer", "provenance", "seconds",
-                "settings", "created", "steering")  # fmt: skip
+        keep = ("task", "classes", "layers", "classifier_layer", "n_eval", "rows", "first_reading_layer", "provenance",
+                "seconds", "settings", "created", "steering")  # fmt: skip
         kept = {k: doc[k] for k in keep if k in doc}
         adapter = (kept.get("settings") or {}).get("adapter")
         if adapter and Path(adapter).is_absolute() and Path(adapter).is_relative_to(Path.cwd()):
@@ -145,7 +145,7 @@ def conclusion(results: list[dict]) -> list[str]:
 
 def page_text(record: dict) -> str:
     lines = ["First layer each readout reads the class (top-1 among the class words on at least 90% of the held-out "
-             "prompts; — none of the layers measured); at the classifier layer, the vocabulary readouts (all but the "
+             "prompts; — none of the layers measured, blank: not measured); at the classifier layer, the vocabulary readouts (all but the "
              "probe through the unembedding, which is fitted on labels) that read it, or the best one's top-1 with "
              "its 95% Wilson interval; and the steerable cells (layer × class pair) with how many of them no "
              "vocabulary readout decodes at their layer.", "", *headline(record["results"]),
