@@ -62,11 +62,12 @@ def test_decode_steps_are_steered_with_the_cache_as_without_it(tiny_lm):
 
 
 def test_median_norm_is_the_hand_computed_one(tiny_lm):
-    layer = 2
-    norms = torch.cat([capture_positions(tiny_lm, p, [layer])[0].norm(dim=-1) for p in PROMPTS + ["a longer prompt"]])
-    assert steering.median_resid_norm(tiny_lm, PROMPTS + ["a longer prompt"], layer) == pytest.approx(
-        float(norms.median()), rel=1e-5
-    )
+    prompts = PROMPTS + ["a longer prompt"]
+    every = steering.median_resid_norms(tiny_lm, prompts, [3, 0, 2])  # one pass for all three layers
+    for layer in (0, 2, 3):
+        norms = torch.cat([capture_positions(tiny_lm, p, [layer])[0].norm(dim=-1) for p in prompts])
+        assert every[layer] == pytest.approx(float(norms.median()), rel=1e-5)
+    assert steering.median_resid_norm(tiny_lm, prompts, 2) == pytest.approx(every[2], rel=1e-6)
 
 
 def test_directions_are_unit_and_mean_diff_is_the_class_means_difference(tiny_lm, tmp_path):

@@ -112,17 +112,24 @@ def random_direction(d_model: int, seed: int) -> Direction:
 
 
 @torch.inference_mode()
-def median_resid_norm(lm: LoadedModel, prompts: list[str], layer: int) -> float:
-    """The median L2 norm of ``blocks.layer.hook_resid_post`` over every real token of ``prompts`` (no padding)."""
+def median_resid_norms(lm: LoadedModel, prompts: list[str], layers: list[int]) -> dict[int, float]:
+    """Per layer, the median L2 norm of ``blocks.layer.hook_resid_post`` over every real token of ``prompts`` (no
+    padding): one forward pass for all the layers."""
     batch = lm.tokenize(prompts)
-    norms: list[Tensor] = []
+    layers = sorted(set(layers))
+    norms: dict[int, float] = {}
 
     def keep(slot: int, resid) -> None:
         real = torch.arange(resid.shape[1], device=resid.device)[None] < batch.lengths[:, None]
-        norms.append(resid.float().norm(dim=-1)[real].cpu())
+        norms[layers[slot]] = float(resid.float().norm(dim=-1)[real].cpu().median())
 
-    _run_hooked(lm, batch.input_ids, [layer], keep)
-    return float(torch.cat(norms).median())
+    _run_hooked(lm, batch.input_ids, layers, keep)
+    return norms
+
+
+def median_resid_norm(lm: LoadedModel, prompts: list[str], layer: int) -> float:
+    """``median_resid_norms`` at one layer."""
+    return median_resid_norms(lm, prompts, [layer])[layer]
 
 
 def add_hook(vector: Tensor):
@@ -197,7 +204,7 @@ def steer_sweep(
     control = random_direction(lm.d_model, control_seed)
     base = target_probs(lm, prompts, token_ids, readout_layer)
     base_answers = greedy_answers(lm, prompts, max_new_tokens) if generate else None
-    norms = {layer: median_resid_norm(lm, prompts, layer) for layer in layers}
+    norms = median_resid_norms(lm, prompts, layers)
     cells = []
     for layer in layers:
         for strength in strengths:

@@ -230,10 +230,10 @@ def ladder_table(result: dict) -> str:
     first = ", ".join(
         f"{n} {'L' + str(v) if v is not None else 'none'}" for n, v in result["first_reading_layer"].items()
     )
-    return "\n".join(lines) + f"\nfirst layer that reads the class: {first}" + steering_summary(result.get("steering"))
+    return "\n".join(lines) + f"\nfirst layer that reads the class: {first}" + steering_text(result.get("steering"))
 
 
-def steering_summary(steering: dict | None) -> str:
+def steering_text(steering: dict | None) -> str:
     """Steerable × decodable: how many cells steer, and per readout its 2 × 2 counts and Spearman's rho."""
     if not steering:
         return ""

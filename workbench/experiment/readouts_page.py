@@ -9,10 +9,8 @@ from pathlib import Path
 
 from ..core.errors import WorkbenchError
 from ..core.layers import format_layers
-from ..lenses.ladder import READS
+from ..lenses.ladder import READOUTS, READS
 from .readouts import LENSES, steering_summary
-
-ORDER = ("logit", "shortcut", "tuned", "jacobian", "patchscope", "unembed_probe")
 
 
 def readouts_record(paths: list[Path], commit: str | None) -> dict:
@@ -68,7 +66,7 @@ def _at_classifier_layer(result: dict) -> str:
 def headline(results: list[dict]) -> list[str]:
     """One row per result: the first layer each readout reads the class, whether a vocabulary readout reads it at
     the classifier layer, and the steering count."""
-    readouts = [r for r in ORDER if any(row["readout"] == r for res in results for row in res["rows"])]
+    readouts = [r for r in READOUTS if any(row["readout"] == r for res in results for row in res["rows"])]
     lines = ["| task | model | weights | " + " | ".join(readouts) + " | vocabulary readout at the classifier layer | "
              "steerable cells (read by no lens) |", "|---|---|---|" + "---|" * len(readouts) + "---|---|"]  # fmt: skip
     for result in results:
@@ -144,14 +142,14 @@ def conclusion(results: list[dict]) -> list[str]:
 
 
 def page_text(record: dict) -> str:
-    lines = ["First layer each readout reads the class (top-1 among the class words on at least 90% of the held-out "
+    lines = [f"First layer each readout reads the class (top-1 among the class words on at least {READS:.0%} of the held-out "
              "prompts; — none of the layers measured, blank: not measured); at the classifier layer, the vocabulary readouts (all but the "
              "probe through the unembedding, which is fitted on labels) that read it, or the best one's top-1 with "
              "its 95% Wilson interval; and the steerable cells (layer × class pair) with how many of them no "
              "vocabulary readout decodes at their layer.", "", *headline(record["results"]),
              *conclusion(record["results"])]  # fmt: skip
     for result in record["results"]:
-        readouts = [r for r in ORDER if any(row["readout"] == r for row in result["rows"])]
+        readouts = [r for r in READOUTS if any(row["readout"] == r for row in result["rows"])]
         cell = {(r["readout"], r["layer"]): r for r in result["rows"]}
         lines += [_title(result), "", f"`{_command(result)}` ({result['created'][:10]}, {result['n_eval']} held-out "
                   "prompts). Each cell: top-1 among the class words / mean p(class word) over the vocabulary.", ""]  # fmt: skip
@@ -161,7 +159,7 @@ def page_text(record: dict) -> str:
             lines.append(f"| {layer} | " + " | ".join(
                 f"{cell[(n, layer)]['top1']:.2f} / {cell[(n, layer)]['p_expected']:.1e}" for n in readouts) + " |")  # fmt: skip
         first = result["first_reading_layer"]
-        lines += ["", "First layer that reads the class (top-1 on at least 90% of the prompts): "
+        lines += ["", f"First layer that reads the class (top-1 on at least {READS:.0%} of the prompts): "
                   + ", ".join(f"{n} {'L' + str(first[n]) if first.get(n) is not None else 'none'}" for n in readouts)
                   + ".", ""]  # fmt: skip
         made = ", ".join(f"{n} {result['seconds'][n]:.0f} s" for n in readouts if result["seconds"].get(n))

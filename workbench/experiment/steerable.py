@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..causal.steering import direction_from, median_resid_norm, random_direction, steered, target_probs
+from ..causal.steering import direction_from, median_resid_norms, random_direction, steered, target_probs
 from ..core.activations import capture_last_token
 from ..core.models import LoadedModel
 from ..lenses.ladder import READS, class_token_ids
@@ -53,8 +53,9 @@ def steering_cells(
         prompts = [r["prompt"] for r in data.heldout if r["classification_target"] == b][:n_prompts]
         pair_ids = torch.stack([ids[labels.index(a)], ids[b_index]]).to(lm.device)
         base = _log_ratio(lm, prompts, pair_ids)
+        norms = median_resid_norms(lm, prompts, layers)
         for i, layer in enumerate(layers):
-            norm = strength * median_resid_norm(lm, prompts, layer)
+            norm = strength * norms[layer]
             unit = direction_from(f"mean-diff:{a},{b}", lm, layer, train_prompts, train_labels, states[:, i]).unit
             with steered(lm, layer, norm * unit):
                 moved = _log_ratio(lm, prompts, pair_ids) - base
